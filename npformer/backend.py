@@ -1,0 +1,155 @@
+"""The one place where NumPy and CuPy differ.
+
+A backend is data, not a global: an array namespace ``xp`` plus the few
+primitives that are not portable between NumPy and CuPy:
+
+  * ``scatter_add(target, indices, values)``: ``target[indices] += values`` with
+    repeated indices accumulated (plain fancy-index ``+=`` drops repeats);
+  * ``rng(seed)``: a random generator living on the device;
+  * ``to_host(a)``: a NumPy copy of any array;
+  * ``synchronize()``: wait for queued device work (before reading a clock).
+
+Ops never import numpy for array math. They ask ``backend_of(*arrays)`` for the
+backend that owns their inputs, which also refuses to mix CPU and GPU arrays.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+BACKEND_NAMES = ("numpy", "cupy")
+DTYPES = ("float32", "float64")
+
+
+class Backend:
+    """An array namespace plus the non-portable primitives, for one device."""
+
+    def __init__(self, name: str, xp: Any):
+        self.name = name
+        self.xp = xp
+
+    def __repr__(self) -> str:
+        return f"Backend({self.name!r})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Backend) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    # --- the non-portable primitives -------------------------------------
+    def scatter_add(self, target, indices, values) -> None:
+        """In place: ``target[indices[n]] += values[n]`` for every n, repeats summed.
+
+        target (V, d), indices (N,) int, values (N, d). NumPy has ``np.add.at``;
+        CuPy (v8+) spells it ``cupyx.scatter_add``.
+        """
+        if self.name == "numpy":
+            np.add.at(target, indices, values)
+        else:
+            import cupyx
+            cupyx.scatter_add(target, indices, values)
+
+    def rng(self, seed: int | None = None):
+        """A ``Generator`` on this device with ``random(size, dtype)`` and
+        ``standard_normal(size, dtype)``."""
+        return self.xp.random.default_rng(seed)
+
+    def to_host(self, a) -> np.ndarray:
+        """A NumPy array holding ``a``'s values (a copy when ``a`` is on the GPU)."""
+        if self.name == "cupy":
+            return self.xp.asnumpy(a)
+        return np.asarray(a)
+
+    def asarray(self, a, dtype=None):
+        """``a`` as an array on this backend's device (host -> device copy if needed)."""
+        return self.xp.asarray(a, dtype=dtype)
+
+    def synchronize(self) -> None:
+        if self.name == "cupy":
+            self.xp.cuda.Device().synchronize()
+
+
+_NUMPY = Backend("numpy", np)
+_CACHE: dict[str, Backend] = {"numpy": _NUMPY}
+
+
+def get_backend(name: str | None = None) -> Backend:
+    """The backend called ``name``; default ``$NPFORMER_BACKEND``, else numpy.
+
+    Asking for CuPy where it is not installed, or where no GPU is visible,
+    raises ``RuntimeError`` saying which of the two is missing.
+    """
+    if name is None:
+        name = os.environ.get("NPFORMER_BACKEND", "numpy") or "numpy"
+    if isinstance(name, Backend):
+        return name
+    name = str(name).lower()
+    if name not in BACKEND_NAMES:
+        raise ValueError(f"backend: unknown backend {name!r}; expected one of {', '.join(BACKEND_NAMES)}")
+    if name in _CACHE:
+        return _CACHE[name]
+    try:
+        import cupy
+    except ImportError as e:
+        raise RuntimeError(
+            "backend 'cupy' requested but CuPy is not installed "
+            f"({e}); install it with `pip install npformer[gpu]` (or the cupy wheel for your CUDA)") from e
+    try:
+        n_gpus = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # CUDA driver missing or broken
+        raise RuntimeError(f"backend 'cupy' requested: CuPy is installed but no GPU is usable ({e})") from e
+    if n_gpus == 0:
+        raise RuntimeError("backend 'cupy' requested: CuPy is installed but no GPU is visible")
+    _CACHE[name] = Backend("cupy", cupy)
+    return _CACHE[name]
+
+
+def cupy_available() -> bool:
+    """True where ``get_backend('cupy')`` would succeed."""
+    try:
+        get_backend("cupy")
+        return True
+    except RuntimeError:
+        return False
+
+
+def _array_backend_name(a) -> str | None:
+    if isinstance(a, np.ndarray) or isinstance(a, np.generic):
+        return "numpy"
+    module = type(a).__module__
+    if module.startswith("cupy"):
+        return "cupy"
+    return None
+
+
+def backend_of(*arrays) -> Backend:
+    """The backend that owns ``arrays`` (``None`` entries are skipped).
+
+    Raises ``TypeError`` when CPU and GPU arrays are mixed, or when an argument
+    is not an array at all: silently moving data between devices hides bugs
+    and costs time.
+    """
+    found = None
+    for i, a in enumerate(arrays):
+        if a is None:
+            continue
+        name = _array_backend_name(a)
+        if name is None:
+            raise TypeError(f"argument {i}: expected a numpy or cupy array, got {type(a).__name__}")
+        if found is None:
+            found = name
+        elif name != found:
+            raise TypeError(
+                f"arrays from different devices: argument {i} is a {name} array but an earlier one "
+                f"is a {found} array; move them to one backend first (Backend.asarray / to_host)")
+    return get_backend(found or "numpy")
+
+
+def check_dtype(name: str) -> str:
+    """Validate a floating dtype name for the model ('float32' or 'float64')."""
+    if str(name) not in DTYPES:
+        raise ValueError(f"dtype: unknown dtype {name!r}; expected one of {', '.join(DTYPES)}")
+    return str(name)

@@ -1,0 +1,87 @@
+"""The ``npformer`` command line: ``npformer <command> [options]``.
+
+A user's mistake (bad option, missing file, bad data) prints one line to
+stderr and exits with code 2, never a traceback; ``NPFORMER_DEBUG=1`` shows
+the traceback anyway. Commands that report figures take ``--json`` and then
+print one JSON object as their last line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's default prints the usage block; keep it to one line
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _add_backend_args(p, dtype_default="float32"):
+    p.add_argument("--backend", default=None, help="numpy (CPU, default) or cupy (GPU); "
+                   "default $NPFORMER_BACKEND or numpy")
+    p.add_argument("--dtype", default=dtype_default, help=f"float32 or float64 (default {dtype_default})")
+
+
+def cmd_gradcheck(args) -> int:
+    from npformer.checks import run_all_checks
+    from npformer.backend import check_dtype
+    check_dtype(args.dtype)
+    if args.dtype != "float64":
+        raise ValueError(f"--dtype: gradient checks need float64, got {args.dtype}")
+    results = run_all_checks(args.backend, seed=args.seed, quick=args.quick)
+    rows = [r.as_dict() for r in results]
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        width = max(len(r["name"]) for r in rows)
+        print(f"{'name':<{width}}  {'max_rel_error':>13}  result")
+        for r in rows:
+            print(f"{r['name']:<{width}}  {r['max_rel_error']:>13.3e}  {'pass' if r['passed'] else 'FAIL'}")
+        n_fail = sum(not r["passed"] for r in rows)
+        print(f"{len(rows) - n_fail} passed, {n_fail} failed")
+        for r in results:
+            for problem in r.problems:
+                print(f"  {r.name}: {problem}")
+    return 0 if all(r["passed"] for r in rows) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="npformer", description="The Transformer of 'Attention Is All You Need' "
+                     "in explicit NumPy/CuPy math with hand-written backward passes.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("gradcheck", help="check every backward pass against finite differences")
+    _add_backend_args(p, "float64")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="skip the whole-model check")
+    p.add_argument("--json", action="store_true", help="print one JSON list of {name, max_rel_error, passed}")
+    p.set_defaults(func=cmd_gradcheck)
+
+    from npformer import commands
+    commands.register(sub, _add_backend_args)
+    return parser
+
+
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, PermissionError, IsADirectoryError, RuntimeError)
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as e:
+        if os.environ.get("NPFORMER_DEBUG"):
+            raise
+        print(f"npformer {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"npformer {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Scaled dot-product attention with a boolean mask. Paper §3.2.1, Eq. (1).
+
+Forward, for every batch element and head (B, h are leading axes):
+    S = Q K^T / sqrt(d_k)                    Q (B, h, T_q, d_k), K (B, h, T_k, d_k) -> S (B, h, T_q, T_k)
+    S = S + M,  M = 0 where mask, -inf where not      (mask True = "may attend")
+    P = softmax(S) over the keys             (B, h, T_q, T_k)
+    out = P V                                V (B, h, T_k, d_v) -> out (B, h, T_q, d_v)
+
+The mask broadcasts against (B, h, T_q, T_k): a key-padding mask is
+(B, 1, 1, T_k), the look-ahead mask (1, 1, T, T), and their AND combines them.
+We fill masked scores with the dtype's most negative finite number instead of
+-inf, so exp() gives exactly 0 there without inf - inf = NaN.
+A query row whose keys are ALL masked (possible for padded queries) would
+otherwise get uniform weights; we define its weights as all zero, so its
+output is 0 and it passes no gradient. The result is always finite.
+
+Backward (a chain of matmuls and one softmax):
+    dV = P^T dout                                    (B, h, T_k, d_v)
+    dP = dout V^T                                    (B, h, T_q, T_k)
+    dS = P * (dP - sum_k(dP * P))                    softmax backward
+    dQ = dS K / sqrt(d_k)                            (B, h, T_q, d_k)
+    dK = dS^T Q / sqrt(d_k)                          (B, h, T_k, d_k)
+Masked positions have P = 0 exactly, so dS = 0 there: a masked key receives no
+gradient from that query, and the 1/sqrt(d_k) scale reappears in dQ and dK.
+"""
+from typing import NamedTuple
+
+from npformer.backend import backend_of
+
+
+class AttentionCache(NamedTuple):
+    Q: object
+    K: object
+    V: object
+    P: object      # (B, h, T_q, T_k) attention weights, zero where masked
+    scale: float   # 1 / sqrt(d_k)
+
+
+def attention_weights(Q, K, mask=None):
+    """P = softmax(Q K^T / sqrt(d_k) + M), with fully masked rows set to 0."""
+    xp = backend_of(Q, K).xp
+    d_k = Q.shape[-1]
+    scale = 1.0 / d_k ** 0.5
+    S = (Q @ K.swapaxes(-1, -2)) * scale  # (B, h, T_q, T_k)
+    if mask is not None:
+        S = xp.where(mask, S, xp.finfo(S.dtype).min)
+    S = S - S.max(axis=-1, keepdims=True)
+    P = xp.exp(S)
+    P /= P.sum(axis=-1, keepdims=True)
+    if mask is not None:
+        P *= mask  # only changes fully masked rows: uniform -> 0
+    return P, scale
+
+
+def attention_forward(Q, K, V, mask=None):
+    """softmax(Q K^T / sqrt(d_k) + M) V. Returns ``(out, cache)``; ``cache.P`` holds the weights."""
+    P, scale = attention_weights(Q, K, mask)
+    out = P @ V  # (B, h, T_q, d_v)
+    return out, AttentionCache(Q, K, V, P, scale)
+
+
+def attention_backward(dout, cache: AttentionCache):
+    """Returns ``(dQ, dK, dV)``."""
+    Q, K, V, P, scale = cache
+    dV = P.swapaxes(-1, -2) @ dout  # (B, h, T_k, d_v)
+    dP = dout @ V.swapaxes(-1, -2)  # (B, h, T_q, T_k)
+    dS = P * (dP - (dP * P).sum(axis=-1, keepdims=True))  # (B, h, T_q, T_k)
+    dS *= scale
+    dQ = dS @ K  # (B, h, T_q, d_k)
+    dK = dS.swapaxes(-1, -2) @ Q  # (B, h, T_k, d_k)
+    return dQ, dK, dV

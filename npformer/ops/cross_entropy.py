@@ -1,0 +1,69 @@
+"""Softmax cross-entropy with label smoothing, fused and stable. Paper §5.4.
+
+Forward, for each target position n with logits z_n (V,) and true token y_n:
+    log p_nv = z_nv - lse_n,      lse_n = m_n + log sum_v exp(z_nv - m_n),  m_n = max_v z_nv
+    q_nv     = (1 - eps_ls) [v = y_n] + eps_ls / V       the smoothed target (sums to 1)
+    loss_n   = -sum_v q_nv log p_nv = lse_n - (1 - eps_ls) z_{n,y_n} - (eps_ls / V) sum_v z_nv
+    loss     = (1 / N) sum_{n not pad} loss_n,        N = number of non-pad targets
+Padding positions (y_n = pad_id) contribute nothing and are not counted in N.
+eps_ls = 0 gives the plain negative log-likelihood. Like PyTorch's
+``label_smoothing``, the eps_ls / V mass goes to every vocabulary entry.
+
+Backward: since sum_v q_nv = 1,
+    d loss_n / d z_nv = softmax(z_n)_v - q_nv
+    dz_nv = dloss * [y_n not pad] * (p_nv - q_nv) / N
+Fusing softmax and the loss gives this simple form and avoids log(0): never
+differentiate through log(softmax) separately.
+
+Shapes: logits (..., V), targets (...) int  (e.g. (B, T, V) and (B, T)).
+"""
+from typing import NamedTuple
+
+from npformer.backend import backend_of
+
+
+class CrossEntropyCache(NamedTuple):
+    p: object         # (..., V) softmax of the logits
+    targets: object   # (...) int
+    valid: object     # (...) bool: target is not pad
+    n_tokens: int     # N
+    eps_ls: float
+
+
+def cross_entropy_forward(logits, targets, pad_id=0, eps_ls=0.1):
+    """Mean label-smoothed cross-entropy over non-pad targets. Returns ``(loss, cache)``,
+    loss a 0-d array in the logits' dtype."""
+    xp = backend_of(logits, targets).xp
+    V = logits.shape[-1]
+    if targets.shape != logits.shape[:-1]:
+        raise ValueError(f"cross-entropy: targets shape {targets.shape} does not match logits "
+                         f"shape {logits.shape} without its last (vocabulary) axis")
+    valid = targets != pad_id  # (...)
+    n_tokens = int(valid.sum())
+    if n_tokens == 0:
+        raise ValueError("cross-entropy: every target is padding; expected at least one non-pad token")
+    m = logits.max(axis=-1, keepdims=True)  # (..., 1)
+    e = xp.exp(logits - m)  # (..., V)
+    s = e.sum(axis=-1, keepdims=True)  # (..., 1)
+    lse = (m + xp.log(s))[..., 0]  # (...)
+    z_true = xp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]  # (...)
+    loss_n = lse - (1.0 - eps_ls) * z_true
+    if eps_ls:
+        loss_n = loss_n - (eps_ls / V) * logits.sum(axis=-1)
+    loss = (loss_n * valid).sum() / n_tokens
+    e /= s  # e is now p = softmax(logits), reused by the backward
+    return loss, CrossEntropyCache(e, targets, valid, n_tokens, eps_ls)
+
+
+def cross_entropy_backward(dloss, cache: CrossEntropyCache):
+    """Returns ``dlogits`` (..., V) = dloss * valid * (softmax - q) / N."""
+    p, targets, valid, n_tokens, eps_ls = cache
+    xp = backend_of(p).xp
+    V = p.shape[-1]
+    w = (valid * (float(dloss) / n_tokens)).astype(p.dtype)[..., None]  # (..., 1)
+    dz = p * w  # (..., V)
+    if eps_ls:
+        dz -= w * (eps_ls / V)
+    onehot_w = xp.take_along_axis(dz, targets[..., None], axis=-1) - (1.0 - eps_ls) * w
+    xp.put_along_axis(dz, targets[..., None], onehot_w, axis=-1)
+    return dz

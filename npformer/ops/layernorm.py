@@ -1,0 +1,52 @@
+"""Layer normalisation with gain gamma and bias beta (Ba et al. 2016). Paper §3.1.
+
+Forward, over the last axis (d = d_model features of one position):
+    mu    = (1/d) sum_j x_j
+    var   = (1/d) sum_j (x_j - mu)^2          biased variance, as in the LayerNorm paper
+    rstd  = 1 / sqrt(var + eps)               eps inside the square root
+    xhat  = (x - mu) * rstd
+    y     = gamma * xhat + beta               gamma, beta (d_model,)
+
+Backward. With g = dy * gamma (the gradient reaching xhat):
+    dbeta  = sum over positions of dy
+    dgamma = sum over positions of dy * xhat
+    dx     = rstd * (g - mean(g) - xhat * mean(g * xhat))
+The three terms of dx: x reaches the output directly (g), through the mean mu
+(every x_j shifts mu by 1/d, hence -mean(g)), and through the variance
+(d var/d x_j = 2 (x_j - mu)/d, hence -xhat * mean(g xhat)). Forgetting gamma in
+g is a classic bug: the gradient is then only right when gamma == 1.
+
+We cache xhat and rstd (cheap per-row statistics), not x and mu.
+"""
+from typing import NamedTuple
+
+LAYERNORM_EPS = 1e-5
+
+
+class LayerNormCache(NamedTuple):
+    xhat: object   # (..., d_model) normalised input
+    rstd: object   # (..., 1) reciprocal standard deviation per position
+    gamma: object  # (d_model,)
+
+
+def layernorm_forward(x, gamma, beta, eps=LAYERNORM_EPS):
+    """y = gamma * (x - mu) / sqrt(var + eps) + beta over the last axis."""
+    mu = x.mean(axis=-1, keepdims=True)  # (..., 1)
+    xc = x - mu  # (..., d_model)
+    var = (xc * xc).mean(axis=-1, keepdims=True)  # (..., 1)
+    rstd = 1.0 / (var + eps) ** 0.5  # (..., 1)
+    xhat = xc * rstd  # (..., d_model)
+    y = xhat * gamma + beta  # (..., d_model)
+    return y, LayerNormCache(xhat, rstd, gamma)
+
+
+def layernorm_backward(dy, cache: LayerNormCache):
+    """Returns ``(dx, dgamma, dbeta)``."""
+    xhat, rstd, gamma = cache
+    d = xhat.shape[-1]
+    dbeta = dy.reshape(-1, d).sum(axis=0)  # (d_model,)
+    dgamma = (dy * xhat).reshape(-1, d).sum(axis=0)  # (d_model,)
+    g = dy * gamma  # (..., d_model)
+    dx = rstd * (g - g.mean(axis=-1, keepdims=True)
+                 - xhat * (g * xhat).mean(axis=-1, keepdims=True))  # (..., d_model)
+    return dx, dgamma, dbeta

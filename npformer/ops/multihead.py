@@ -1,0 +1,133 @@
+"""Multi-head attention. Paper §3.2.2.
+
+    MultiHead(X_q, X_kv) = Concat(head_1, ..., head_h) W_O + b_O
+    head_i = Attention(X_q W_Q^i + b_Q^i, X_kv W_K^i + b_K^i, X_kv W_V^i + b_V^i)
+
+Shapes: X_q (B, T_q, d_model), X_kv (B, T_k, d_model); W_Q, W_K, W_V, W_O are
+(d_model, d_model) and hold all h heads side by side: head i uses columns
+i*d_k : (i+1)*d_k, with d_k = d_v = d_model / h.
+
+Splitting and merging heads is a reshape plus a transpose, never a Python loop:
+    split: (B, T, d_model) -> (B, T, h, d_k) -> (B, h, T, d_k)
+    merge: (B, h, T, d_k) -> (B, T, h, d_k) -> (B, T, d_model)
+Both are permutations of entries, so their backward is the inverse permutation
+(merge's backward is split, and split's is merge).
+
+Self-attention (X_q = X_kv = x) projects Q, K and V with ONE matmul against
+[W_Q | W_K | W_V] of shape (d_model, 3 d_model): the same math as three
+matmuls, one pass over x. Its backward therefore sums the three input
+gradients, dx = dQ W_Q^T + dK W_K^T + dV W_V^T, in that one matmul too.
+Cross-attention (decoder queries, encoder memory) fuses only [W_K | W_V].
+
+Backward, in order: linear_backward through W_O, merge -> split, the attention
+backward (ops/attention.py), split -> merge, linear_backward through the fused
+projection, and the fused weight gradient is cut back into W_Q, W_K, W_V.
+"""
+from typing import NamedTuple
+
+from npformer.backend import backend_of
+from npformer.ops.attention import attention_backward, attention_forward
+from npformer.ops.linear import linear_backward, linear_forward
+
+PARAM_NAMES = ("W_q", "b_q", "W_k", "b_k", "W_v", "b_v", "W_o", "b_o")
+
+
+def split_heads(x, n, h):
+    """(B, T, n*d_model) -> (n, B, h, T, d_k): n fused projections (1 = Q, 2 = K|V, 3 = Q|K|V)."""
+    B, T, D = x.shape
+    d_k = D // (n * h)
+    return x.reshape(B, T, n, h, d_k).transpose(2, 0, 3, 1, 4)  # (n, B, h, T, d_k)
+
+
+def merge_heads(x):
+    """(n, B, h, T, d_k) -> (B, T, n*d_model): the inverse permutation of split_heads."""
+    n, B, h, T, d_k = x.shape
+    return x.transpose(1, 3, 0, 2, 4).reshape(B, T, n * h * d_k)  # (B, T, n*d_model)
+
+
+class MultiHeadCache(NamedTuple):
+    proj_in: object     # LinearCache of the fused input projection(s)
+    proj_q: object      # LinearCache of the query projection (cross-attention only, else None)
+    attn: object        # AttentionCache; attn.P holds the weights (B, h, T_q, T_k)
+    proj_out: object    # LinearCache of W_O
+    h: int
+
+
+def _fused(p, xp, names):
+    W = xp.concatenate([p["W_" + n] for n in names], axis=1)  # (d_model, len(names)*d_model)
+    b = xp.concatenate([p["b_" + n] for n in names])  # (len(names)*d_model,)
+    return W, b
+
+
+def _unfuse(dW, db, names):
+    n = len(names)
+    dWs = dW.reshape(dW.shape[0], n, -1)  # (d_model, n, d_model)
+    dbs = db.reshape(n, -1)  # (n, d_model)
+    grads = {}
+    for i, name in enumerate(names):
+        grads["W_" + name] = dWs[:, i]
+        grads["b_" + name] = dbs[i]
+    return grads
+
+
+def _check(p, h, d_model):
+    missing = [k for k in PARAM_NAMES if k not in p]
+    if missing:
+        raise ValueError(f"multi-head attention: parameters {missing} missing; expected {list(PARAM_NAMES)}")
+    if d_model % h:
+        raise ValueError(f"multi-head attention: d_model={d_model} is not divisible by h={h}")
+
+
+def self_attention_forward(x, p, h, mask=None):
+    """MultiHead(x, x) with ``p`` holding W_q, b_q, ..., W_o, b_o. x (B, T, d_model)."""
+    B, T, d_model = x.shape
+    _check(p, h, d_model)
+    xp = backend_of(x).xp
+    W_qkv, b_qkv = _fused(p, xp, "qkv")
+    qkv, proj_in = linear_forward(x, W_qkv, b_qkv)  # (B, T, 3 d_model)
+    Q, K, V = split_heads(qkv, 3, h)  # each (B, h, T, d_k)
+    heads, attn = attention_forward(Q, K, V, mask)  # (B, h, T, d_k)
+    y, proj_out = linear_forward(merge_heads(heads[None]), p["W_o"], p["b_o"])  # (B, T, d_model)
+    return y, MultiHeadCache(proj_in, None, attn, proj_out, h)
+
+
+def self_attention_backward(dy, cache: MultiHeadCache):
+    """Returns ``(dx, grads)``, grads a dict with the keys of PARAM_NAMES."""
+    d_heads, dW_o, db_o = linear_backward(dy, cache.proj_out)  # (B, T, d_model)
+    dheads = split_heads(d_heads, 1, cache.h)[0]  # (B, h, T, d_k)
+    dQ, dK, dV = attention_backward(dheads, cache.attn)
+    xp = backend_of(dy).xp
+    dqkv = merge_heads(xp.stack([dQ, dK, dV]))  # (B, T, 3 d_model)
+    dx, dW_qkv, db_qkv = linear_backward(dqkv, cache.proj_in)
+    grads = _unfuse(dW_qkv, db_qkv, "qkv")
+    grads["W_o"], grads["b_o"] = dW_o, db_o
+    return dx, grads
+
+
+def cross_attention_forward(x, memory, p, h, mask=None):
+    """MultiHead(x, memory): queries from x (B, T_q, d_model), keys/values from memory (B, T_k, d_model)."""
+    B, T, d_model = x.shape
+    _check(p, h, d_model)
+    xp = backend_of(x, memory).xp
+    q, proj_q = linear_forward(x, p["W_q"], p["b_q"])  # (B, T_q, d_model)
+    W_kv, b_kv = _fused(p, xp, "kv")
+    kv, proj_in = linear_forward(memory, W_kv, b_kv)  # (B, T_k, 2 d_model)
+    Q = split_heads(q, 1, h)[0]  # (B, h, T_q, d_k)
+    K, V = split_heads(kv, 2, h)  # each (B, h, T_k, d_k)
+    heads, attn = attention_forward(Q, K, V, mask)  # (B, h, T_q, d_k)
+    y, proj_out = linear_forward(merge_heads(heads[None]), p["W_o"], p["b_o"])  # (B, T_q, d_model)
+    return y, MultiHeadCache(proj_in, proj_q, attn, proj_out, h)
+
+
+def cross_attention_backward(dy, cache: MultiHeadCache):
+    """Returns ``(dx, dmemory, grads)``."""
+    d_heads, dW_o, db_o = linear_backward(dy, cache.proj_out)
+    dheads = split_heads(d_heads, 1, cache.h)[0]  # (B, h, T_q, d_k)
+    dQ, dK, dV = attention_backward(dheads, cache.attn)
+    xp = backend_of(dy).xp
+    dx, dW_q, db_q = linear_backward(merge_heads(dQ[None]), cache.proj_q)  # (B, T_q, d_model)
+    dmemory, dW_kv, db_kv = linear_backward(merge_heads(xp.stack([dK, dV])), cache.proj_in)
+    grads = _unfuse(dW_kv, db_kv, "kv")
+    grads["W_q"], grads["b_q"] = dW_q, db_q
+    grads["W_o"], grads["b_o"] = dW_o, db_o
+    return dx, dmemory, grads
