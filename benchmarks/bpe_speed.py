@@ -1,0 +1,108 @@
+"""How long BPE learning and encoding take (pure Python, one core).
+
+Learns ``--merges`` merges over both columns of the bundled English-Spanish
+corpus (``npformer/data/bible_en_es.tsv.gz``, gzip TSV ``en<TAB>es``), or over
+generated text when the corpus is missing or ``--synthetic`` is given, then
+encodes every sentence with a fresh copy of the tokenizer (empty cache).
+
+    python benchmarks/bpe_speed.py [--merges 8000] [--corpus PATH] [--json]
+
+With ``--json`` the last line printed is one JSON object with the results.
+"""
+import argparse
+import gzip
+import json
+import os
+import platform
+import random
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from npformer.data.bpe import BPETokenizer  # noqa: E402
+
+DEFAULT_CORPUS = os.path.join(REPO, "npformer", "data", "bible_en_es.tsv.gz")
+
+
+def read_corpus(path):
+    """Both columns of a gzip TSV ``en<TAB>es`` file, as one list of lines."""
+    texts = []
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            cols = line.rstrip("\n").split("\t")
+            if len(cols) >= 2:
+                texts.extend(cols[:2])
+    return texts
+
+
+def synthetic_corpus(n_sentences=62_000, seed=0):
+    """Bible-sized made-up text: 2 x ``n_sentences`` lines of Zipf-distributed
+    words built from random syllables, with punctuation and accents."""
+    rng = random.Random(seed)
+    syll = [c + v for c in "bcdfghjlmnprstvz" for v in "aeiouáéó"]
+    lexicon = ["".join(rng.choice(syll) for _ in range(rng.randint(1, 4)))
+               for _ in range(30_000)]
+    weights = [1.0 / (r + 1) for r in range(len(lexicon))]
+    texts = []
+    for _ in range(2 * n_sentences):
+        words = rng.choices(lexicon, weights, k=rng.randint(5, 40))
+        words[0] = words[0].capitalize()
+        if rng.random() < 0.5:
+            words[rng.randrange(len(words))] += ","
+        texts.append(" ".join(words) + rng.choice(".;:?!"))
+    return texts
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--merges", type=int, default=8000)
+    ap.add_argument("--min-frequency", type=int, default=2)
+    ap.add_argument("--corpus", default=DEFAULT_CORPUS)
+    ap.add_argument("--synthetic", action="store_true",
+                    help="use generated text even if the corpus exists")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+
+    if not args.synthetic and os.path.exists(args.corpus):
+        texts, source = read_corpus(args.corpus), os.path.relpath(args.corpus, REPO)
+    else:
+        texts, source = synthetic_corpus(), "synthetic"
+    n_words = sum(len(t.split()) for t in texts)
+    print(f"corpus: {source}: {len(texts)} lines, {n_words} words")
+
+    t0 = time.perf_counter()
+    tok = BPETokenizer.learn(texts, num_merges=args.merges,
+                             min_frequency=args.min_frequency)
+    learn_s = time.perf_counter() - t0
+    print(f"learn: {len(tok.merges)} merges in {learn_s:.2f} s "
+          f"(vocab_size {tok.vocab_size})")
+
+    fresh = BPETokenizer.from_dict(tok.to_dict())  # empty encode cache
+    t0 = time.perf_counter()
+    encoded = fresh.encode_batch(texts)
+    encode_s = time.perf_counter() - t0
+    n_tokens = sum(map(len, encoded))
+    print(f"encode: {len(texts)} lines in {encode_s:.2f} s "
+          f"({len(texts) / encode_s:,.0f} lines/s, {n_tokens} tokens, "
+          f"{n_tokens / n_words:.2f} tokens/word)")
+
+    t0 = time.perf_counter()
+    for ids in encoded:
+        fresh.decode(ids)
+    decode_s = time.perf_counter() - t0
+    print(f"decode: {len(texts)} lines in {decode_s:.2f} s")
+
+    if args.json:
+        print(json.dumps({
+            "benchmark": "bpe_speed", "corpus": source, "lines": len(texts),
+            "words": n_words, "merges": len(tok.merges),
+            "vocab_size": tok.vocab_size, "learn_s": round(learn_s, 3),
+            "encode_s": round(encode_s, 3), "decode_s": round(decode_s, 3),
+            "tokens": n_tokens, "python": platform.python_version(),
+        }))
+
+
+if __name__ == "__main__":
+    main()

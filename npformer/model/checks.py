@@ -1,0 +1,97 @@
+"""Gradient checks for the layers and the whole model (float64, tiny config).
+
+Rows added to ``npformer gradcheck``:
+    encoder_layer, decoder_layer        every input and parameter, every entry
+    model                               loss -> every parameter tensor (sampled entries), dropout off
+    model_dropout                       the same with dropout on, under a fixed mask
+    model_directional                   all parameters at once along one random direction
+
+A "fixed mask" means every forward call draws its dropout masks from a fresh
+generator with the same seed, so the function being differentiated is
+deterministic and the finite differences are meaningful.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from npformer.backend import get_backend
+from npformer.gradcheck import check_directional, check_gradients
+from npformer.model.config import TransformerConfig
+from npformer.model.decoder import decoder_layer_backward, decoder_layer_forward
+from npformer.model.encoder import encoder_layer_backward, encoder_layer_forward
+from npformer.model.masks import padding_mask, target_mask
+from npformer.model.params import init_params
+from npformer.model.sublayer import subdict
+from npformer.model.transformer import transformer_backward, transformer_forward
+from npformer.ops.cross_entropy import cross_entropy_backward, cross_entropy_forward
+
+TINY = TransformerConfig(vocab_size=13, d_model=8, h=2, d_ff=16, n_layers=2, p_drop=0.2,
+                         eps_ls=0.1, max_len=16)
+
+
+def perturbed_params(cfg, be, seed):
+    """init_params plus noise, so gamma != 1 and biases != 0 (a check must see them matter)."""
+    params = init_params(cfg, seed=seed, dtype="float64", backend=be)
+    rng = np.random.default_rng(seed + 1)
+    return {k: v + be.asarray(rng.standard_normal(v.shape) * 0.3, dtype="float64") for k, v in params.items()}
+
+
+def tiny_batch(cfg, be, seed=0, B=2, S=5, T=4):
+    """Ids with padding in both source and target."""
+    rng = np.random.default_rng(seed)
+    src = rng.integers(3, cfg.vocab_size, (B, S))
+    tgt = rng.integers(3, cfg.vocab_size, (B, T + 1))
+    tgt[:, 0] = cfg.bos_id
+    src[1, -2:] = cfg.pad_id
+    tgt[1, -2:] = cfg.pad_id
+    return be.asarray(src), be.asarray(tgt[:, :-1]), be.asarray(tgt[:, 1:])
+
+
+def model_loss_fns(cfg, src, tgt_in, tgt_out, dropout_seed=None, be=None):
+    """forward(params) -> (loss, cache), backward(dloss, cache) -> (grads,) for the gradchecker."""
+    be = get_backend(be)
+
+    def forward(params):
+        rng = None if dropout_seed is None else be.rng(dropout_seed)
+        logits, cache = transformer_forward(params, cfg, src, tgt_in, rng)
+        loss, ce = cross_entropy_forward(logits, tgt_out, cfg.pad_id, cfg.eps_ls)
+        return loss, (cache, ce)
+
+    def backward(dloss, caches):
+        cache, ce = caches
+        return (transformer_backward(cross_entropy_backward(float(dloss), ce), cache),)
+
+    return forward, backward
+
+
+def run_model_checks(be=None, seed=0, max_entries=12):
+    be = get_backend(be)
+    cfg = TINY
+    params = perturbed_params(cfg, be, seed)
+    src, tgt_in, tgt_out = tiny_batch(cfg, be, seed)
+    rng = np.random.default_rng(seed)
+    results = []
+
+    # one encoder layer and one decoder layer, every entry, dropout under a fixed mask
+    x = be.asarray(rng.standard_normal((2, 5, cfg.d_model)))
+    y = be.asarray(rng.standard_normal((2, 4, cfg.d_model)))
+    src_mask, tgt_mask = padding_mask(src, cfg.pad_id), target_mask(tgt_in, cfg.pad_id)
+
+    def enc_fwd(x, p):
+        return encoder_layer_forward(x, p, cfg.h, src_mask, cfg.p_drop, be.rng(seed))
+
+    def dec_fwd(y, memory, p):
+        return decoder_layer_forward(y, memory, p, cfg.h, tgt_mask, src_mask, cfg.p_drop, be.rng(seed))
+
+    results.append(check_gradients(enc_fwd, encoder_layer_backward,
+                                   dict(x=x, p=subdict(params, "encoder.0.")), "encoder_layer"))
+    results.append(check_gradients(dec_fwd, decoder_layer_backward,
+                                   dict(y=y, memory=x, p=subdict(params, "decoder.0.")), "decoder_layer"))
+
+    for name, drop_seed in (("model", None), ("model_dropout", seed + 7)):
+        fwd, bwd = model_loss_fns(cfg, src, tgt_in, tgt_out, drop_seed, be)
+        results.append(check_gradients(fwd, bwd, dict(params=params), name, max_entries=max_entries,
+                                       seed=seed, h=1e-5))
+    fwd, bwd = model_loss_fns(cfg, src, tgt_in, tgt_out, seed + 7, be)
+    results.append(check_directional(fwd, bwd, dict(params=params), "model_directional", seed=seed))
+    return results
