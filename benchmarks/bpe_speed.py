@@ -44,10 +44,13 @@ def synthetic_corpus(n_sentences=62_000, seed=0):
     syll = [c + v for c in "bcdfghjlmnprstvz" for v in "aeiouáéó"]
     lexicon = ["".join(rng.choice(syll) for _ in range(rng.randint(1, 4)))
                for _ in range(30_000)]
-    weights = [1.0 / (r + 1) for r in range(len(lexicon))]
+    cum_weights, total = [], 0.0
+    for rank in range(len(lexicon)):     # Zipf: weight 1 / (rank + 1)
+        total += 1.0 / (rank + 1)
+        cum_weights.append(total)
     texts = []
     for _ in range(2 * n_sentences):
-        words = rng.choices(lexicon, weights, k=rng.randint(5, 40))
+        words = rng.choices(lexicon, cum_weights=cum_weights, k=rng.randint(5, 40))
         words[0] = words[0].capitalize()
         if rng.random() < 0.5:
             words[rng.randrange(len(words))] += ","

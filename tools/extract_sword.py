@@ -375,7 +375,7 @@ def osis_to_text(markup: str, keep_psalm_title: bool = False) -> str:
                     if was_skipping and not skip:
                         out.append(GAP)     # a dropped note may have eaten a space
                     break
-            out.append(" " if name in ("l", "lg", "p", "item", "list") else "")
+            out.append(" " if name in ("l", "lg", "p", "item", "list", "title") else "")
             continue
         dropped = name in DROP
         if (dropped and keep_psalm_title and name == "title"
