@@ -43,11 +43,18 @@ class Backend:
     def scatter_add(self, target, indices, values) -> None:
         """In place: ``target[indices[n]] += values[n]`` for every n, repeats summed.
 
-        target (V, d), indices (N,) int, values (N, d). NumPy has ``np.add.at``;
-        CuPy (v8+) spells it ``cupyx.scatter_add``.
+        target (V, d), indices (N,) int, values (N, d). On NumPy we sort the
+        indices and sum each run of equal ones with ``np.add.reduceat`` (several
+        times faster than ``np.add.at``, and the summation order is fixed);
+        CuPy (v8+) has ``cupyx.scatter_add``.
         """
         if self.name == "numpy":
-            np.add.at(target, indices, values)
+            if len(indices) == 0:
+                return
+            order = np.argsort(indices, kind="stable")
+            sorted_idx = indices[order]
+            starts = np.flatnonzero(np.concatenate(([True], sorted_idx[1:] != sorted_idx[:-1])))
+            target[sorted_idx[starts]] += np.add.reduceat(values[order], starts, axis=0)
         else:
             import cupyx
             cupyx.scatter_add(target, indices, values)

@@ -22,7 +22,10 @@ class LinearCache(NamedTuple):
 
 def linear_forward(x, W, b):
     """y = x W + b. Returns ``(y, cache)``."""
-    y = x @ W + b  # (..., d_out)
+    d_in, d_out = W.shape
+    # one (M, d_in) x (d_in, d_out) GEMM instead of a batch of small ones
+    y = (x.reshape(-1, d_in) @ W).reshape(*x.shape[:-1], d_out)  # (..., d_out)
+    y += b
     return y, LinearCache(x, W)
 
 
@@ -30,7 +33,8 @@ def linear_backward(dy, cache: LinearCache):
     """Returns ``(dx, dW, db)`` for upstream ``dy`` of shape (..., d_out)."""
     x, W = cache
     d_in, d_out = W.shape
-    dx = dy @ W.T  # (..., d_in)
-    dW = x.reshape(-1, d_in).T @ dy.reshape(-1, d_out)  # (d_in, d_out)
-    db = dy.reshape(-1, d_out).sum(axis=0)  # (d_out,)
+    dy2 = dy.reshape(-1, d_out)  # (M, d_out)
+    dx = (dy2 @ W.T).reshape(*dy.shape[:-1], d_in)  # (..., d_in)
+    dW = x.reshape(-1, d_in).T @ dy2  # (d_in, d_out)
+    db = dy2.sum(axis=0)  # (d_out,)
     return dx, dW, db
