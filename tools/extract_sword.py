@@ -74,7 +74,20 @@ What the two modules needed (found when this corpus was built)
   We keep that title in WEB verse 1 so both sides carry it (other titles, such
   as the Hebrew-letter headings of Psalm 119, are dropped).
 * RV1909 prints the first word of every chapter in capitals ("EN el
-  principio", "Y ACONTECIÓ"); we turn that word back into normal case.
+  principio", "Y ACONTECIÓ"); we turn that word back into normal case
+  (Capitalised at a sentence start or for a name, else lower case).
+* RV1909 marks translator-supplied words ``<transChange>`` and often leaves
+  no space around them ("ejército<transChange>se llamaba</transChange>
+  <w>Sísara"); we put the spaces back (but keep enclitics: "díjo"+"le").
+  Its Pauline epistles end with the traditional subscription ("Fué escrita
+  de Corinto...") which is not verse text: removed.
+* Although it says KJV, RV1909 follows the Hebrew verse division in a few
+  chapters (Num 13 and 30, 1 Sam 24, 1 Chr 21, 2 Chr 33, Job 38-40, Hos 12,
+  Jonah 2, 1 Kgs 22, ...), so pairing by reference alone would misalign
+  ~250 verses.  The default ``--align checked`` aligns each book a second
+  time by content (a word lexicon learnt from the data + verse lengths; see
+  ``checked_alignment``) and keeps the pairs both methods accept, re-pairing
+  the shifted chapters; ``--align reference`` pairs by reference only.
 
 Only the standard library is used.
 """
@@ -83,9 +96,11 @@ from __future__ import annotations
 
 import argparse
 import bz2
+import collections
 import gzip
 import html
 import lzma
+import math
 import re
 import struct
 import sys
@@ -340,12 +355,31 @@ def read_testament(data: Path, testament: str, conf: dict) -> list[bytes]:
 TOKEN = re.compile(r"<(/?)([A-Za-z][\w:.-]*)([^>]*?)(/?)>|([^<]+)|(<)", re.S)
 ATTR = re.compile(r'([\w:.-]+)\s*=\s*"([^"]*)"')
 DROP = {"note", "title", "speaker"}   # elements dropped with their content
+BREAK = {"l", "lg", "p", "item", "list", "title", "q"}   # element ends that separate words
 LETTER = re.compile(r"[^\W\d_]")
 GAP = "\x00"                          # marks where a dropped element was
+
+# RV1909 writes translator-supplied words as <transChange> with no space
+# before/after ("ejército<transChange>se llamaba</transChange><w>Sísara").
+# A supplied enclitic pronoun does attach to the verb before it
+# ("díjo" + "le" -> "díjole"), except after these words.
+ENCLITIC = {"lo", "la", "le", "los", "las", "les", "nos", "os", "me", "te", "se"}
+NOT_A_VERB = {"no", "como", "y", "que", "se", "me", "te", "ya", "si", "ni", "lo", "le"}
+
+
+def _transchange_spacing(markup: str) -> str:
+    def before(m):
+        word, attrs, content = m.group(1), m.group(2), m.group(3)
+        glue = content.strip().lower() in ENCLITIC and word.lower() not in NOT_A_VERB
+        return f"{word}</w>{'' if glue else ' '}<transChange{attrs}>{content}"
+    markup = re.sub(r"(\w+)</w><transChange([^>]*)>([^<]*)", before, markup)
+    return re.sub(r"</transChange>(?=<w[\s>]|\w)", "</transChange> ", markup)
 
 
 def osis_to_text(markup: str, keep_psalm_title: bool = False) -> str:
     """Plain text of one OSIS verse entry."""
+    if "transChange" in markup:
+        markup = _transchange_spacing(markup)
     out = []
     skip = 0            # depth inside dropped elements
     stack = []          # open elements: (name, dropped?)
@@ -375,15 +409,13 @@ def osis_to_text(markup: str, keep_psalm_title: bool = False) -> str:
                     if was_skipping and not skip:
                         out.append(GAP)     # a dropped note may have eaten a space
                     break
-            out.append(" " if name in ("l", "lg", "p", "item", "list", "title") else "")
+            out.append(" " if name in BREAK else "")
             continue
         dropped = name in DROP
         if (dropped and keep_psalm_title and name == "title"
                 and a.get("type") == "psalm" and a.get("canonical") == "true"):
             dropped = False
-            stack.append((name, False))
             out.append(" ")
-            continue
         stack.append((name, dropped))
         skip += dropped
     text = "".join(out)
@@ -397,25 +429,60 @@ def osis_to_text(markup: str, keep_psalm_title: bool = False) -> str:
     return text
 
 
-def fix_dropcap(text: str, psalm: bool) -> str:
+def case_votes(texts) -> collections.Counter:
+    """Count, per lower-cased word, mid-sentence uses written Capitalised (+1)
+    and lower-case (-1): tells proper nouns ("Jacob") from common words."""
+    votes = collections.Counter()
+    for text in texts:
+        words = text.split(" ")
+        for prev, w in zip(words, words[1:]):
+            if prev[-1:] in ".:;!?" or not prev:
+                continue
+            core = "".join(LETTER.findall(w))
+            if len(core) < 2 or core.isupper():
+                continue
+            votes[core.lower()] += 1 if core[0].isupper() else -1
+    return votes
+
+
+def fix_dropcap(text: str, psalm: bool, votes: collections.Counter) -> str:
     """Normal-case the all-capitals first word of an RV1909 chapter.
 
-    The first word with two or more letters is lowered if it is all capitals;
-    in the Psalms the capitalised word follows the superscription, so there it
-    is the first all-capitals word anywhere in verse 1.
+    The first word with two or more letters is the candidate ("EN el
+    principio", "Y ACONTECIÓ"); in the Psalms the capitalised word follows
+    the superscription, so there it is the first all-capitals word anywhere
+    in verse 1.  It becomes Capitalised at the start of a sentence or when
+    the corpus writes it so mid-sentence (a name: "Y JACOB" -> "Y Jacob"),
+    lower-case otherwise ("Y ACONTECIÓ" -> "Y aconteció").
     """
     words = text.split(" ")
     for i, w in enumerate(words):
         letters = LETTER.findall(w)
         if len(letters) < 2:
             continue
-        if all(c.isupper() for c in letters):
+        if all(ch.isupper() for ch in letters):
             j = w.index(letters[0])
-            words[i] = w[:j + 1] + w[j + 1:].lower()
+            starts_sentence = i == 0 or words[i - 1][-1:] in ".:;!?"
+            if starts_sentence or votes["".join(letters).lower()] > 0:
+                words[i] = w[:j + 1] + w[j + 1:].lower()
+            else:
+                words[i] = w.lower()
             return " ".join(words)
         if not psalm:
             return text
     return text
+
+
+# RV1909 ends each Pauline epistle (and Hebrews) with the traditional
+# subscription ("Fué escrita de Corinto á los Romanos..."), which is not
+# verse text (KJV prints it apart; the WEB has none).
+EPISTLES = ("Rom", "1Cor", "2Cor", "Gal", "Eph", "Phil", "Col", "1Thess", "2Thess",
+            "1Tim", "2Tim", "Titus", "Phlm", "Heb")
+SUBSCRIPTION = re.compile(r"(?<=Amén\.) [^.]*\b(?:[Ee]scrita|[Ee]nviada|[Ee]pístola)\b.*$")
+
+
+def strip_subscription(text: str) -> str:
+    return SUBSCRIPTION.sub("", text)
 
 
 def extract(root: Path, label: str, log) -> dict:
@@ -452,7 +519,9 @@ def extract(root: Path, label: str, log) -> dict:
                 idx += 1                              # chapter heading
                 for v in range(1, nverses + 1):
                     raw = entries[idx].decode(codec)  # strict: bad bytes raise
-                    text = osis_to_text(raw, keep_psalm_title=(book == "Ps" and v == 1))
+                    # Psalm superscriptions (Ps 119's "titles" are Hebrew letters)
+                    text = osis_to_text(raw, keep_psalm_title=(book == "Ps" and v == 1
+                                                                and c != 119))
                     if text:
                         verses[(book, c, v)] = text
                     idx += 1
@@ -469,6 +538,180 @@ def extract(root: Path, label: str, log) -> dict:
     return {"verses": verses, "conf": conf}
 
 
+# ---------------------------------------------------------------------------
+# Checked alignment
+# ---------------------------------------------------------------------------
+# Both modules claim KJV numbering, but the RV1909 source follows the Hebrew
+# chapter/verse division in a few places (Num 13 and 30, 1 Sam 24, 1 Chr 21,
+# 2 Chr 33, Job 38-41, Hos 12, Jonah 2, ...).  osis2mod then fills a
+# KJV-numbered index with text that is one or more verses off, empty slots
+# where the Spanish chapter is shorter, and several verses run together where
+# it is longer.  Pairing purely by reference would put ~250 wrong pairs in the
+# corpus, so each book is aligned a second time, by content:
+#
+# 1. A small word-translation lexicon is learnt from the reference pairs
+#    themselves (Dice association of English and Spanish word types over
+#    verses; ~99% of reference pairs are right, enough to learn from).
+# 2. A pair's lexical score is the share of its lexicon words whose
+#    translation is on the other side; a dynamic programme over the book's
+#    verse sequences (1-1, 1-0, 0-1, 2-1 and 1-2 steps, Gale-Church length
+#    cost plus the lexical score) finds the best monotone alignment.
+# 3. Kept: 1-1 steps that pair the same reference (both methods agree), and
+#    1-1 steps that pair different references when they form a run of such
+#    steps (a shifted chapter) or score well on their own.  Everything else
+#    (verses merged or split differently, doubtful pairs) is dropped.
+WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
+
+
+def _types(text: str) -> frozenset:
+    return frozenset(w.lower() for w in WORD.findall(text))
+
+
+def learn_lexicon(pairs, min_count=3, max_df=0.04, min_dice=0.15, topk=3):
+    """Word associations {en: {es,...}}, {es: {en,...}} from parallel verses."""
+    n = len(pairs)
+    E = [_types(e) for e, _ in pairs]
+    S = [_types(s) for _, s in pairs]
+    ce = collections.Counter(w for x in E for w in x)
+    cs = collections.Counter(w for x in S for w in x)
+    ok_e = {w for w, c in ce.items() if min_count <= c <= max_df * n}
+    ok_s = {w for w, c in cs.items() if min_count <= c <= max_df * n}
+    co = collections.Counter()
+    for e, s in zip(E, S):
+        ss = [w for w in s if w in ok_s]
+        for a in e:
+            if a in ok_e:
+                for b in ss:
+                    co[a, b] += 1
+    fwd = collections.defaultdict(list)
+    bwd = collections.defaultdict(list)
+    for (a, b), c in co.items():
+        if c >= 2:
+            d = 2 * c / (ce[a] + cs[b])
+            if d >= min_dice:
+                fwd[a].append((d, b))
+                bwd[b].append((d, a))
+    fwd = {a: {b for _, b in sorted(v, reverse=True)[:topk]} for a, v in fwd.items()}
+    bwd = {b: {a for _, a in sorted(v, reverse=True)[:topk]} for b, v in bwd.items()}
+    return fwd, bwd
+
+
+def lexical_score(E: frozenset, S: frozenset, lex) -> float | None:
+    fwd, bwd = lex
+    ke = [w for w in E if w in fwd]
+    ks = [w for w in S if w in bwd]
+    if not ke and not ks:
+        return None
+    hits = sum(1 for w in ke if fwd[w] & S) + sum(1 for w in ks if bwd[w] & E)
+    return hits / (len(ke) + len(ks))
+
+
+def _norm_sf(z: float) -> float:
+    """Two-sided tail probability of a standard normal."""
+    return math.erfc(abs(z) / math.sqrt(2))
+
+
+def align_book(er, sr, en, es, lex, c, s2, band=15, skip=4.0, merge=3.0, alpha=0.5):
+    """Monotone alignment of one book's English refs `er` and Spanish refs `sr`.
+
+    Returns beads: (list of English refs, list of Spanish refs).
+    """
+    ET = [_types(en[r]) for r in er]
+    ST = [_types(es[r]) for r in sr]
+    EL = [len(en[r]) for r in er]
+    SL = [len(es[r]) for r in sr]
+
+    def llr(E, S):          # log-likelihood ratio, right vs wrong pair (fit on this data)
+        sc = lexical_score(E, S, lex)
+        return 0.0 if sc is None else max(-5.0, min(5.0, 13.0 * sc - 5.0))
+
+    def lcost(la, lb):      # Gale & Church (1993) length cost
+        z = (c * la - lb) / math.sqrt(s2 * max((la + lb / c) / 2, 1.0))
+        return -math.log(max(_norm_sf(z), 1e-300))
+
+    n, m = len(er), len(sr)
+    D = {(0, 0): 0.0}
+    back = {}
+    for i in range(n + 1):
+        jc = round(i * m / max(n, 1))
+        for j in range(max(0, jc - band), min(m, jc + band) + 1):
+            if i == 0 and j == 0:
+                continue
+            best, step = math.inf, None
+            if i and j and (i - 1, j - 1) in D:
+                cost = D[i - 1, j - 1] - llr(ET[i - 1], ST[j - 1]) \
+                    + alpha * lcost(EL[i - 1], SL[j - 1])
+                best, step = cost, (1, 1)
+            if i and (i - 1, j) in D and D[i - 1, j] + skip < best:
+                best, step = D[i - 1, j] + skip, (1, 0)
+            if j and (i, j - 1) in D and D[i, j - 1] + skip < best:
+                best, step = D[i, j - 1] + skip, (0, 1)
+            if i >= 2 and j and (i - 2, j - 1) in D:
+                cost = D[i - 2, j - 1] + merge - llr(ET[i - 2] | ET[i - 1], ST[j - 1]) \
+                    + alpha * lcost(EL[i - 2] + EL[i - 1], SL[j - 1])
+                if cost < best:
+                    best, step = cost, (2, 1)
+            if i and j >= 2 and (i - 1, j - 2) in D:
+                cost = D[i - 1, j - 2] + merge - llr(ET[i - 1], ST[j - 2] | ST[j - 1]) \
+                    + alpha * lcost(EL[i - 1], SL[j - 2] + SL[j - 1])
+                if cost < best:
+                    best, step = cost, (1, 2)
+            if step is not None:
+                D[i, j] = best
+                back[i, j] = step
+    if (n, m) not in D:
+        raise RuntimeError("alignment band too narrow")
+    beads = []
+    i, j = n, m
+    while (i, j) != (0, 0):
+        di, dj = back[i, j]
+        beads.append((er[i - di:i], sr[j - dj:j]))
+        i, j = i - di, j - dj
+    return beads[::-1]
+
+
+def checked_alignment(en: dict, es: dict, order, log, good_score=0.5):
+    """Return [(en_ref, es_ref)] pairs in English canonical order (see above)."""
+    ref_pairs = [r for r in order if r in en and r in es]
+    lex = learn_lexicon([(en[r], es[r]) for r in ref_pairs])
+    # Gale-Church parameters: length ratio and variance per character
+    c = sum(len(es[r]) for r in ref_pairs) / sum(len(en[r]) for r in ref_pairs)
+    sq = sorted((len(es[r]) - c * len(en[r])) ** 2 / len(en[r]) for r in ref_pairs)
+    s2 = sq[len(sq) // 2] / 0.455          # median of chi-square(1) is 0.455
+    books = []
+    for r in order:
+        if not books or books[-1] != r[0]:
+            books.append(r[0])
+    pairs = []
+    stats = collections.Counter()
+    for book in books:
+        er = [r for r in order if r[0] == book and r in en]
+        sr = [r for r in order if r[0] == book and r in es]
+        beads = align_book(er, sr, en, es, lex, c, s2)
+        one = [len(a) == 1 and len(b) == 1 for a, b in beads]
+        cross = [o and a[0] != b[0] for o, (a, b) in zip(one, beads)]
+        for k, (a, b) in enumerate(beads):
+            if not one[k]:
+                stats["dropped (merged/unmatched)"] += len(a)
+                continue
+            if not cross[k]:
+                pairs.append((a[0], b[0]))
+                stats["kept, same reference"] += 1
+                continue
+            in_run = (k > 0 and cross[k - 1]) or (k + 1 < len(beads) and cross[k + 1])
+            sc = lexical_score(_types(en[a[0]]), _types(es[b[0]]), lex) or 0.0
+            if in_run or sc >= good_score:
+                pairs.append((a[0], b[0]))
+                stats["kept, re-paired across references"] += 1
+            else:
+                stats["dropped (isolated doubtful re-pairing)"] += 1
+    log("checked alignment: " + ", ".join(f"{k}: {v}" for k, v in stats.items()))
+    moved = collections.Counter(f"{a[0]} {a[1]}" for a, b in pairs if a != b)
+    if moved:
+        log("re-paired chapters: " + ", ".join(f"{k} ({v})" for k, v in moved.items()))
+    return pairs
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -477,8 +720,9 @@ def main(argv=None) -> int:
     ap.add_argument("--sparv", required=True, type=Path,
                     help="Reina-Valera 1909 module (same forms)")
     ap.add_argument("--out", required=True, type=Path, help="output .tsv.gz")
-    ap.add_argument("--no-dropcap-fix", action="store_true",
-                    help="keep RV1909's all-capitals first word of each chapter")
+    ap.add_argument("--align", choices=("checked", "reference"), default="checked",
+                    help="'reference': pair verses by KJV reference only; 'checked' "
+                         "(default): also align by content and keep agreeing pairs")
     args = ap.parse_args(argv)
 
     def log(msg):
@@ -487,24 +731,29 @@ def main(argv=None) -> int:
     _check_kjv_table()
     en = extract(args.web, "web", log)["verses"]
     es = extract(args.sparv, "sparv", log)["verses"]
-    if not args.no_dropcap_fix:
-        for (book, c, v), text in es.items():
-            if v == 1:
-                es[(book, c, v)] = fix_dropcap(text, psalm=(book == "Ps"))
+    votes = case_votes(es.values())
+    for (book, c, v), text in list(es.items()):
+        if v == 1:
+            text = fix_dropcap(text, psalm=(book == "Ps"), votes=votes)
+        if book in EPISTLES and c == len(dict(KJV_NT)[book]):
+            text = strip_subscription(text)
+        es[(book, c, v)] = text
+
+    order = [(book, c, v) for book, chapters in KJV_OT + KJV_NT
+             for c, nverses in enumerate(chapters, 1) for v in range(1, nverses + 1)]
+    log(f"verses with English text: {len(en)}, with Spanish text: {len(es)}, "
+        f"with both: {sum(1 for r in order if r in en and r in es)}")
+    if args.align == "reference":
+        pairs = [(r, r) for r in order if r in en and r in es]
+    else:
+        pairs = checked_alignment(en, es, order, log)
 
     lines = []
-    missing_en = missing_es = 0
-    for book, chapters in KJV_OT + KJV_NT:
-        for c, nverses in enumerate(chapters, 1):
-            for v in range(1, nverses + 1):
-                e, s = en.get((book, c, v), ""), es.get((book, c, v), "")
-                missing_en += not e
-                missing_es += not s
-                if e and s:
-                    if "\t" in e + s or "\n" in e + s:
-                        raise AssertionError("whitespace normalisation failed")
-                    lines.append(f"{e}\t{s}\n")
-    log(f"verses without English text: {missing_en}, without Spanish text: {missing_es}")
+    for e_ref, s_ref in pairs:
+        e, s = en[e_ref], es[s_ref]
+        if "\t" in e + s or "\n" in e + s or "\r" in e + s:
+            raise AssertionError(f"whitespace normalisation failed at {e_ref}")
+        lines.append(f"{e}\t{s}\n")
     log(f"pairs written: {len(lines)}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     payload = "".join(lines).encode("utf-8")
