@@ -34,8 +34,8 @@ Merges never cross word boundaries, so text is first cut into *pieces*:
    ``world`` ``!``.
 3. A piece that was preceded by a space starts with the word-start marker
    ``▁`` (U+2581, as in SentencePiece). The marker is a symbol of its own that
-   BPE can merge like any other, so ``▁the`` (a word) and ``the`` (the end of
-   "bathe"... or a word glued to punctuation, as in "(the") are different
+   BPE can merge like any other, so ``▁the`` (the word "the") and ``the``
+   (the end of "bathe", or "the" glued to punctuation as in "(the") are different
    tokens. The first word of a text is treated as preceded by a space.
 
 Decoding just concatenates the token strings, turns each marker into a space,
@@ -80,7 +80,9 @@ A naive implementation recounts all pairs after every merge, which is far too
 slow for thousands of merges. :meth:`BPETokenizer.learn` instead keeps
 
 * ``pair_counts``: frequency of each adjacent pair over the corpus,
-* ``where``: for each pair, the set of distinct words that contain it,
+* ``where``: for each pair, a set of distinct words that contain it (a
+  superset: a word is not removed when it loses the pair, it is just skipped
+  when it turns out to have nothing to merge),
 * a max-heap of ``(count, pair)`` entries with *lazy invalidation*: when a
   count goes up a new entry is pushed; when it goes down the old entry is left
   in place and is recognised as stale (its count disagrees with
@@ -221,6 +223,10 @@ class BPETokenizer:
                              f"{merge!r}")
         merged = left + right
         new_id = self._token_to_id.get(merged)
+        if new_id is not None and new_id < MARKER_ID:
+            # cannot come out of learn(): pieces never contain "<pad>" etc.
+            raise ValueError(f"merges[{len(self._merges)}]: {merge!r} would "
+                             f"spell the reserved token {merged!r}")
         if new_id is None:
             new_id = len(self._vocab)
             self._vocab.append(merged)
@@ -297,24 +303,19 @@ class BPETokenizer:
             delta: dict[tuple[int, int], int] = defaultdict(int)
             for wi in where.pop(pair):
                 old = words[wi]
+                if a not in old:          # stale index entry (cheap C check)
+                    continue
                 new = _merge_word(old, a, b, new_id)
+                if len(new) == len(old):  # stale index entry: pair is gone
+                    continue
                 words[wi] = new
                 f = freqs[wi]
-                old_pairs = _mergeable_pairs(old)
-                new_pairs = _mergeable_pairs(new)
-                for p in old_pairs:
+                for p in _mergeable_pairs(old):
                     delta[p] -= f
-                for p in new_pairs:
+                for p in _mergeable_pairs(new):
                     delta[p] += f
-                old_set, new_set = set(old_pairs), set(new_pairs)
-                for p in old_set - new_set:
-                    s = where.get(p)
-                    if s is not None:
-                        s.discard(wi)
-                        if not s:
-                            del where[p]
-                for p in new_set - old_set:
-                    where[p].add(wi)
+                    if new_id in p:       # a pair this merge may have created
+                        where[p].add(wi)
             for p, d in delta.items():
                 if d == 0 or p == pair:
                     continue
@@ -525,6 +526,8 @@ class BPETokenizer:
 # ---------------------------------------------------------------- helpers
 def _mergeable_pairs(word: Sequence[int]) -> list[tuple[int, int]]:
     """Adjacent pairs of a word, leaving out pairs with a byte token."""
+    if not word or min(word) >= MARKER_ID:   # the usual case: no byte tokens
+        return list(zip(word, word[1:]))
     return [(a, b) for a, b in zip(word, word[1:])
             if a >= MARKER_ID and b >= MARKER_ID]
 

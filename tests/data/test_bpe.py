@@ -61,8 +61,9 @@ def test_tie_break_is_lexicographic():
 
 def test_most_frequent_pair_first():
     tok = BPETokenizer.learn(["xy xy xy ab"], num_merges=2, min_frequency=1)
-    assert tok.merges[0] in {(MARKER, "x"), ("x", "y")}
-    assert tok.merges[1] in {("▁x", "y"), (MARKER, "xy")}
+    # (▁,x) and (x,y) occur 3 times, (▁,a) and (a,b) once; "x" < "▁"
+    assert tok.merges == [("x", "y"), (MARKER, "xy")]
+    assert tok.tokenize("xy ab") == [MARKER + "xy", MARKER, "a", "b"]
 
 
 def test_min_frequency_stops_early():
@@ -192,6 +193,12 @@ def test_missing_field_raises(tok):
         BPETokenizer.from_dict(["not", "a", "dict"])
 
 
+def test_merges_cannot_spell_reserved_tokens():
+    with pytest.raises(ValueError, match="reserved"):
+        BPETokenizer(alphabet="<pad>", merges=[("<", "p"), ("<p", "a"),
+                                               ("<pa", "d"), ("<pad", ">")])
+
+
 def test_load_rejects_bad_json(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text("{not json", encoding="utf-8")
@@ -212,3 +219,46 @@ def test_round_trip_property_learned_on_random_text(corpus, text):
     tok = BPETokenizer.learn(corpus, num_merges=50, min_frequency=1)
     for t in corpus + [text]:
         assert tok.decode(tok.encode(t)) == normalize(t)
+
+
+def _naive_learn(texts, num_merges, min_frequency):
+    """Reference BPE: recount every pair after every merge (slow but obvious)."""
+    from collections import Counter
+    words = Counter()
+    for t in texts:
+        for piece in pretokenize(t):
+            syms = ([MARKER] if piece.startswith(" ") else []) + list(piece.lstrip(" "))
+            words[tuple(syms)] += 1
+    merges = []
+    while len(merges) < num_merges:
+        pairs = Counter()
+        for w, f in words.items():
+            for p in zip(w, w[1:]):  # (no byte tokens here: all pairs count)
+                pairs[p] += f
+        if not pairs:
+            break
+        best = min(pairs, key=lambda p: (-pairs[p], p))
+        if pairs[best] < min_frequency:
+            break
+        merges.append(best)
+        new_words = Counter()
+        for w, f in words.items():
+            out, i = [], 0
+            while i < len(w):
+                if i + 1 < len(w) and (w[i], w[i + 1]) == best:
+                    out.append(w[i] + w[i + 1])
+                    i += 2
+                else:
+                    out.append(w[i])
+                    i += 1
+            new_words[tuple(out)] += f
+        words = new_words
+    return merges
+
+
+@settings(max_examples=60)
+@given(st.lists(st.text(alphabet="abcab ,.", max_size=20), min_size=1, max_size=10),
+       st.integers(1, 3))
+def test_fast_learning_matches_naive_reference(corpus, min_frequency):
+    fast = BPETokenizer.learn(corpus, num_merges=30, min_frequency=min_frequency)
+    assert fast.merges == _naive_learn(corpus, 30, min_frequency)
