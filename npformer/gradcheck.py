@@ -135,15 +135,15 @@ def numerical_gradient(forward: Callable, inputs: dict, name: str, dy, h: float 
     idx = np.arange(size)
     if max_entries is not None and size > max_entries:
         idx = np.sort(np.random.default_rng(seed).choice(size, max_entries, replace=False))
-    flat = arr.reshape(-1)  # a view: writing to it perturbs the input
     values = np.empty(len(idx))
     for j, i in enumerate(idx):
-        old = flat[i].item()
-        flat[i] = old + h
+        pos = np.unravel_index(i, arr.shape)  # index the array itself: works for any strides
+        old = arr[pos].item()
+        arr[pos] = old + h
         plus = _loss(forward, inputs, dy)
-        flat[i] = old - h
+        arr[pos] = old - h
         minus = _loss(forward, inputs, dy)
-        flat[i] = old
+        arr[pos] = old
         values[j] = (plus - minus) / (2 * h)
     return idx, values
 
@@ -200,7 +200,7 @@ def check_directional(forward: Callable, backward: Callable, inputs: dict, name:
     Draws dy and a unit direction v over all differentiable inputs, then compares
     sum_k <grad_k, v_k> with (L(x + h v) - L(x - h v)) / (2 h).
     """
-    diff = _differentiable(inputs)
+    diff = _differentiable(inputs, constants)
     be = backend_of(*diff.values())
     rng = np.random.default_rng(seed)
     y, cache = forward(**inputs)

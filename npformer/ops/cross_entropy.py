@@ -42,14 +42,16 @@ def cross_entropy_forward(logits, targets, pad_id=0, eps_ls=0.1):
     n_tokens = int(valid.sum())
     if n_tokens == 0:
         raise ValueError("cross-entropy: every target is padding; expected at least one non-pad token")
-    m = logits.max(axis=-1, keepdims=True)  # (..., 1)
-    e = xp.exp(logits - m)  # (..., V)
+    eps_ls = float(eps_ls)
+    # everything relative to the row max m: lse - m = log s, so no two large
+    # numbers are ever subtracted (float32 logits of 1e4 keep full precision)
+    zm = logits - logits.max(axis=-1, keepdims=True)  # (..., V)  z - m
+    e = xp.exp(zm)  # (..., V)
     s = e.sum(axis=-1, keepdims=True)  # (..., 1)
-    lse = (m + xp.log(s))[..., 0]  # (...)
-    z_true = xp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]  # (...)
-    loss_n = lse - (1.0 - eps_ls) * z_true
+    zm_true = xp.take_along_axis(zm, targets[..., None], axis=-1)[..., 0]  # (...)  z_y - m
+    loss_n = xp.log(s[..., 0]) - (1.0 - eps_ls) * zm_true  # (...)
     if eps_ls:
-        loss_n = loss_n - (eps_ls / V) * logits.sum(axis=-1)
+        loss_n = loss_n - (eps_ls / V) * zm.sum(axis=-1)
     loss = (loss_n * valid).sum() / n_tokens
     e /= s  # e is now p = softmax(logits), reused by the backward
     return loss, CrossEntropyCache(e, targets, valid, n_tokens, eps_ls)

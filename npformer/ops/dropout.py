@@ -23,6 +23,7 @@ def dropout_forward(x, p, rng=None, keep=None):
     Either ``rng`` (a backend generator) draws the mask, or ``keep`` (a boolean
     array shaped like x) fixes it, as gradient checks and tests do.
     """
+    p = float(p)  # a NumPy float64 scalar would upcast float32 activations
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout: p must be in [0, 1), got {p}")
     if p == 0.0:

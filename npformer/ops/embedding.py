@@ -24,6 +24,7 @@ class EmbeddingCache(NamedTuple):
 
 def embedding_forward(ids, E, scale=1.0):
     V = E.shape[0]
+    scale = float(scale)  # a NumPy float64 scalar would upcast float32 embeddings
     y = E[ids]  # (B, T, d_model)
     if scale != 1.0:
         y = y * scale

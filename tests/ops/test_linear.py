@@ -1,0 +1,67 @@
+"""Linear y = x W + b (npformer/ops/linear.py): gradients, 3-D input, no hidden 1/batch."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from npformer import ops
+from npformer.gradcheck import check_gradients
+
+# `be` is a function-scoped fixture holding an immutable backend: safe to reuse across examples
+HYP = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def randn(be, rng, *shape, scale=1.0, dtype="float64"):
+    return be.asarray(rng.standard_normal(shape) * scale, dtype=dtype)
+
+
+@HYP
+@given(B=st.integers(2, 3), T=st.integers(1, 4), d_in=st.integers(1, 5), d_out=st.integers(1, 5),
+       seed=st.integers(0, 2**32 - 1))
+def test_linear_gradients_match_finite_differences(be, B, T, d_in, d_out, seed):
+    rng = np.random.default_rng(seed)
+    inputs = dict(x=randn(be, rng, B, T, d_in), W=randn(be, rng, d_in, d_out), b=randn(be, rng, d_out))
+    result = check_gradients(ops.linear_forward, ops.linear_backward, inputs, "linear", seed=seed)
+    assert result.passed, f"max_rel_error={result.max_rel_error:.2e} errors={result.errors} problems={result.problems}"
+
+
+@pytest.mark.parametrize("lead", [(6,), (2, 3), (2, 2, 3)], ids=["2d", "3d", "4d"])
+def test_linear_gradients_for_any_number_of_leading_axes(be, lead):
+    rng = np.random.default_rng(1)
+    inputs = dict(x=randn(be, rng, *lead, 4), W=randn(be, rng, 4, 3), b=randn(be, rng, 3))
+    result = check_gradients(ops.linear_forward, ops.linear_backward, inputs, "linear")
+    assert result.passed, f"errors={result.errors} problems={result.problems}"
+
+
+def test_linear_3d_forward_and_backward_match_einsum(be):
+    rng = np.random.default_rng(2)
+    B, T, d_in, d_out = 3, 4, 5, 2
+    x, W, b, dy = (rng.standard_normal(s) for s in [(B, T, d_in), (d_in, d_out), (d_out,), (B, T, d_out)])
+    y, cache = ops.linear_forward(be.asarray(x), be.asarray(W), be.asarray(b))
+    dx, dW, db = ops.linear_backward(be.asarray(dy), cache)
+    np.testing.assert_allclose(be.to_host(y), np.einsum("bti,io->bto", x, W) + b, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(be.to_host(dx), np.einsum("bto,io->bti", dy, W), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(be.to_host(dW), np.einsum("bti,bto->io", x, dy), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(be.to_host(db), dy.sum(axis=(0, 1)), rtol=1e-12, atol=1e-12)
+
+
+def test_linear_parameter_gradients_sum_over_the_batch(be):
+    # Two copies of one example must give twice its dW and db: nothing divides by the batch size.
+    rng = np.random.default_rng(3)
+    x, W, b, dy = (rng.standard_normal(s) for s in [(1, 3, 4), (4, 2), (2,), (1, 3, 2)])
+    _, cache1 = ops.linear_forward(be.asarray(x), be.asarray(W), be.asarray(b))
+    _, dW1, db1 = ops.linear_backward(be.asarray(dy), cache1)
+    _, cache2 = ops.linear_forward(be.asarray(np.concatenate([x, x])), be.asarray(W), be.asarray(b))
+    _, dW2, db2 = ops.linear_backward(be.asarray(np.concatenate([dy, dy])), cache2)
+    np.testing.assert_allclose(be.to_host(dW2), 2 * be.to_host(dW1), rtol=1e-12)
+    np.testing.assert_allclose(be.to_host(db2), 2 * be.to_host(db1), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_linear_contract_keeps_dtype_and_shapes(be, op_contract, dtype):
+    rng = np.random.default_rng(4)
+    inputs = dict(x=randn(be, rng, 2, 3, 4, dtype=dtype), W=randn(be, rng, 4, 5, dtype=dtype),
+                  b=randn(be, rng, 5, dtype=dtype))
+    y, grads = op_contract(ops.linear_forward, ops.linear_backward, inputs)
+    assert y.shape == (2, 3, 5)
+    assert set(grads) == {"x", "W", "b"}
