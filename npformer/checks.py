@@ -12,20 +12,16 @@ import numpy as np
 from npformer import ops
 from npformer.backend import get_backend
 from npformer.gradcheck import check_gradients
+from npformer.model.masks import lookahead_mask
 
 
 def _randn(rng, be, *shape, scale=1.0):
     return be.asarray(rng.standard_normal(shape) * scale, dtype="float64")
 
 
-def padding_mask(lengths, T, xp):
+def length_mask(lengths, T, xp):
     """(B, 1, 1, T) boolean: key t of sentence b is real iff t < lengths[b]."""
     return (xp.arange(T)[None, :] < xp.asarray(lengths)[:, None])[:, None, None, :]
-
-
-def lookahead_mask(T, xp):
-    """(1, 1, T, T) boolean: query t may attend to keys 0..t."""
-    return xp.tril(xp.ones((T, T), dtype=bool))[None, None]
 
 
 def op_cases(be=None, seed=0, B=2, T=5, S=4, d_model=8, h=2, d_ff=12, V=11):
@@ -43,9 +39,9 @@ def op_cases(be=None, seed=0, B=2, T=5, S=4, d_model=8, h=2, d_ff=12, V=11):
     ids = be.asarray(rng.integers(0, V, (B, T)))
     ids[0, :2] = 3  # a repeated token: the scatter-add must accumulate it
     pe = ops.sinusoidal_table(16, d_model, xp, "float64")
-    pad = padding_mask([T, T - 2], T, xp)  # (B, 1, 1, T), masks the end of sentence 2
+    pad = length_mask([T, T - 2], T, xp)  # (B, 1, 1, T), masks the end of sentence 2
     self_mask = pad & lookahead_mask(T, xp)
-    cross_mask = padding_mask([S, S - 1], S, xp)
+    cross_mask = length_mask([S, S - 1], S, xp)
     targets = be.asarray(rng.integers(1, V, (B, T)))
     targets[1, -2:] = 0  # padding targets are ignored
     ffn = {"W_1": r(d_model, d_ff, scale=d_model ** -0.5), "b_1": r(d_ff, scale=0.1),

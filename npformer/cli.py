@@ -12,6 +12,8 @@ import json
 import os
 import sys
 
+from npformer.backend import BACKEND_NAMES, DTYPES
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse's default prints the usage block; keep it to one line
@@ -19,15 +21,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_backend_args(p, dtype_default="float32"):
-    p.add_argument("--backend", default=None, help="numpy (CPU, default) or cupy (GPU); "
-                   "default $NPFORMER_BACKEND or numpy")
-    p.add_argument("--dtype", default=dtype_default, help=f"float32 or float64 (default {dtype_default})")
+    p.add_argument("--backend", default=None, choices=BACKEND_NAMES,
+                   help="numpy (CPU) or cupy (GPU); default $NPFORMER_BACKEND, else numpy")
+    p.add_argument("--dtype", default=dtype_default, choices=DTYPES, help=f"default {dtype_default}")
 
 
 def cmd_gradcheck(args) -> int:
     from npformer.checks import run_all_checks
-    from npformer.backend import check_dtype
-    check_dtype(args.dtype)
     if args.dtype != "float64":
         raise ValueError(f"--dtype: gradient checks need float64, got {args.dtype}")
     results = run_all_checks(args.backend, seed=args.seed, quick=args.quick)

@@ -62,7 +62,9 @@ class GradCheckResult:
 
 
 def _is_float_array(a) -> bool:
-    return hasattr(a, "dtype") and hasattr(a, "shape") and a.dtype.kind == "f"
+    # NumPy scalars (np.float64(2.0), e.g. a scale factor) are constants, not inputs
+    return (hasattr(a, "dtype") and hasattr(a, "shape") and not isinstance(a, np.generic)
+            and a.dtype.kind == "f")
 
 
 def _differentiable(inputs: dict, constants=()) -> dict:

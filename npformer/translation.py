@@ -27,8 +27,8 @@ class Translator:
     tokenizer: BPETokenizer
 
     @classmethod
-    def from_checkpoint(cls, path, backend=None) -> "Translator":
-        ckpt = checkpoint.load(path, backend=backend)
+    def from_checkpoint(cls, path, backend=None, dtype=None) -> "Translator":
+        ckpt = checkpoint.load(path, backend=backend, dtype=dtype)
         if ckpt.tokenizer is None:
             raise ValueError(f"checkpoint {path}: holds no tokenizer, so it cannot translate text")
         return cls(ckpt.params, ckpt.config, BPETokenizer.from_dict(ckpt.tokenizer))

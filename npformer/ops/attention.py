@@ -10,8 +10,9 @@ The mask broadcasts against (B, h, T_q, T_k): a key-padding mask is
 (B, 1, 1, T_k), the look-ahead mask (1, 1, T, T), and their AND combines them.
 We fill masked scores with the dtype's most negative finite number instead of
 -inf, so exp() gives exactly 0 there without inf - inf = NaN.
-A query row whose keys are ALL masked (possible for padded queries) would
-otherwise get uniform weights; we define its weights as all zero, so its
+A query row whose keys are ALL masked (a sentence that is entirely padding,
+or a mask supplied from outside; npformer's own masks always leave a real
+key) would otherwise get uniform weights; we define its weights as all zero, so its
 output is 0 and it passes no gradient. The result is always finite.
 
 Backward (a chain of matmuls and one softmax):
@@ -65,7 +66,7 @@ def attention_backward(dout, cache: AttentionCache):
     dV = P.swapaxes(-1, -2) @ dout  # (B, h, T_k, d_v)
     dP = dout @ V.swapaxes(-1, -2)  # (B, h, T_q, T_k)
     dS = P * (dP - (dP * P).sum(axis=-1, keepdims=True))  # (B, h, T_q, T_k)
-    dS *= scale
-    dQ = dS @ K  # (B, h, T_q, d_k)
-    dK = dS.swapaxes(-1, -2) @ Q  # (B, h, T_k, d_k)
+    dS_scaled = dS * scale  # S = scale * Q K^T: the scale multiplies both dQ and dK
+    dQ = dS_scaled @ K  # (B, h, T_q, d_k)
+    dK = dS_scaled.swapaxes(-1, -2) @ Q  # (B, h, T_k, d_k)
     return dQ, dK, dV

@@ -3,7 +3,8 @@
     MultiHead(X_q, X_kv) = Concat(head_1, ..., head_h) W_O + b_O
     head_i = Attention(X_q W_Q^i + b_Q^i, X_kv W_K^i + b_K^i, X_kv W_V^i + b_V^i)
 
-Shapes: X_q (B, T_q, d_model), X_kv (B, T_k, d_model); W_Q, W_K, W_V, W_O are
+Shapes: X_q (B, T_q, d_model), X_kv (B, T_k, d_model); W_Q, W_K, W_V, W_O
+(parameter keys W_q, W_k, W_v, W_o, with biases b_q, b_k, b_v, b_o) are
 (d_model, d_model) and hold all h heads side by side: head i uses columns
 i*d_k : (i+1)*d_k, with d_k = d_v = d_model / h.
 

@@ -6,8 +6,9 @@ Forward
 Backward: dz/dx = dz/ds = I, so the upstream gradient is copied to both
 branches unchanged:
     dx = dz,  ds = dz
-This is why deep residual stacks train: the identity path carries the gradient
-to early layers without being multiplied by any weight.
+This is why deep residual stacks train: within a layer the identity path
+carries the gradient past the sublayer without multiplying it by any weight
+(with post-LN, the default, it still passes through each LayerNorm's backward).
 """
 from typing import NamedTuple
 

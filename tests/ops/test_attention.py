@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from npformer import ops
-from npformer.checks import lookahead_mask, padding_mask
+from npformer.checks import length_mask, lookahead_mask
 from npformer.gradcheck import check_gradients
 
 HYP = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -26,7 +26,7 @@ def attention_shapes(draw):
 
 
 def make_inputs(be, rng, B, h, T_q, T_k, d_k, d_v, lengths, causal, dtype="float64"):
-    mask = padding_mask(lengths, T_k, be.xp)  # (B, 1, 1, T_k)
+    mask = length_mask(lengths, T_k, be.xp)  # (B, 1, 1, T_k)
     if causal:
         mask = mask & lookahead_mask(T_k, be.xp)  # (B, 1, T, T)
     r = lambda *s: be.asarray(rng.standard_normal(s), dtype=dtype)  # noqa: E731

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from npformer import ops
-from npformer.checks import lookahead_mask, padding_mask
+from npformer.checks import length_mask, lookahead_mask
 from npformer.gradcheck import check_gradients
 from npformer.ops.multihead import PARAM_NAMES
 
@@ -39,7 +39,7 @@ def cross_shapes(draw):
 
 def self_case(be, rng, B, T, h, d_k, lengths, dtype="float64"):
     d_model = h * d_k
-    mask = padding_mask(lengths, T, be.xp) & lookahead_mask(T, be.xp)  # (B, 1, T, T)
+    mask = length_mask(lengths, T, be.xp) & lookahead_mask(T, be.xp)  # (B, 1, T, T)
     return dict(x=be.asarray(rng.standard_normal((B, T, d_model)), dtype=dtype),
                 p=attn_params(be, rng, d_model, dtype), h=h, mask=mask)
 
@@ -48,7 +48,7 @@ def cross_case(be, rng, B, T_q, T_k, h, d_k, lengths, dtype="float64"):
     d_model = h * d_k
     return dict(x=be.asarray(rng.standard_normal((B, T_q, d_model)), dtype=dtype),
                 memory=be.asarray(rng.standard_normal((B, T_k, d_model)), dtype=dtype),
-                p=attn_params(be, rng, d_model, dtype), h=h, mask=padding_mask(lengths, T_k, be.xp))
+                p=attn_params(be, rng, d_model, dtype), h=h, mask=length_mask(lengths, T_k, be.xp))
 
 
 def multihead_reference(x, memory, p, h, mask):

@@ -1,0 +1,40 @@
+"""``npformer evaluate --checkpoint CKPT [--data PATH]``: sacreBLEU BLEU and chrF on a test split."""
+import json
+import time
+
+
+def cmd_evaluate(args) -> int:
+    from npformer.data.corpus import load_corpus
+    from npformer.translation import Translator, evaluate_pairs
+    model = Translator.from_checkpoint(args.checkpoint, backend=args.backend, dtype=args.dtype)
+    pairs = load_corpus(args.data)[args.split]
+    if args.limit:
+        pairs = pairs[:args.limit]
+    t0 = time.perf_counter()
+    scores, hyps = evaluate_pairs(model, pairs, beam_size=args.beam, alpha=args.alpha)
+    scores.update(split=args.split, data=args.data or "bundled Bible EN-ES", beam=args.beam,
+                  checkpoint=args.checkpoint, seconds=round(time.perf_counter() - t0, 1))
+    if args.json:
+        print(json.dumps(scores, ensure_ascii=False))
+    else:
+        for (src, ref), hyp in list(zip(pairs, hyps))[:args.show]:
+            print(f"SRC  {src}\nREF  {ref}\nHYP  {hyp}\n")
+        print(f"BLEU {scores['bleu']:.2f}  ({scores['bleu_signature']})")
+        print(f"chrF {scores['chrf']:.2f}  ({scores['chrf_signature']})")
+        print(f"{scores['n_sentences']} sentences of the {args.split} split in {scores['seconds']} s")
+    return 0
+
+
+def add_parser(sub, add_backend_args) -> None:
+    p = sub.add_parser("evaluate", help="BLEU and chrF (sacreBLEU) of a checkpoint on a test split")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", default=None, help="a UTF-8 TSV of source<TAB>target (default: the bundled corpus); "
+                   "its fixed test split is used")
+    p.add_argument("--split", default="test", choices=("test", "dev"))
+    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N pairs (default: all)")
+    p.add_argument("--beam", type=int, default=4)
+    p.add_argument("--alpha", type=float, default=0.6)
+    p.add_argument("--show", type=int, default=3, help="print this many example translations")
+    add_backend_args(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
