@@ -122,8 +122,15 @@ def _openblas_corename_ctypes():
 def machine_info() -> dict:
     """Facts about this machine and the numeric libraries, for the benchmark report.
 
+    Keys: cpu_model, cpu_cores, avx512f, python, platform, numpy, blas (from
+    ``numpy.show_config``; its "openblas configuration" names the *build* target, e.g.
+    "DYNAMIC_ARCH ... Haswell", not the kernels chosen at run time), OPENBLAS_CORETYPE
+    (the env var), thread_env, openblas_coretype_in_use (the kernels OpenBLAS actually
+    picked, via threadpoolctl if installed, else read from the library), threadpools
+    (threadpoolctl only) and torch (only if the caller imported it).
+
     Imports NumPy (so call it after any :func:`set_threads` / ``OPENBLAS_CORETYPE``
-    setup). torch is described only if the caller already imported it."""
+    setup)."""
     import numpy as np
 
     info = {
@@ -211,6 +218,44 @@ def median_time(fn, warmup=2, repeats=5, sync=None):
             sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times), times
+
+
+def _system_busy_cpu_s():
+    """CPU seconds all CPUs spent busy since boot (Linux /proc/stat), or None.
+
+    Busy = user + nice + system + irq + softirq + steal (steal: taken by the hypervisor
+    for other guests, which slows us down just the same)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
+class OtherLoad:
+    """Context manager: how much CPU OTHER processes used while the block ran.
+
+    On a shared machine, a benchmark's threads compete with other work (and OpenMP
+    spin-waiting makes that much worse than the share of CPU taken would suggest).
+    After the block, ``other_cores`` is the average number of cores kept busy by
+    everything but this process (0.0 on an idle machine; None where unknown, i.e.
+    not Linux). Report it next to the timings so noisy numbers can be recognised."""
+
+    def __enter__(self):
+        self._t0, self._busy0, self._own0 = time.perf_counter(), _system_busy_cpu_s(), os.times()
+        return self
+
+    def __exit__(self, *exc):
+        busy1, own1 = _system_busy_cpu_s(), os.times()
+        self.wall_s = time.perf_counter() - self._t0
+        own = (own1.user + own1.system) - (self._own0.user + self._own0.system)
+        if busy1 is None or self._busy0 is None or self.wall_s <= 0:
+            self.other_cpu_s = self.other_cores = None
+        else:
+            self.other_cpu_s = max(0.0, busy1 - self._busy0 - own)
+            self.other_cores = round(self.other_cpu_s / self.wall_s, 3)
+        return False
 
 
 def matmul_peak_gflops(dtype="float32", n=2048, repeats=5, xp=None, sync=None) -> float:

@@ -385,10 +385,12 @@ def main(argv=None):
         model = build(args.preset, V, seed=args.seed, sdpa=(variant == "sdpa"))
         step = train_step_fn(model, make_optimizer(model, lr=args.lr))
         losses = check_loss_decreases(step, batch, args.check_steps)
-        med, times = common.median_time(lambda: step(*batch), warmup=args.warmup,
-                                        repeats=args.repeats)
+        with common.OtherLoad() as load:
+            med, times = common.median_time(lambda: step(*batch), warmup=args.warmup,
+                                            repeats=args.repeats)
         rows.append({
-            "attention": variant, "step_s": med, "step_times_s": times,
+            "attention": variant, "step_s": med, "step_min_s": min(times),
+            "step_times_s": times, "other_load_cores": load.other_cores,
             "tokens_per_s": toks["total"] / med, "tgt_tokens_per_s": toks["tgt"] / med,
             "gflops": flops / med / 1e9, "params": count_params(model),
             "loss_first": losses[0], "loss_last": losses[-1],
@@ -419,9 +421,13 @@ def main(argv=None):
             print(f"torch float32 GEMM peak (n=2048): "
                   f"{result['torch_matmul_peak_gflops_f32']:.1f} GFLOP/s")
         print(f"peak RSS {result['peak_rss_mib']:.0f} MiB")
+        busy = [r["other_load_cores"] for r in rows if r["other_load_cores"] is not None]
+        if busy and max(busy) > 0.2:
+            print(f"WARNING: other processes kept {max(busy):.2f} cores busy while timing; "
+                  f"the numbers are noisy (compare step_min_s)")
     common.emit(result, args.json, table_rows=rows,
-                columns=["attention", "step_s", "tokens_per_s", "tgt_tokens_per_s",
-                         "gflops", "loss_first", "loss_last"])
+                columns=["attention", "step_s", "step_min_s", "tokens_per_s", "tgt_tokens_per_s",
+                         "gflops", "loss_first", "loss_last", "other_load_cores"])
     return result
 
 

@@ -69,6 +69,13 @@ def test_machine_info_and_rss():
     assert common.peak_rss_mib() > 1.0
 
 
+def test_other_load_reports_a_number_or_none():
+    with common.OtherLoad() as load:
+        sum(range(10000))
+    assert load.wall_s > 0
+    assert load.other_cores is None or load.other_cores >= 0.0
+
+
 def test_set_threads_sets_env(monkeypatch):
     # Hide loaded torch/NumPy from set_threads so it only sets the env vars and leaves
     # this test process's thread pools alone (monkeypatch restores sys.modules).
