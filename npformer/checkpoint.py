@@ -1,0 +1,215 @@
+"""Checkpoints: one ``.npz`` file holding a model and everything needed to resume.
+
+Layout of the archive (all entries are plain arrays, so no pickle is needed):
+
+    param/<name>     every parameter, e.g. ``param/encoder.0.ffn.W_1``
+    adam_m/<name>    Adam's first moment for that parameter   (optional)
+    adam_v/<name>    Adam's second moment                     (optional)
+    meta             uint8 array: UTF-8 JSON with
+                       format, version, config (TransformerConfig.to_dict()),
+                       step, optimizer (t, beta1, beta2, eps) or null,
+                       rng_state (JSON-serialisable) or null, history (list of dicts),
+                       tokenizer (e.g. BPETokenizer.to_dict()) or null, extra (dict)
+
+Safety. Loading always uses ``np.load(..., allow_pickle=False)``: an archive
+whose entries need pickle (object arrays) is refused, because unpickling runs
+arbitrary code. A missing, truncated or corrupted file, or one that does not
+match its own config, raises ``ValueError`` naming the path and the problem.
+
+Atomic writes. The archive is written to a temporary file in the target
+directory, flushed and fsync'ed, and then renamed over the target with
+``os.replace``, which is atomic on POSIX and Windows. A crash at any point
+leaves either the old checkpoint or the new one, never half of one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import zipfile
+from typing import NamedTuple
+
+import numpy as np
+
+from npformer.backend import backend_of, get_backend
+from npformer.model.config import TransformerConfig
+from npformer.model.params import param_shapes
+
+FORMAT = "npformer-checkpoint"
+VERSION = 1
+
+
+class Checkpoint(NamedTuple):
+    params: dict                 # name -> array on the requested backend
+    config: TransformerConfig
+    optimizer: dict | None       # Adam.state_dict() form: t, beta1, beta2, eps, m, v
+    step: int
+    rng_state: dict | None
+    history: list
+    tokenizer: dict | None
+    extra: dict
+    path: str
+
+
+def save(path, params: dict, config: TransformerConfig, *, optimizer: dict | None = None,
+         step: int = 0, rng_state: dict | None = None, history=(), tokenizer: dict | None = None,
+         extra: dict | None = None) -> str:
+    """Write a checkpoint atomically to ``path`` and return the path.
+
+    ``optimizer`` is ``Adam.state_dict()``; arrays may live on any backend.
+    """
+    be = backend_of(*params.values())
+    arrays = {f"param/{k}": be.to_host(a) for k, a in params.items()}
+    opt_meta = None
+    if optimizer is not None:
+        opt_meta = {k: optimizer[k] for k in ("t", "beta1", "beta2", "eps")}
+        for moment in ("m", "v"):
+            arrays.update({f"adam_{moment}/{k}": be.to_host(a) for k, a in optimizer[moment].items()})
+    meta = {"format": FORMAT, "version": VERSION, "config": config.to_dict(), "step": int(step),
+            "optimizer": opt_meta, "rng_state": rng_state, "history": list(history),
+            "tokenizer": tokenizer, "extra": dict(extra or {})}
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+    _atomic_savez(os.fspath(path), arrays)
+    return os.fspath(path)
+
+
+def _atomic_savez(path: str, arrays: dict) -> None:
+    """np.savez into a temporary file beside ``path``, fsync, then rename over ``path``."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    f = open(tmp, "xb")  # unlike mkstemp, honours the umask (0644, not 0600)
+    try:
+        with f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a crash (even Ctrl-C) before the rename: the old file is untouched
+        os.remove(tmp)
+        raise
+    try:  # make the rename itself durable; not possible on every OS
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def read_arrays(path) -> dict:
+    """Every entry of the archive at ``path`` as a NumPy array, without pickle."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"checkpoint {path}: no such file")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except ValueError as e:  # NumPy falls back to pickle for anything it does not recognise
+        raise ValueError(f"checkpoint {path}: not an .npz archive, or one that needs pickle "
+                         f"(refused: allow_pickle=False) ({e})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"checkpoint {path}: unreadable, truncated or corrupted ({e})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"checkpoint {path}: a single .npy array, expected an .npz archive")
+    arrays = {}
+    with archive:
+        for name in archive.files:
+            try:
+                arrays[name] = archive[name]
+            except ValueError as e:
+                if "allow_pickle" in str(e):
+                    raise ValueError(f"checkpoint {path}: entry {name!r} holds Python objects, which "
+                                     "need pickle; refused (allow_pickle=False)") from None
+                raise ValueError(f"checkpoint {path}: entry {name!r} is corrupted ({e})") from None
+            except (OSError, EOFError, zipfile.BadZipFile) as e:
+                raise ValueError(f"checkpoint {path}: entry {name!r} is truncated or corrupted "
+                                 f"({e})") from None
+    return arrays
+
+
+def load(path, backend=None, expected_config: TransformerConfig | None = None,
+         expected_tokenizer: dict | None = None, dtype: str | None = None) -> Checkpoint:
+    """Read and validate a checkpoint, moving its arrays to ``backend`` (default numpy).
+
+    ``expected_config`` / ``expected_tokenizer``: raise ``ValueError`` naming the
+    differing fields when the checkpoint was made for another model or vocabulary.
+    ``dtype``: cast parameters and moments (default: keep the stored dtype).
+    """
+    path = os.fspath(path)
+    arrays = read_arrays(path)
+    meta = _read_meta(path, arrays)
+    try:
+        config = TransformerConfig.from_dict(meta["config"])
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"checkpoint {path}: invalid config ({e})") from None
+    if expected_config is not None:
+        check_same_config(expected_config, config, path)
+    if expected_tokenizer is not None and meta["tokenizer"] != expected_tokenizer:
+        theirs = meta["tokenizer"] or {}
+        differ = sorted(k for k in set(expected_tokenizer) | set(theirs)
+                        if expected_tokenizer.get(k) != theirs.get(k))
+        raise ValueError(f"checkpoint {path}: tokenizer differs from the expected one in {differ}")
+
+    be = get_backend(backend)
+    shapes = param_shapes(config)
+    params = _group(path, arrays, "param/", shapes, be, dtype)
+    optimizer = None
+    if meta["optimizer"] is not None:
+        optimizer = dict(meta["optimizer"])
+        optimizer["m"] = _group(path, arrays, "adam_m/", shapes, be, dtype)
+        optimizer["v"] = _group(path, arrays, "adam_v/", shapes, be, dtype)
+    return Checkpoint(params, config, optimizer, int(meta["step"]), meta["rng_state"],
+                      list(meta["history"]), meta["tokenizer"], dict(meta["extra"]), path)
+
+
+def _read_meta(path: str, arrays: dict) -> dict:
+    if "meta" not in arrays:
+        raise ValueError(f"checkpoint {path}: no 'meta' entry; not an npformer checkpoint")
+    raw = arrays["meta"]
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise ValueError(f"checkpoint {path}: 'meta' must be a 1-D uint8 array, got {raw.dtype} {raw.shape}")
+    try:
+        meta = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"checkpoint {path}: 'meta' is not valid UTF-8 JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"checkpoint {path}: not an npformer checkpoint (format "
+                         f"{meta.get('format') if isinstance(meta, dict) else None!r})")
+    if meta.get("version") != VERSION:
+        raise ValueError(f"checkpoint {path}: format version {meta.get('version')!r}, "
+                         f"this npformer reads version {VERSION}")
+    keys = ("config", "step", "optimizer", "rng_state", "history", "tokenizer", "extra")
+    missing = [k for k in keys if k not in meta]
+    if missing:
+        raise ValueError(f"checkpoint {path}: 'meta' lacks {missing}")
+    return meta
+
+
+def _group(path, arrays, prefix, shapes, be, dtype) -> dict:
+    """The entries under ``prefix``, checked against the config's parameter shapes."""
+    found = {k[len(prefix):]: a for k, a in arrays.items() if k.startswith(prefix)}
+    missing, unexpected = sorted(set(shapes) - set(found)), sorted(set(found) - set(shapes))
+    if missing or unexpected:
+        raise ValueError(f"checkpoint {path}: entries {prefix}* do not match the config: "
+                         f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+    out = {}
+    for name, shape in shapes.items():
+        a = found[name]
+        if a.shape != tuple(shape):
+            raise ValueError(f"checkpoint {path}: {prefix}{name} has shape {a.shape}, "
+                             f"the config needs {tuple(shape)}")
+        if a.dtype.kind != "f":
+            raise ValueError(f"checkpoint {path}: {prefix}{name} has dtype {a.dtype}, expected floats")
+        out[name] = be.asarray(a, dtype=dtype or a.dtype)
+    return out
+
+
+def check_same_config(expected: TransformerConfig, found: TransformerConfig, path: str = "") -> None:
+    """Raise ``ValueError`` naming every field where the two configs differ."""
+    a, b = expected.to_dict(), found.to_dict()
+    differ = [f"{k}: expected {a[k]!r}, checkpoint has {b[k]!r}" for k in a if a[k] != b[k]]
+    if differ:
+        raise ValueError(f"checkpoint {path}: config differs: " + "; ".join(differ))

@@ -1,0 +1,103 @@
+"""Adam (Kingma & Ba, 2015) and gradient-norm clipping. Paper §5.3.
+
+"We used the Adam optimizer with beta1 = 0.9, beta2 = 0.98 and epsilon = 1e-9."
+
+For every parameter theta with gradient g, at step t = 1, 2, ...:
+    m_t     = beta1 m_{t-1} + (1 - beta1) g            first moment (running mean of g)
+    v_t     = beta2 v_{t-1} + (1 - beta2) g^2          second moment (running mean of g^2)
+    m_hat   = m_t / (1 - beta1^t)                      bias correction: m_0 = v_0 = 0 pull
+    v_hat   = v_t / (1 - beta2^t)                      the early averages towards zero
+    theta  <- theta - lr_t m_hat / (sqrt(v_hat) + eps)
+
+Parameters, gradients and the moments m, v are flat dicts with the same keys.
+The update is in place and written once against the array namespace of the
+parameters (NumPy or CuPy). Every scalar is a Python float, so float32 training
+stays float32: NumPy 2 and CuPy keep an array's dtype when it meets a Python
+scalar, whereas a NumPy float64 scalar would upcast the whole update.
+"""
+from __future__ import annotations
+
+import math
+
+from npformer.backend import backend_of
+
+
+class Adam:
+    """Adam over a flat parameter dict; the learning rate is given at each step."""
+
+    def __init__(self, params: dict, beta1: float = 0.9, beta2: float = 0.98, eps: float = 1e-9):
+        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+        self.t = 0  # steps taken so far
+        self.m = {k: backend_of(p).xp.zeros_like(p) for k, p in params.items()}
+        self.v = {k: backend_of(p).xp.zeros_like(p) for k, p in params.items()}
+
+    def update(self, params: dict, grads: dict, lr: float) -> None:
+        """One Adam step: change every ``params[k]`` in place using ``grads[k]``."""
+        if set(grads) != set(params) or set(params) != set(self.m):
+            missing = sorted(set(params) ^ set(grads) | set(params) ^ set(self.m))
+            raise ValueError(f"adam: params, grads and optimizer state must have the same keys; "
+                             f"differing keys: {missing[:5]}")
+        self.t += 1
+        b1, b2, lr = self.beta1, self.beta2, float(lr)
+        correction1 = 1.0 - b1 ** self.t  # Python floats: no dtype promotion
+        correction2 = 1.0 - b2 ** self.t
+        for k, theta in params.items():
+            g, m, v = grads[k], self.m[k], self.v[k]
+            if g.dtype != theta.dtype or g.shape != theta.shape:
+                raise TypeError(f"adam: gradient {k!r} is {g.dtype} {g.shape}, "
+                                f"parameter is {theta.dtype} {theta.shape}")
+            xp = backend_of(theta, g).xp
+            m *= b1
+            m += (1.0 - b1) * g  # m_t
+            v *= b2
+            v += (1.0 - b2) * (g * g)  # v_t
+            m_hat = m / correction1
+            v_hat = v / correction2
+            theta -= lr * m_hat / (xp.sqrt(v_hat) + self.eps)
+
+    def state_dict(self) -> dict:
+        """``{"t", "beta1", "beta2", "eps", "m": {k: array}, "v": {k: array}}`` (arrays not copied)."""
+        return {"t": self.t, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
+                "m": dict(self.m), "v": dict(self.v)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a ``state_dict``; moments are copied onto the backend and dtype
+        of the current ones, and must have the same keys and shapes."""
+        for name in ("m", "v"):
+            mine, theirs = getattr(self, name), state[name]
+            if set(mine) != set(theirs):
+                differ = sorted(set(mine) ^ set(theirs))
+                raise ValueError(f"adam: state {name!r} keys differ from the parameters': {differ[:5]}")
+            for k, a in mine.items():
+                if tuple(theirs[k].shape) != a.shape:
+                    raise ValueError(f"adam: state {name}[{k!r}] has shape {tuple(theirs[k].shape)}, "
+                                     f"expected {a.shape}")
+                mine[k] = backend_of(a).asarray(theirs[k], dtype=a.dtype).copy()
+        self.t = int(state["t"])
+        self.beta1, self.beta2, self.eps = (float(state[k]) for k in ("beta1", "beta2", "eps"))
+
+
+def global_norm(grads: dict) -> float:
+    """||g||_2 over every gradient at once: sqrt(sum_k sum_i g_ki^2).
+
+    The sum of squares is accumulated in float64 so that float32 gradients
+    cannot overflow it; one host transfer at the end.
+    """
+    arrays = list(grads.values())
+    xp = backend_of(*arrays).xp
+    total = sum(xp.sum(g * g, dtype=xp.float64) for g in arrays)
+    return math.sqrt(float(total))
+
+
+def clip_grad_norm(grads: dict, max_norm: float) -> float:
+    """Scale all gradients in place so that their global norm is at most ``max_norm``:
+        g <- g * min(1, max_norm / ||g||)
+    Returns ||g|| before clipping (possibly inf or nan: then nothing is scaled)."""
+    if not max_norm > 0:
+        raise ValueError(f"clip_grad_norm: max_norm must be positive, got {max_norm}")
+    norm = global_norm(grads)
+    if math.isfinite(norm) and norm > max_norm:
+        scale = float(max_norm) / norm
+        for g in grads.values():
+            g *= scale
+    return norm

@@ -1,0 +1,110 @@
+"""Adam against a scalar reference, dtype preservation, state round trip, clipping."""
+import math
+
+import numpy as np
+import pytest
+
+from npformer.train.optim import Adam, clip_grad_norm, global_norm
+
+
+def adam_reference(theta, grads, lrs, beta1=0.9, beta2=0.98, eps=1e-9):
+    """Kingma & Ba, Algorithm 1, one Python float at a time."""
+    m = v = 0.0
+    for t, (g, lr) in enumerate(zip(grads, lrs), start=1):
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        m_hat, v_hat = m / (1 - beta1 ** t), v / (1 - beta2 ** t)
+        theta = theta - lr * m_hat / (math.sqrt(v_hat) + eps)
+    return theta, m, v
+
+
+def test_adam_matches_scalar_reference(be):
+    rng = np.random.default_rng(0)
+    theta0 = rng.normal(size=(3, 4))
+    grad_seq = [rng.normal(size=(3, 4)) for _ in range(5)]
+    lrs = [1e-3, 2e-3, 3e-3, 2e-3, 1e-3]
+    params = {"w": be.asarray(theta0.copy())}
+    opt = Adam(params)
+    for g, lr in zip(grad_seq, lrs):
+        opt.update(params, {"w": be.asarray(g)}, lr)
+    assert opt.t == 5
+    got, m, v = (be.to_host(a) for a in (params["w"], opt.m["w"], opt.v["w"]))
+    for i in np.ndindex(theta0.shape):
+        ref_theta, ref_m, ref_v = adam_reference(theta0[i], [g[i] for g in grad_seq], lrs)
+        assert got[i] == pytest.approx(ref_theta, rel=1e-12, abs=1e-15)
+        assert m[i] == pytest.approx(ref_m, rel=1e-12)
+        assert v[i] == pytest.approx(ref_v, rel=1e-12)
+
+
+def test_adam_defaults_are_the_papers():
+    opt = Adam({"w": np.zeros(2)})
+    assert (opt.beta1, opt.beta2, opt.eps) == (0.9, 0.98, 1e-9)
+
+
+def test_adam_keeps_float32(be):
+    params = {"w": be.xp.ones((4, 4), dtype="float32"), "b": be.xp.zeros(4, dtype="float32")}
+    opt = Adam(params)
+    grads = {k: be.xp.full(p.shape, 0.5, dtype="float32") for k, p in params.items()}
+    w_before = params["w"]
+    for _ in range(3):
+        opt.update(params, grads, 1e-3)
+    assert params["w"] is w_before  # updated in place
+    for d in (params, opt.m, opt.v):
+        assert all(a.dtype == np.float32 for a in d.values())
+    # with a constant gradient m_hat / sqrt(v_hat) = 1, so each step moves by lr (up to eps)
+    np.testing.assert_allclose(be.to_host(params["w"]), 1 - 3e-3, rtol=1e-6)
+
+
+def test_adam_rejects_mismatched_grads():
+    params = {"w": np.ones(3, dtype="float32")}
+    opt = Adam(params)
+    with pytest.raises(ValueError, match="keys"):
+        opt.update(params, {"x": np.ones(3, dtype="float32")}, 1e-3)
+    with pytest.raises(TypeError, match="float64"):
+        opt.update(params, {"w": np.ones(3)}, 1e-3)
+
+
+def test_adam_state_round_trip_continues_identically():
+    rng = np.random.default_rng(1)
+    p1 = {"w": rng.normal(size=5)}
+    p2 = {"w": p1["w"].copy()}
+    grads = [{"w": rng.normal(size=5)} for _ in range(4)]
+    a = Adam(p1)
+    b = Adam(p2)
+    for g in grads[:2]:
+        a.update(p1, g, 1e-2)
+        b.update(p2, g, 1e-2)
+    c = Adam(p2)
+    c.load_state_dict(b.state_dict())
+    for g in grads[2:]:
+        a.update(p1, g, 1e-2)
+        c.update(p2, g, 1e-2)
+    assert c.t == 4
+    np.testing.assert_array_equal(p1["w"], p2["w"])
+
+
+def test_load_state_dict_checks_shapes():
+    opt = Adam({"w": np.zeros(3)})
+    bad = Adam({"w": np.zeros(4)}).state_dict()
+    with pytest.raises(ValueError, match="shape"):
+        opt.load_state_dict(bad)
+
+
+def test_global_norm_and_clipping(be):
+    grads = {"a": be.asarray(np.array([3.0, 0.0], dtype="float32")),
+             "b": be.asarray(np.array([[0.0], [4.0]], dtype="float32"))}
+    assert global_norm(grads) == pytest.approx(5.0)
+    assert clip_grad_norm(grads, 10.0) == pytest.approx(5.0)  # under the limit: untouched
+    np.testing.assert_array_equal(be.to_host(grads["a"]), [3.0, 0.0])
+    assert clip_grad_norm(grads, 1.0) == pytest.approx(5.0)  # returns the norm before clipping
+    assert global_norm(grads) == pytest.approx(1.0, rel=1e-6)
+    np.testing.assert_allclose(be.to_host(grads["a"]), [0.6, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(be.to_host(grads["b"]), [[0.0], [0.8]], rtol=1e-6)
+    assert grads["a"].dtype == np.float32
+
+
+def test_clipping_leaves_non_finite_gradients_for_the_caller():
+    grads = {"a": np.array([np.inf, 1.0])}
+    assert clip_grad_norm(grads, 1.0) == math.inf
+    with pytest.raises(ValueError, match="positive"):
+        clip_grad_norm(grads, 0.0)

@@ -1,0 +1,69 @@
+"""``npformer train`` end to end: JSON result, checkpoints, resume, one-line errors."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from npformer.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_reverse_task_json_via_subprocess(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "npformer", "train", "--task", "reverse", "--steps", "20", "--preset", "tiny",
+         "--json", "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["steps"] == 20 and result["task"] == "reverse"
+    assert 0.0 <= result["exact_match"] <= 1.0 and result["heldout_size"] == 500
+    assert result["final_loss"] > 0 and result["val_loss"] > 0 and result["tokens_per_s"] > 0
+    assert result["checkpoint"] == str(tmp_path / "run" / "last.npz")
+    assert (tmp_path / "run" / "last.npz").is_file() and (tmp_path / "run" / "best.npz").is_file()
+
+
+def run_cli(capsys, *argv):
+    code = main(["train", "--task", "copy", "--vocab-size", "10", "--min-len", "2", "--max-len", "5",
+                 "--batch-size", "8", "--warmup", "10", "--no-progress", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_resume_continues_the_run(tmp_path, capsys):
+    run = str(tmp_path / "run")
+    code, out, _ = run_cli(capsys, "--steps", "6", "--eval-every", "3", "--out", run, "--json")
+    assert code == 0 and json.loads(out.splitlines()[-1])["steps"] == 6
+    code, out, err = run_cli(capsys, "--steps", "9", "--out", run, "--resume", "--json")
+    assert code == 0, err
+    result = json.loads(out.splitlines()[-1])
+    assert result["steps"] == 9 and result["checkpoint"].endswith("last.npz")
+
+    from npformer.train.trainer import load_state
+    state, ck = load_state(os.path.join(run, "last.npz"))
+    assert ck.step == 9 and ck.extra["settings"]["vocab_size"] == 10
+    assert [r["step"] for r in state.history if r["kind"] == "eval"] == [3, 6, 9]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--resume", "--steps", "2"], "--resume needs --out"),
+    (["--steps", "2", "--vocab-size", "4"], "vocab_size must exceed 4"),
+    (["--steps", "2", "--min-len", "9"], "min_len <= max_len"),
+])
+def test_user_errors_are_one_line(argv, message, capsys):
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and message in err
+
+
+def test_resume_refuses_different_settings(tmp_path, capsys):
+    run = str(tmp_path / "run")
+    assert run_cli(capsys, "--steps", "2", "--out", run)[0] == 0
+    code, _, err = run_cli(capsys, "--steps", "4", "--out", run, "--resume", "--lr-factor", "2")
+    assert code == 2 and "--lr-factor 2.0 (the run has 0.5)" in err
+    code, _, err = run_cli(capsys, "--steps", "4", "--out", run)
+    assert code == 2 and "pass --resume" in err
