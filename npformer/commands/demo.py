@@ -1,0 +1,95 @@
+"""``npformer demo``: the README's main job.
+
+Trains the ``small`` preset on the bundled English->Spanish Bible corpus within
+a time budget (10 minutes by default), translates a few held-out test
+sentences, and prints the test-set BLEU and chrF (sacreBLEU).
+
+The budget covers everything: data preparation (BPE learning, encoding),
+training, and the final test-set decoding. ``--eval-minutes`` of it are kept
+back for the decoding; training stops when the rest is used up.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+# Training settings for a short CPU budget (the architecture is the small preset's)
+DEMO = dict(preset="small", merges=8000, max_tokens=3000, max_len=100, warmup=400, lr_factor=1.0)
+
+
+def cmd_demo(args) -> int:
+    from npformer.data.pipeline import batch_schedule, dev_evaluator, prepare
+    from npformer.model.config import preset
+    from npformer.train.trainer import init_state, train
+    from npformer.translation import Translator, evaluate_pairs, translate
+
+    t0 = time.perf_counter()
+    if args.minutes <= args.eval_minutes:
+        raise ValueError(f"--minutes {args.minutes} must exceed --eval-minutes {args.eval_minutes}")
+    say = (lambda *a: None) if args.json else (lambda *a: print(*a, flush=True))
+    say(f"npformer demo: {args.minutes:g} minutes on the bundled English->Spanish corpus (small preset)")
+    data = prepare(num_merges=DEMO["merges"], splits_wanted=("train", "dev"))
+    cfg = preset(DEMO["preset"], vocab_size=data.tokenizer.vocab_size)
+    say(f"  BPE: {data.tokenizer.vocab_size} shared subwords; {len(data.splits['train'])} training pairs; "
+        f"model: N={cfg.n_layers}, d_model={cfg.d_model}, h={cfg.h}, d_ff={cfg.d_ff}")
+    state = init_state(cfg, seed=args.seed, backend=args.backend, dtype=args.dtype)
+    batches = batch_schedule(*data.ids["train"], max_tokens=DEMO["max_tokens"], seed=args.seed,
+                             max_len=DEMO["max_len"])
+    evaluate = dev_evaluator(data, cfg, DEMO["max_tokens"], bleu_sentences=0)
+    train_minutes = args.minutes - args.eval_minutes - (time.perf_counter() - t0) / 60
+    out = args.out
+    os.makedirs(out, exist_ok=True)
+    train(state, cfg, batches, minutes=train_minutes, warmup=DEMO["warmup"], lr_factor=DEMO["lr_factor"],
+          eval_fn=evaluate, eval_every=args.eval_every, out_dir=out, save_every=args.eval_every,
+          progress=not args.no_progress, tokenizer=data.tokenizer.to_dict(),
+          checkpoint_extra={"settings": {**DEMO, "seed": args.seed, "data": None}})
+    trained_minutes = (time.perf_counter() - t0) / 60
+
+    model = Translator(state.params, cfg, data.tokenizer)
+    test = data.splits["test"]
+    if args.eval_sentences:
+        test = test[:args.eval_sentences]
+    examples = test[:args.show]
+    if examples:
+        say("\nHeld-out test sentences:")
+        for (src, ref), hyp in zip(examples, translate(model, [s for s, _ in examples], beam_size=args.beam)):
+            say(f"  EN   {src}\n  REF  {ref}\n  OUT  {hyp}\n")
+    scores, _ = evaluate_pairs(model, test, beam_size=args.beam)
+    minutes = (time.perf_counter() - t0) / 60
+    result = {"bleu": scores["bleu"], "chrf": scores["chrf"], "bleu_signature": scores["bleu_signature"],
+              "chrf_signature": scores["chrf_signature"], "test_sentences": scores["n_sentences"],
+              "beam": args.beam, "steps": state.step, "minutes": round(minutes, 2),
+              "train_minutes": round(trained_minutes, 2),
+              "final_loss": next((r["loss"] for r in reversed(state.history) if r["kind"] == "train"), None),
+              "val_loss": next((r["val_loss"] for r in reversed(state.history) if r["kind"] == "eval"), None),
+              "checkpoint": os.path.join(out, "last.npz")}
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        print(f"test BLEU {result['bleu']:.2f}, chrF {result['chrf']:.2f} on {result['test_sentences']} sentences "
+              f"(beam {args.beam}; {result['bleu_signature']})")
+        print(f"{state.step} steps, {minutes:.1f} minutes in all; checkpoint {result['checkpoint']}")
+        print(f"try: npformer translate --checkpoint {result['checkpoint']} \"In the beginning was the Word.\"")
+    if minutes > args.minutes:
+        print(f"npformer demo: warning: took {minutes:.1f} min, over the {args.minutes:g} min budget",
+              file=sys.stderr)
+    return 0
+
+
+def add_parser(sub, add_backend_args) -> None:
+    p = sub.add_parser("demo", help="train on the bundled EN->ES corpus for 10 minutes, translate, print BLEU")
+    p.add_argument("--minutes", type=float, default=10.0, help="total time budget (default 10)")
+    p.add_argument("--eval-minutes", type=float, default=1.5,
+                   help="part of the budget kept for the final test-set decoding (default 1.5)")
+    p.add_argument("--eval-sentences", type=int, default=0, help="score only the first N test pairs (default: all)")
+    p.add_argument("--eval-every", type=int, default=200, help="dev loss and a checkpoint every N steps")
+    p.add_argument("--beam", type=int, default=4, help="beam size for the test translations (default 4)")
+    p.add_argument("--show", type=int, default=3, help="held-out examples to print")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/demo", help="run directory for checkpoints (default runs/demo)")
+    p.add_argument("--no-progress", action="store_true")
+    add_backend_args(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_demo)
