@@ -26,8 +26,8 @@ import time
 from typing import Callable, NamedTuple
 
 # Settings that define a run: stored in its checkpoint, fixed on --resume.
-RUN_SETTINGS = ("task", "preset", "vocab_size", "min_len", "max_len", "p_drop", "label_smoothing",
-                "batch_size", "max_tokens", "seed", "lr_factor", "warmup", "clip", "dtype")
+RUN_SETTINGS = ("task", "data", "merges", "preset", "vocab_size", "min_len", "max_len", "p_drop",
+                "label_smoothing", "batch_size", "max_tokens", "seed", "lr_factor", "warmup", "clip", "dtype")
 
 # Defaults of the synthetic tasks: the tiny preset learns to reverse 4..12-token
 # sequences over 20 symbols to >= 99% held-out exact match in 3000 steps (about
@@ -37,6 +37,15 @@ TASK_DEFAULTS = dict(preset="tiny", vocab_size=24, min_len=4, max_len=12, p_drop
                      batch_size=64, max_tokens=None, seed=0, lr_factor=0.5, warmup=300, clip=1.0,
                      dtype="float32", steps=3000)
 HELDOUT_SIZE = 500
+
+# Defaults of translation (the bundled corpus, or --data PATH): the small preset,
+# a shared BPE vocabulary of 8000 merges, pairs of up to 100 subwords, batches
+# of about 2000 padded positions, and a short warmup for CPU-sized budgets.
+CORPUS_DEFAULTS = dict(task="translate", data=None, merges=8000, preset="small", vocab_size=None,
+                       min_len=None, max_len=100, p_drop=0.1, label_smoothing=0.1, batch_size=None,
+                       max_tokens=2000, seed=0, lr_factor=0.5, warmup=300, clip=None, dtype="float32",
+                       steps=None)
+DEV_BLEU_SENTENCES = 200
 
 
 class DataSource(NamedTuple):
@@ -64,6 +73,28 @@ def task_source(s: dict) -> DataSource:
     return DataSource(task.batches(s["seed"], s["batch_size"], s["max_tokens"]), evaluate, None, HELDOUT_SIZE)
 
 
+def corpus_source(s: dict, tokenizer: dict | None = None) -> DataSource:
+    """Sentence pairs from a TSV (default: the bundled Bible EN->ES), a shared BPE
+    vocabulary learned on the training split (or the resumed run's), batches by
+    length and token count, and dev loss + dev BLEU (greedy, first 200 pairs)."""
+    from npformer.data.bpe import BPETokenizer
+    from npformer.data.pipeline import batch_schedule, dev_evaluator, prepare
+    if s["max_tokens"] is None:
+        raise ValueError("--batch-size is for the synthetic tasks; translation batches by --max-tokens")
+    tok = BPETokenizer.from_dict(tokenizer) if tokenizer is not None else None
+    data = prepare(s["data"], num_merges=s["merges"], tokenizer=tok, splits_wanted=("train", "dev"))
+    s["vocab_size"] = data.tokenizer.vocab_size
+    batches = batch_schedule(*data.ids["train"], max_tokens=s["max_tokens"], seed=s["seed"], max_len=s["max_len"])
+    evaluators = {}
+
+    def evaluate(params, cfg):
+        if "dev" not in evaluators:
+            evaluators["dev"] = dev_evaluator(data, cfg, s["max_tokens"], DEV_BLEU_SENTENCES)
+        return evaluators["dev"](params)
+
+    return DataSource(batches, evaluate, data.tokenizer.to_dict(), len(data.splits["dev"]))
+
+
 def model_config(s: dict):
     from npformer.model.config import preset
     overrides = dict(vocab_size=s["vocab_size"], p_drop=s["p_drop"], eps_ls=s["label_smoothing"])
@@ -78,12 +109,19 @@ def run_settings(args, saved: dict | None) -> dict:
         given.setdefault("batch_size", None)
         given.setdefault("max_tokens", None)
     if saved is None:
-        return {**TASK_DEFAULTS, **given}
+        defaults = CORPUS_DEFAULTS if args.task is None else TASK_DEFAULTS
+        return {**defaults, **given}
     clash = [f"--{k.replace('_', '-')} {given[k]} (the run has {saved.get(k)})"
              for k in given if given[k] != saved.get(k)]
     if clash:
         raise ValueError("--resume keeps the run's settings; these differ: " + ", ".join(clash))
     return dict(saved)
+
+
+def make_source(settings: dict, tokenizer: dict | None) -> DataSource:
+    if settings["task"] == "translate":
+        return corpus_source(settings, tokenizer)
+    return task_source(settings)
 
 
 def cmd_train(args) -> int:
@@ -97,14 +135,15 @@ def cmd_train(args) -> int:
         if "settings" not in ck.extra:
             raise ValueError(f"--resume: {last} has no run settings; it was not written by `npformer train`")
         settings = run_settings(args, ck.extra["settings"])
+        source = make_source(settings, ck.tokenizer)
         cfg = ck.config
     else:
         if last and os.path.exists(last):
             raise ValueError(f"--out: {last} exists; pass --resume to continue it, or choose another RUN_DIR")
         settings = run_settings(args, None)
+        source = make_source(settings, None)
         cfg = model_config(settings)
         state = init_state(cfg, seed=settings["seed"], backend=args.backend, dtype=settings["dtype"])
-    source = task_source(settings)
     steps = args.steps if args.steps is not None or args.minutes is not None else settings["steps"]
     if steps is None and args.minutes is None:
         raise ValueError("the resumed run had only a time budget; give --steps or --minutes")
@@ -124,6 +163,7 @@ def cmd_train(args) -> int:
         "task": settings["task"], "steps": state.step, "minutes": round(minutes, 3),
         "final_loss": trained[-1]["loss"] if trained else None,
         "val_loss": final_eval["val_loss"], "exact_match": final_eval.get("exact_match"),
+        "dev_bleu": final_eval.get("dev_bleu"), "dev_chrf": final_eval.get("dev_chrf"),
         "tokens_per_s": throughput(trained),
         "heldout_size": source.heldout_size,
     }
@@ -135,6 +175,9 @@ def cmd_train(args) -> int:
         loss = "n/a" if result["final_loss"] is None else f"{result['final_loss']:.4f}"
         print(f"{settings['task']}: step {state.step} ({state.step - start_step} this run) in "
               f"{minutes:.2f} min; final loss {loss}; held-out loss {result['val_loss']:.4f}")
+        if result["dev_bleu"] is not None:
+            print(f"dev BLEU {result['dev_bleu']:.2f}, chrF {result['dev_chrf']:.2f} "
+                  f"(greedy, first {DEV_BLEU_SENTENCES} dev pairs; test: npformer evaluate)")
         if result["exact_match"] is not None:
             print(f"held-out exact match: {100 * result['exact_match']:.1f}% of {source.heldout_size} sequences")
         if args.out:
@@ -143,11 +186,15 @@ def cmd_train(args) -> int:
 
 
 def add_parser(sub, add_backend_args) -> None:
-    p = sub.add_parser("train", help="train on a synthetic task (copy, reverse)",
+    p = sub.add_parser("train", help="train a translation model (default: the bundled EN->ES corpus) "
+                       "or a synthetic task (copy, reverse)",
                        description="Train a Transformer; progress on stderr, results on stdout.")
     d = TASK_DEFAULTS
-    p.add_argument("--task", required=True, choices=("copy", "reverse"),
-                   help="copy or reverse random token sequences")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--task", choices=("copy", "reverse"), help="copy or reverse random token sequences")
+    source.add_argument("--data", metavar="PATH", help="a UTF-8 TSV of source<TAB>target lines to translate "
+                        "(default without --task: the bundled English->Spanish Bible corpus)")
+    p.add_argument("--merges", type=int, help=f"BPE merges for translation (default {CORPUS_DEFAULTS['merges']})")
     p.add_argument("--preset", help=f"model size: tiny, small, base, big (default {d['preset']})")
     p.add_argument("--vocab-size", type=int, help=f"V including the 4 special ids (default {d['vocab_size']})")
     p.add_argument("--min-len", type=int, help=f"shortest sequence (default {d['min_len']})")
