@@ -18,7 +18,7 @@ def cmd_plot(args) -> int:
              plot_positional(ckpt.config.d_model, min(ckpt.config.max_len, 128), os.path.join(out, "positional.png"))]
     sentence = args.sentence
     if sentence is None:
-        data = ckpt.extra.get("data")
+        data = ckpt.extra.get("settings", {}).get("data")
         sentence = min(load_corpus(data)["dev"][:50], key=lambda p: abs(len(p[0].split()) - 12))[0]
     if ckpt.tokenizer is not None:
         files += plot_attention(Translator.from_checkpoint(ckpt_path, backend=args.backend), sentence, out)

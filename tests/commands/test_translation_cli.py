@@ -1,0 +1,99 @@
+"""End to end through the CLI, in fresh processes: train on a TSV, translate,
+evaluate, plot; and the demo on the bundled corpus with a tiny budget."""
+import gzip
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from npformer.data.corpus import DEFAULT_CORPUS
+
+ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+
+
+def npformer(*args, stdin=None, timeout=300):
+    return subprocess.run([sys.executable, "-m", "npformer", *args], input=stdin, capture_output=True,
+                          text=True, env=ENV, timeout=timeout)
+
+
+def last_json(out: str) -> dict:
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A tiny model trained for a few steps on 400 pairs of a user TSV (not the default corpus)."""
+    d = tmp_path_factory.mktemp("run")
+    with gzip.open(DEFAULT_CORPUS, "rt", encoding="utf-8") as f:
+        lines = [next(f) for _ in range(400)]
+    tsv = d / "corpus.tsv"
+    tsv.write_text("".join(lines), encoding="utf-8")
+    out = npformer("train", "--data", str(tsv), "--preset", "tiny", "--merges", "200", "--steps", "6",
+                   "--eval-every", "3", "--out", str(d / "run"), "--json", "--no-progress")
+    assert out.returncode == 0, out.stderr
+    result = last_json(out.stdout)
+    assert result["task"] == "translate" and result["steps"] == 6
+    assert result["checkpoint"] == str(d / "run" / "last.npz")
+    assert result["dev_bleu"] is not None and result["val_loss"] > 0
+    return d
+
+
+def test_translate_after_a_fresh_start_from_arguments_and_stdin(run_dir):
+    ckpt = str(run_dir / "run" / "last.npz")
+    out = npformer("translate", "--checkpoint", ckpt, "--beam", "2", "In the beginning.", "God said.")
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout.strip("\n").split("\n")) == 2
+    out = npformer("translate", "--checkpoint", ckpt, "--json", stdin="The earth was void.\nLight.\n")
+    assert out.returncode == 0, out.stderr
+    rows = last_json(out.stdout)["translations"]
+    assert [r["source"] for r in rows] == ["The earth was void.", "Light."]
+    assert all(isinstance(r["translation"], str) for r in rows)
+
+
+def test_evaluate_reports_sacrebleu_bleu_and_chrf_on_another_corpus(run_dir):
+    pytest.importorskip("sacrebleu")
+    out = npformer("evaluate", "--checkpoint", str(run_dir / "run" / "last.npz"),
+                   "--data", str(run_dir / "corpus.tsv"), "--beam", "1", "--json")
+    assert out.returncode == 0, out.stderr
+    result = last_json(out.stdout)
+    assert {"bleu", "chrf", "bleu_signature"} <= set(result)
+    assert result["n_sentences"] == 20  # 5% of 400 pairs: the small-corpus test split
+    assert "nrefs:1" in result["bleu_signature"]
+
+
+def test_resume_continues_a_translation_run(run_dir):
+    out = npformer("train", "--out", str(run_dir / "run"), "--resume", "--steps", "8", "--json", "--no-progress")
+    assert out.returncode == 0, out.stderr
+    assert last_json(out.stdout)["steps"] == 8
+
+
+def test_plot_writes_pngs(run_dir):
+    pytest.importorskip("matplotlib")
+    out = npformer("plot", str(run_dir / "run"), "--sentence", "God created the earth.", "--json")
+    assert out.returncode == 0, out.stderr
+    files = last_json(out.stdout)["files"]
+    names = sorted(os.path.basename(f) for f in files)
+    assert names == ["attention_cross.png", "attention_decoder_self.png", "attention_encoder.png",
+                     "curves.png", "positional.png"]
+    for f in files:
+        with open(f, "rb") as fh:
+            assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_translate_with_a_missing_checkpoint_is_one_line_exit_2(tmp_path):
+    out = npformer("translate", "--checkpoint", str(tmp_path / "nope.npz"), "hello")
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "nope.npz" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_demo_runs_within_a_tiny_budget(tmp_path):
+    pytest.importorskip("sacrebleu")
+    out = npformer("demo", "--minutes", "0.6", "--eval-minutes", "0.25", "--eval-sentences", "4", "--beam", "1",
+                   "--show", "1", "--out", str(tmp_path / "demo"), "--json", "--no-progress")
+    assert out.returncode == 0, out.stderr
+    result = last_json(out.stdout)
+    assert {"bleu", "chrf", "steps", "minutes", "checkpoint"} <= set(result)
+    assert result["steps"] >= 1 and result["test_sentences"] == 4
+    assert os.path.exists(result["checkpoint"])
