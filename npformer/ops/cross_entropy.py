@@ -45,13 +45,12 @@ def cross_entropy_forward(logits, targets, pad_id=0, eps_ls=0.1):
     eps_ls = float(eps_ls)
     # everything relative to the row max m: lse - m = log s, so no two large
     # numbers are ever subtracted (float32 logits of 1e4 keep full precision)
-    zm = logits - logits.max(axis=-1, keepdims=True)  # (..., V)  z - m
-    e = xp.exp(zm)  # (..., V)
+    e = logits - logits.max(axis=-1, keepdims=True)  # (..., V)  z - m
+    zm_true = xp.take_along_axis(e, targets[..., None], axis=-1)[..., 0]  # (...)  z_y - m
+    zm_sum = e.sum(axis=-1) if eps_ls else 0.0  # (...)  sum_v (z_v - m)
+    xp.exp(e, out=e)  # in place: one (..., V) buffer serves z - m, exp and finally p
     s = e.sum(axis=-1, keepdims=True)  # (..., 1)
-    zm_true = xp.take_along_axis(zm, targets[..., None], axis=-1)[..., 0]  # (...)  z_y - m
-    loss_n = xp.log(s[..., 0]) - (1.0 - eps_ls) * zm_true  # (...)
-    if eps_ls:
-        loss_n = loss_n - (eps_ls / V) * zm.sum(axis=-1)
+    loss_n = xp.log(s[..., 0]) - (1.0 - eps_ls) * zm_true - (eps_ls / V) * zm_sum  # (...)
     loss = (loss_n * valid).sum() / n_tokens
     e /= s  # e is now p = softmax(logits), reused by the backward
     return loss, CrossEntropyCache(e, targets, valid, n_tokens, eps_ls)

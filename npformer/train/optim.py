@@ -51,9 +51,14 @@ class Adam:
             m += (1.0 - b1) * g  # m_t
             v *= b2
             v += (1.0 - b2) * (g * g)  # v_t
-            m_hat = m / correction1
-            v_hat = v / correction2
-            theta -= lr * m_hat / (xp.sqrt(v_hat) + self.eps)
+            # lr m_hat / (sqrt(v_hat) + eps), with the bias corrections folded into
+            # scalars (sqrt(v / c2) = sqrt(v) / sqrt(c2)) and the temporaries reused in place
+            denom = xp.sqrt(v)
+            denom *= 1.0 / math.sqrt(correction2)
+            denom += self.eps
+            step = m * (lr / correction1)
+            step /= denom
+            theta -= step
 
     def state_dict(self) -> dict:
         """``{"t", "beta1", "beta2", "eps", "m": {k: array}, "v": {k: array}}`` (arrays not copied)."""
