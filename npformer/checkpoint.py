@@ -19,7 +19,9 @@ match its own config, raises ``ValueError`` naming the path and the problem.
 Atomic writes. The archive is written to a temporary file in the target
 directory, flushed and fsync'ed, and then renamed over the target with
 ``os.replace``, which is atomic on POSIX and Windows. A crash at any point
-leaves either the old checkpoint or the new one, never half of one.
+leaves either the old checkpoint or the new one, never half of one. A save
+killed before its rename leaves its temporary file behind; the next save to the
+same path deletes such files once their process is gone.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from npformer.backend import backend_of, get_backend
+from npformer.backend import backend_of, check_dtype, get_backend
 from npformer.model.config import TransformerConfig
 from npformer.model.params import param_shapes
 
@@ -77,6 +79,7 @@ def _atomic_savez(path: str, arrays: dict) -> None:
     """np.savez into a temporary file beside ``path``, fsync, then rename over ``path``."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
+    _remove_stale_temporaries(directory, os.path.basename(path))
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     f = open(tmp, "xb")  # unlike mkstemp, honours the umask (0644, not 0600)
     try:
@@ -100,16 +103,43 @@ def _atomic_savez(path: str, arrays: dict) -> None:
         os.close(dir_fd)
 
 
+def _remove_stale_temporaries(directory: str, name: str) -> None:
+    """Delete ``.<name>.<pid>.<hex>.tmp`` files left by saves that were killed (SIGKILL,
+    power loss) before their rename; a checkpoint-sized file each. A temporary file
+    whose process still runs is left alone. POSIX only: there ``os.kill(pid, 0)``
+    asks whether a process exists (on Windows it would end it)."""
+    if os.name != "posix":
+        return
+    prefix = f".{name}."
+    for entry in os.listdir(directory):
+        pid = entry[len(prefix):].split(".")[0]
+        if not (entry.startswith(prefix) and entry.endswith(".tmp") and pid.isdigit()):
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # still running (maybe saving right now)
+        except ProcessLookupError:
+            pass
+        except (OSError, OverflowError):  # e.g. PermissionError: it runs, as another user
+            continue
+        try:
+            os.remove(os.path.join(directory, entry))
+        except OSError:
+            pass
+
+
 def read_arrays(path) -> dict:
     """Every entry of the archive at ``path`` as a NumPy array, without pickle."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"checkpoint {path}: is a directory, expected an .npz file")
     if not os.path.isfile(path):
         raise ValueError(f"checkpoint {path}: no such file")
     try:
         archive = np.load(path, allow_pickle=False)
-    except ValueError as e:  # NumPy falls back to pickle for anything it does not recognise
-        raise ValueError(f"checkpoint {path}: not an .npz archive, or one that needs pickle "
-                         f"(refused: allow_pickle=False) ({e})") from None
+    except ValueError:  # NumPy falls back to pickle for anything it does not recognise
+        raise ValueError(f"checkpoint {path}: not an .npz archive; reading it would need pickle, "
+                         "which is refused (allow_pickle=False)") from None
     except (OSError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"checkpoint {path}: unreadable, truncated or corrupted ({e})") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
@@ -139,6 +169,8 @@ def load(path, backend=None, expected_config: TransformerConfig | None = None,
     ``dtype``: cast parameters and moments (default: keep the stored dtype).
     """
     path = os.fspath(path)
+    if dtype is not None:
+        check_dtype(dtype)
     arrays = read_arrays(path)
     meta = _read_meta(path, arrays)
     try:

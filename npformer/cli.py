@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -18,6 +19,33 @@ from npformer.backend import BACKEND_NAMES, DTYPES
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse's default prints the usage block; keep it to one line
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def int_at_least(lo: int):
+    """An argparse ``type``: an integer >= lo, else a one-line error naming the option."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < lo:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {text!r}")
+        return value
+    return parse
+
+
+def number_at_least(lo: float, strict: bool = False):
+    """An argparse ``type``: a finite number >= lo (> lo when ``strict``); never nan or inf."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and (value > lo if strict else value >= lo)):
+            raise argparse.ArgumentTypeError(f"expected a finite number {'>' if strict else '>='} {lo:g}, "
+                                             f"got {text!r}")
+        return value
+    return parse
 
 
 def _add_backend_args(p, dtype_default="float32"):
@@ -55,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("gradcheck", help="check every backward pass against finite differences")
     _add_backend_args(p, "float64")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int_at_least(0), default=0)
     p.add_argument("--quick", action="store_true", help="skip the whole-model check")
     p.add_argument("--json", action="store_true", help="print one JSON list of {name, max_rel_error, passed}")
     p.set_defaults(func=cmd_gradcheck)
@@ -65,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, PermissionError, IsADirectoryError, RuntimeError)
+# OSError covers a missing, unreadable or unwritable file or directory (and a full disk)
+USER_ERRORS = (ValueError, TypeError, OSError, RuntimeError)
 
 
 def main(argv=None) -> int:

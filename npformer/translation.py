@@ -31,7 +31,14 @@ class Translator:
         ckpt = checkpoint.load(path, backend=backend, dtype=dtype)
         if ckpt.tokenizer is None:
             raise ValueError(f"checkpoint {path}: holds no tokenizer, so it cannot translate text")
-        return cls(ckpt.params, ckpt.config, BPETokenizer.from_dict(ckpt.tokenizer))
+        try:
+            tokenizer = BPETokenizer.from_dict(ckpt.tokenizer)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"checkpoint {path}: invalid tokenizer ({e})") from None
+        if tokenizer.vocab_size != ckpt.config.vocab_size or tokenizer.vocab_size != ckpt.config.target_vocab:
+            raise ValueError(f"checkpoint {path}: its tokenizer has {tokenizer.vocab_size} tokens but the model's "
+                             f"vocabulary has {ckpt.config.vocab_size} (target {ckpt.config.target_vocab})")
+        return cls(ckpt.params, ckpt.config, tokenizer)
 
 
 def translate(model: Translator, sentences, beam_size: int = 4, alpha: float = 0.6,

@@ -79,15 +79,18 @@ def cmd_demo(args) -> int:
 
 
 def add_parser(sub, add_backend_args) -> None:
+    from npformer.cli import int_at_least, number_at_least
     p = sub.add_parser("demo", help="train on the bundled EN->ES corpus for 10 minutes, translate, print BLEU")
-    p.add_argument("--minutes", type=float, default=10.0, help="total time budget (default 10)")
-    p.add_argument("--eval-minutes", type=float, default=1.5,
+    p.add_argument("--minutes", type=number_at_least(0, strict=True), default=10.0,
+                   help="total time budget (default 10)")
+    p.add_argument("--eval-minutes", type=number_at_least(0), default=1.5,
                    help="part of the budget kept for the final test-set decoding (default 1.5)")
-    p.add_argument("--eval-sentences", type=int, default=0, help="score only the first N test pairs (default: all)")
-    p.add_argument("--eval-every", type=int, default=200, help="dev loss and a checkpoint every N steps")
-    p.add_argument("--beam", type=int, default=4, help="beam size for the test translations (default 4)")
-    p.add_argument("--show", type=int, default=3, help="held-out examples to print")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-sentences", type=int_at_least(0), default=0,
+                   help="score only the first N test pairs (default: all)")
+    p.add_argument("--eval-every", type=int_at_least(1), default=200, help="dev loss and a checkpoint every N steps")
+    p.add_argument("--beam", type=int_at_least(1), default=4, help="beam size for the test translations (default 4)")
+    p.add_argument("--show", type=int_at_least(0), default=3, help="held-out examples to print")
+    p.add_argument("--seed", type=int_at_least(0), default=0)
     p.add_argument("--out", default="runs/demo", help="run directory for checkpoints (default runs/demo)")
     p.add_argument("--no-progress", action="store_true")
     add_backend_args(p)

@@ -26,15 +26,16 @@ def cmd_evaluate(args) -> int:
 
 
 def add_parser(sub, add_backend_args) -> None:
+    from npformer.cli import int_at_least, number_at_least
     p = sub.add_parser("evaluate", help="BLEU and chrF (sacreBLEU) of a checkpoint on a test split")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", default=None, help="a UTF-8 TSV of source<TAB>target (default: the bundled corpus); "
                    "its fixed test split is used")
     p.add_argument("--split", default="test", choices=("test", "dev"))
-    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N pairs (default: all)")
-    p.add_argument("--beam", type=int, default=4)
-    p.add_argument("--alpha", type=float, default=0.6)
-    p.add_argument("--show", type=int, default=3, help="print this many example translations")
+    p.add_argument("--limit", type=int_at_least(0), default=0, help="evaluate only the first N pairs (default: all)")
+    p.add_argument("--beam", type=int_at_least(1), default=4)
+    p.add_argument("--alpha", type=number_at_least(0), default=0.6)
+    p.add_argument("--show", type=int_at_least(0), default=3, help="print this many example translations")
     add_backend_args(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)

@@ -22,9 +22,10 @@ def cmd_info(args) -> int:
 
 
 def add_parser(sub, add_backend_args) -> None:
+    from npformer.cli import int_at_least
     p = sub.add_parser("info", help="print a preset's parameter count per component")
     p.add_argument("--preset", default="base", help="tiny, small, base or big (default base)")
-    p.add_argument("--vocab-size", type=int, default=37000,
+    p.add_argument("--vocab-size", type=int_at_least(1), default=37000,
                    help="shared vocabulary size V (default 37000, the paper's EN-DE BPE)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)

@@ -128,6 +128,8 @@ def cmd_train(args) -> int:
     from npformer.train.trainer import init_state, load_state, throughput, train
 
     last = os.path.join(args.out, "last.npz") if args.out else None
+    if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out: {args.out} exists and is not a directory")
     if args.resume:
         if not args.out:
             raise ValueError("--resume needs --out RUN_DIR (it continues RUN_DIR/last.npz)")
@@ -144,6 +146,13 @@ def cmd_train(args) -> int:
         source = make_source(settings, None)
         cfg = model_config(settings)
         state = init_state(cfg, seed=settings["seed"], backend=args.backend, dtype=settings["dtype"])
+        if args.out:  # now, not at the first save: a directory we cannot create must not cost a run
+            try:
+                os.makedirs(args.out, exist_ok=True)
+            except OSError as e:
+                raise ValueError(f"--out: cannot create {args.out} ({e.strerror})") from None
+            if not os.access(args.out, os.W_OK):
+                raise ValueError(f"--out: cannot write to {args.out}")
     steps = args.steps if args.steps is not None or args.minutes is not None else settings["steps"]
     if steps is None and args.minutes is None:
         raise ValueError("the resumed run had only a time budget; give --steps or --minutes")
@@ -186,6 +195,7 @@ def cmd_train(args) -> int:
 
 
 def add_parser(sub, add_backend_args) -> None:
+    from npformer.cli import int_at_least, number_at_least
     p = sub.add_parser("train", help="train a translation model (default: the bundled EN->ES corpus) "
                        "or a synthetic task (copy, reverse)",
                        description="Train a Transformer; progress on stderr, results on stdout.")
@@ -194,27 +204,30 @@ def add_parser(sub, add_backend_args) -> None:
     source.add_argument("--task", choices=("copy", "reverse"), help="copy or reverse random token sequences")
     source.add_argument("--data", metavar="PATH", help="a UTF-8 TSV of source<TAB>target lines to translate "
                         "(default without --task: the bundled English->Spanish Bible corpus)")
-    p.add_argument("--merges", type=int, help=f"BPE merges for translation (default {CORPUS_DEFAULTS['merges']})")
+    p.add_argument("--merges", type=int_at_least(0),
+                   help=f"BPE merges for translation (default {CORPUS_DEFAULTS['merges']})")
     p.add_argument("--preset", help=f"model size: tiny, small, base, big (default {d['preset']})")
-    p.add_argument("--vocab-size", type=int, help=f"V including the 4 special ids (default {d['vocab_size']})")
-    p.add_argument("--min-len", type=int, help=f"shortest sequence (default {d['min_len']})")
-    p.add_argument("--max-len", type=int, help=f"longest sequence (default {d['max_len']})")
-    p.add_argument("--p-drop", type=float, help=f"dropout rate (default {d['p_drop']})")
-    p.add_argument("--label-smoothing", type=float, help=f"eps_ls (default {d['label_smoothing']})")
+    p.add_argument("--vocab-size", type=int_at_least(1),
+                   help=f"V including the 4 special ids (default {d['vocab_size']})")
+    p.add_argument("--min-len", type=int_at_least(1), help=f"shortest sequence (default {d['min_len']})")
+    p.add_argument("--max-len", type=int_at_least(1), help=f"longest sequence (default {d['max_len']})")
+    p.add_argument("--p-drop", type=number_at_least(0), help=f"dropout rate (default {d['p_drop']})")
+    p.add_argument("--label-smoothing", type=number_at_least(0), help=f"eps_ls (default {d['label_smoothing']})")
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--batch-size", type=int, help=f"sequences per batch (default {d['batch_size']})")
-    size.add_argument("--max-tokens", type=int, help="or: padded positions per batch (B x longest)")
+    size.add_argument("--batch-size", type=int_at_least(1), help=f"sequences per batch (default {d['batch_size']})")
+    size.add_argument("--max-tokens", type=int_at_least(1), help="or: padded positions per batch (B x longest)")
     budget = p.add_argument_group("budget: --steps is the total (counting resumed steps); "
                                   "--minutes limits this invocation")
-    budget.add_argument("--steps", type=int, help=f"train until this step (default {d['steps']}, "
+    budget.add_argument("--steps", type=int_at_least(1), help=f"train until this step (default {d['steps']}, "
                         "or none with --minutes)")
-    budget.add_argument("--minutes", type=float, help="wall-clock budget in minutes")
-    p.add_argument("--seed", type=int, help="parameters, dropout and data (default 0)")
-    p.add_argument("--lr-factor", type=float, help=f"scales the §5.3 schedule (default {d['lr_factor']})")
-    p.add_argument("--warmup", type=int, help=f"warmup steps of the schedule (default {d['warmup']})")
-    p.add_argument("--clip", type=float, help=f"clip the global gradient norm to this (default {d['clip']}; "
-                   "0 = no clipping)")
-    p.add_argument("--eval-every", type=int, default=500,
+    budget.add_argument("--minutes", type=number_at_least(0, strict=True), help="wall-clock budget in minutes")
+    p.add_argument("--seed", type=int_at_least(0), help="parameters, dropout and data (default 0)")
+    p.add_argument("--lr-factor", type=number_at_least(0, strict=True),
+                   help=f"scales the §5.3 schedule (default {d['lr_factor']})")
+    p.add_argument("--warmup", type=int_at_least(1), help=f"warmup steps of the schedule (default {d['warmup']})")
+    p.add_argument("--clip", type=number_at_least(0),
+                   help=f"clip the global gradient norm to this (default {d['clip']}; 0 = no clipping)")
+    p.add_argument("--eval-every", type=int_at_least(0), default=500,
                    help="evaluate on held-out data and write RUN_DIR/last.npz every N steps (default 500)")
     p.add_argument("--out", metavar="RUN_DIR", help="write checkpoints last.npz and best.npz here")
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR/last.npz with its settings")

@@ -21,11 +21,12 @@ def cmd_translate(args) -> int:
 
 
 def add_parser(sub, add_backend_args) -> None:
+    from npformer.cli import int_at_least, number_at_least
     p = sub.add_parser("translate", help="translate sentences with a trained checkpoint")
     p.add_argument("sentences", nargs="*", help="sentences to translate (default: read lines from stdin)")
     p.add_argument("--checkpoint", required=True, help="a .npz checkpoint written by npformer train")
-    p.add_argument("--beam", type=int, default=4, help="beam size; 1 = greedy (default 4, as in §6.1)")
-    p.add_argument("--alpha", type=float, default=0.6, help="length penalty alpha (default 0.6)")
+    p.add_argument("--beam", type=int_at_least(1), default=4, help="beam size; 1 = greedy (default 4, as in §6.1)")
+    p.add_argument("--alpha", type=number_at_least(0), default=0.6, help="length penalty alpha (default 0.6)")
     add_backend_args(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_translate)

@@ -56,7 +56,7 @@ from npformer.backend import backend_of
 from npformer.model.config import TransformerConfig
 from npformer.model.encoder import encoder_forward
 from npformer.model.masks import padding_mask
-from npformer.model.params import embedding_keys
+from npformer.model.params import check_params, embedding_keys
 from npformer.model.sublayer import add_norm_forward, subdict
 from npformer.model.transformer import check_ids, embed_forward, positional_table
 from npformer.ops.attention import attention_forward
@@ -70,6 +70,7 @@ def encode(params, cfg: TransformerConfig, src):
 
     src (B, S) ids -> (memory (B, S, d_model), src_mask (B, 1, 1, S)).
     """
+    check_params(params, cfg)
     E_src = params[embedding_keys(cfg)["src"]]
     be = backend_of(src, E_src)
     check_ids(src, "src", cfg.vocab_size, cfg.max_len)

@@ -27,7 +27,7 @@ import numpy as np
 from npformer.backend import backend_of
 from npformer.decode.incremental import decode_step, encode, init_state, reorder
 from npformer.model.config import TransformerConfig
-from npformer.model.params import embedding_keys
+from npformer.model.params import check_params, embedding_keys
 from npformer.model.transformer import check_ids, transformer_forward
 
 EXTRA_OUTPUT_LENGTH = 50  # §6.1: maximum output length = input length + 50
@@ -48,6 +48,7 @@ def check_src(params, cfg: TransformerConfig, src):
     if not hasattr(src, "dtype") or not hasattr(src, "ndim"):
         raise TypeError(f"src: expected a (batch, length) integer array of token ids, got {type(src).__name__}")
     check_ids(src, "src", cfg.vocab_size, cfg.max_len)
+    check_params(params, cfg)
     return backend_of(src, params[embedding_keys(cfg)["src"]])
 
 

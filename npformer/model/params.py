@@ -8,6 +8,7 @@
 
 Untied (``tie_embeddings=False``): "src_embed" (V, d_model), "tgt_embed" and
 "out_proj" (V_tgt, d_model) instead of "embed". Gradients use the same keys.
+``check_params`` refuses a dict that does not fit the config, naming the key.
 
 Initialisation (the paper does not state one): Xavier/Glorot uniform for the
 weight matrices, zeros for biases and beta, ones for gamma, and N(0, d_model^-1)
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from npformer.backend import get_backend
+from npformer.backend import check_dtype, get_backend
 from npformer.model.config import TransformerConfig
 from npformer.ops.feedforward import PARAM_NAMES as FFN_PARAMS
 from npformer.ops.multihead import PARAM_NAMES as ATTN_PARAMS
@@ -68,7 +69,34 @@ def param_shapes(cfg: TransformerConfig) -> dict:
     return shapes
 
 
+def check_params(params, cfg: TransformerConfig) -> None:
+    """``params`` must hold exactly the keys of ``param_shapes(cfg)``, each a float array of
+    that shape, all of one dtype: a ValueError/TypeError that names the key otherwise."""
+    if not isinstance(params, dict):
+        raise TypeError(f"params: expected a dict of arrays, got {type(params).__name__}")
+    shapes = param_shapes(cfg)
+    missing, unexpected = sorted(set(shapes) - set(params)), sorted(set(params) - set(shapes))
+    if missing or unexpected:
+        found = [f"{what} {keys[:5]}" for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
+        raise ValueError(f"params: keys do not match the config (n_layers={cfg.n_layers}, "
+                         f"tie_embeddings={cfg.tie_embeddings}): {', '.join(found)}")
+    dtypes = set()
+    for name, shape in shapes.items():
+        a = params[name]
+        if getattr(a, "dtype", None) is None or a.dtype.kind != "f":
+            raise TypeError(f"params[{name!r}]: expected a float array, got "
+                            f"{getattr(a, 'dtype', type(a).__name__)}")
+        if tuple(a.shape) != shape:
+            raise ValueError(f"params[{name!r}]: shape {tuple(a.shape)}, the config needs {shape}")
+        dtypes.add(str(a.dtype))
+    if len(dtypes) > 1:
+        raise TypeError(f"params: mixed dtypes {sorted(dtypes)}; expected one (float32 or float64)")
+
+
 def init_params(cfg: TransformerConfig, seed: int = 0, dtype: str = "float32", backend=None) -> dict:
+    dtype = check_dtype(dtype)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
     be = get_backend(backend)
     rng = np.random.default_rng(seed)
     params = {}

@@ -24,7 +24,7 @@ from npformer.model.config import TransformerConfig
 from npformer.model.decoder import decoder_backward, decoder_forward
 from npformer.model.encoder import encoder_backward, encoder_forward
 from npformer.model.masks import padding_mask, target_mask
-from npformer.model.params import embedding_keys
+from npformer.model.params import check_params, embedding_keys
 from npformer.ops.cross_entropy import cross_entropy_backward, cross_entropy_forward
 from npformer.ops.dropout import dropout_backward, dropout_forward
 from npformer.ops.embedding import embedding_backward, embedding_forward
@@ -90,6 +90,7 @@ def transformer_forward(params, cfg: TransformerConfig, src, tgt_in, rng=None):
 
     Returns ``(logits, cache)``.
     """
+    check_params(params, cfg)
     be = backend_of(src, tgt_in, params[embedding_keys(cfg)["src"]])
     check_ids(src, "src", cfg.vocab_size, cfg.max_len)
     check_ids(tgt_in, "tgt_in", cfg.target_vocab, cfg.max_len)

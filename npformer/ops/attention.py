@@ -8,6 +8,8 @@ Forward, for every batch element and head (B, h are leading axes):
 
 The mask broadcasts against (B, h, T_q, T_k): a key-padding mask is
 (B, 1, 1, T_k), the look-ahead mask (1, 1, T, T), and their AND combines them.
+A mask that is not boolean, or that does not broadcast to that shape, is
+refused with an error (NumPy would broadcast some wrong shapes silently).
 We fill masked scores with the dtype's most negative finite number instead of
 -inf, so exp() gives exactly 0 there without inf - inf = NaN.
 A query row whose keys are ALL masked (a sentence that is entirely padding,
@@ -37,9 +39,25 @@ class AttentionCache(NamedTuple):
     scale: float   # 1 / sqrt(d_k)
 
 
+def check_mask(mask, scores_shape) -> None:
+    """The mask must be boolean and broadcast to the scores' shape (B, h, T_q, T_k)
+    without growing it: a wrong mask would otherwise silently mask the wrong keys."""
+    if mask is None:
+        return
+    if getattr(mask, "dtype", None) is None or mask.dtype.kind != "b":
+        raise TypeError(f"attention: mask must be a boolean array (True = may attend), got "
+                        f"{getattr(mask, 'dtype', type(mask).__name__)}")
+    fits = mask.ndim <= len(scores_shape) and all(
+        m in (1, s) for m, s in zip(mask.shape[::-1], scores_shape[::-1]))
+    if not fits:
+        raise ValueError(f"attention: mask of shape {tuple(mask.shape)} does not broadcast to the scores' "
+                         f"shape (B, h, T_q, T_k) = {tuple(scores_shape)}")
+
+
 def attention_weights(Q, K, mask=None):
     """P = softmax(Q K^T / sqrt(d_k) + M), with fully masked rows set to 0."""
-    xp = backend_of(Q, K).xp
+    check_mask(mask, (*Q.shape[:-1], K.shape[-2]))
+    xp = backend_of(Q, K, mask).xp
     d_k = Q.shape[-1]
     scale = 1.0 / d_k ** 0.5
     S = (Q @ K.swapaxes(-1, -2)) * scale  # (B, h, T_q, T_k)
@@ -55,6 +73,11 @@ def attention_weights(Q, K, mask=None):
 
 def attention_forward(Q, K, V, mask=None):
     """softmax(Q K^T / sqrt(d_k) + M) V. Returns ``(out, cache)``; ``cache.P`` holds the weights."""
+    backend_of(Q, K, V)  # arrays, all on one device
+    if not (Q.ndim == K.ndim == V.ndim == 4 and Q.shape[:2] == K.shape[:2] == V.shape[:2]
+            and Q.shape[3] == K.shape[3] and K.shape[2] == V.shape[2]):
+        raise ValueError(f"attention: expected Q (B, h, T_q, d_k), K (B, h, T_k, d_k), V (B, h, T_k, d_v); "
+                         f"got Q {Q.shape}, K {K.shape}, V {V.shape}")
     P, scale = attention_weights(Q, K, mask)
     out = P @ V  # (B, h, T_q, d_v)
     return out, AttentionCache(Q, K, V, P, scale)

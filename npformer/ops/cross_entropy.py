@@ -38,10 +38,16 @@ def cross_entropy_forward(logits, targets, pad_id=0, eps_ls=0.1):
     if targets.shape != logits.shape[:-1]:
         raise ValueError(f"cross-entropy: targets shape {targets.shape} does not match logits "
                          f"shape {logits.shape} without its last (vocabulary) axis")
+    if targets.dtype.kind not in "iu":
+        raise TypeError(f"cross-entropy: targets must be integer token ids, got {targets.dtype}")
     valid = targets != pad_id  # (...)
     n_tokens = int(valid.sum())
     if n_tokens == 0:
         raise ValueError("cross-entropy: every target is padding; expected at least one non-pad token")
+    lo, hi = int(targets.min()), int(targets.max())  # a negative id would silently index from the end
+    if lo < 0 or hi >= V:
+        raise ValueError(f"cross-entropy: targets must be in [0, {V}) (V = logits.shape[-1]), "
+                         f"got values in [{lo}, {hi}]")
     eps_ls = float(eps_ls)
     # everything relative to the row max m: lse - m = log s, so no two large
     # numbers are ever subtracted (float32 logits of 1e4 keep full precision)

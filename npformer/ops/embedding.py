@@ -24,6 +24,11 @@ class EmbeddingCache(NamedTuple):
 
 def embedding_forward(ids, E, scale=1.0):
     V = E.shape[0]
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"embedding: ids must be integer token ids, got {ids.dtype}")
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= V):  # -1 would silently pick row V-1
+        raise ValueError(f"embedding: ids must be in [0, {V}) (V = E.shape[0]), got values in "
+                         f"[{int(ids.min())}, {int(ids.max())}]")
     scale = float(scale)  # a NumPy float64 scalar would upcast float32 embeddings
     y = E[ids]  # (B, T, d_model)
     if scale != 1.0:

@@ -31,6 +31,9 @@ class LayerNormCache(NamedTuple):
 
 def layernorm_forward(x, gamma, beta, eps=LAYERNORM_EPS):
     """y = gamma * (x - mu) / sqrt(var + eps) + beta over the last axis."""
+    if gamma.shape != x.shape[-1:] or beta.shape != x.shape[-1:]:
+        raise ValueError(f"layernorm: gamma and beta must be ({x.shape[-1]},) for x {x.shape}; "
+                         f"got gamma {gamma.shape}, beta {beta.shape}")
     mu = x.mean(axis=-1, keepdims=True)  # (..., 1)
     xc = x - mu  # (..., d_model)
     var = (xc * xc).mean(axis=-1, keepdims=True)  # (..., 1)

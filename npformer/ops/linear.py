@@ -22,6 +22,9 @@ class LinearCache(NamedTuple):
 
 def linear_forward(x, W, b):
     """y = x W + b. Returns ``(y, cache)``."""
+    if W.ndim != 2 or x.shape[-1] != W.shape[0] or b.shape != W.shape[1:]:
+        raise ValueError(f"linear: expected x (..., d_in), W (d_in, d_out), b (d_out,); "
+                         f"got x {x.shape}, W {W.shape}, b {b.shape}")
     d_in, d_out = W.shape
     # one (M, d_in) x (d_in, d_out) GEMM instead of a batch of small ones
     y = (x.reshape(-1, d_in) @ W).reshape(*x.shape[:-1], d_out)  # (..., d_out)

@@ -71,18 +71,33 @@ def _unfuse(dW, db, names):
     return grads
 
 
-def _check(p, h, d_model):
+def _check(x, p, h, memory=None):
+    """x (B, T, d_model), memory (B, S, d_model), h dividing d_model, and every W_* (d_model, d_model)
+    and b_* (d_model,) present: errors that name the argument instead of a failed broadcast."""
+    for name, a in (("x", x), ("memory", memory)):
+        if a is not None and getattr(a, "ndim", None) != 3:
+            raise ValueError(f"multi-head attention: {name} must be (B, T, d_model), got shape "
+                             f"{getattr(a, 'shape', type(a).__name__)}")
+    d_model = x.shape[2]
+    if memory is not None and memory.shape[::2] != x.shape[::2]:
+        raise ValueError(f"multi-head attention: memory {memory.shape} and x {x.shape} differ in B or d_model")
+    if isinstance(h, bool) or not hasattr(h, "__index__") or h < 1:
+        raise ValueError(f"multi-head attention: h must be a positive integer, got {h!r}")
+    if d_model % h:
+        raise ValueError(f"multi-head attention: d_model={d_model} is not divisible by h={h}")
     missing = [k for k in PARAM_NAMES if k not in p]
     if missing:
         raise ValueError(f"multi-head attention: parameters {missing} missing; expected {list(PARAM_NAMES)}")
-    if d_model % h:
-        raise ValueError(f"multi-head attention: d_model={d_model} is not divisible by h={h}")
+    for k in PARAM_NAMES:
+        want = (d_model, d_model) if k[0] == "W" else (d_model,)
+        if tuple(p[k].shape) != want:
+            raise ValueError(f"multi-head attention: {k} has shape {tuple(p[k].shape)}, expected {want} "
+                             f"(d_model={d_model})")
 
 
 def self_attention_forward(x, p, h, mask=None):
     """MultiHead(x, x) with ``p`` holding W_q, b_q, ..., W_o, b_o. x (B, T, d_model)."""
-    B, T, d_model = x.shape
-    _check(p, h, d_model)
+    _check(x, p, h)
     xp = backend_of(x).xp
     W_qkv, b_qkv = _fused(p, xp, "qkv")
     qkv, proj_in = linear_forward(x, W_qkv, b_qkv)  # (B, T, 3 d_model)
@@ -107,8 +122,7 @@ def self_attention_backward(dy, cache: MultiHeadCache):
 
 def cross_attention_forward(x, memory, p, h, mask=None):
     """MultiHead(x, memory): queries from x (B, T_q, d_model), keys/values from memory (B, T_k, d_model)."""
-    B, T, d_model = x.shape
-    _check(p, h, d_model)
+    _check(x, p, h, memory)
     xp = backend_of(x, memory).xp
     q, proj_q = linear_forward(x, p["W_q"], p["b_q"])  # (B, T_q, d_model)
     W_kv, b_kv = _fused(p, xp, "kv")

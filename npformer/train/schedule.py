@@ -11,6 +11,8 @@ small models and short runs often want larger.
 """
 from __future__ import annotations
 
+import math
+
 
 def noam_lr(step: int, d_model: int, warmup: int = 4000, factor: float = 1.0) -> float:
     """The learning rate for ``step`` (counted from 1, the first update)."""
@@ -18,4 +20,6 @@ def noam_lr(step: int, d_model: int, warmup: int = 4000, factor: float = 1.0) ->
         raise ValueError(f"noam_lr: step counts from 1, got {step}")
     if warmup < 1:
         raise ValueError(f"noam_lr: warmup must be >= 1, got {warmup}")
+    if not (math.isfinite(factor) and factor > 0):
+        raise ValueError(f"noam_lr: factor must be a positive number, got {factor}")
     return factor * d_model ** -0.5 * min(step ** -0.5, step * warmup ** -1.5)

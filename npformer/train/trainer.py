@@ -171,6 +171,10 @@ def train(state: TrainState, cfg: TransformerConfig, batches: Callable[[int], Ba
     """
     if steps is None and minutes is None:
         raise ValueError("train: give steps or minutes (or both)")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1):
+        raise ValueError(f"train: steps must be a positive integer, got {steps!r}")
+    if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
+        raise ValueError(f"train: minutes must be a positive number, got {minutes!r}")
     last_path = os.path.join(out_dir, "last.npz") if out_dir else None
     best_path = os.path.join(out_dir, "best.npz") if out_dir else None
     saved_at = state.step if last_path and os.path.exists(last_path) else None
