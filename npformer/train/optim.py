@@ -47,18 +47,23 @@ class Adam:
                 raise TypeError(f"adam: gradient {k!r} is {g.dtype} {g.shape}, "
                                 f"parameter is {theta.dtype} {theta.shape}")
             xp = backend_of(theta, g).xp
-            m *= b1
-            m += (1.0 - b1) * g  # m_t
+            # One scratch buffer per parameter serves every temporary: the update is
+            # memory-bound, so fewer passes and allocations are what make it fast.
+            tmp = xp.multiply(g, g)
+            tmp *= 1.0 - b2
             v *= b2
-            v += (1.0 - b2) * (g * g)  # v_t
-            # lr m_hat / (sqrt(v_hat) + eps), with the bias corrections folded into
-            # scalars (sqrt(v / c2) = sqrt(v) / sqrt(c2)) and the temporaries reused in place
-            denom = xp.sqrt(v)
-            denom *= 1.0 / math.sqrt(correction2)
-            denom += self.eps
-            step = m * (lr / correction1)
-            step /= denom
-            theta -= step
+            v += tmp  # v_t = beta2 v + (1 - beta2) g^2
+            xp.multiply(g, 1.0 - b1, out=tmp)
+            m *= b1
+            m += tmp  # m_t = beta1 m + (1 - beta1) g
+            # lr m_hat / (sqrt(v_hat) + eps), the bias corrections folded into scalars:
+            # sqrt(v / c2) = sqrt(v) / sqrt(c2)
+            xp.sqrt(v, out=tmp)
+            tmp *= 1.0 / math.sqrt(correction2)
+            tmp += self.eps
+            xp.divide(m, tmp, out=tmp)
+            tmp *= lr / correction1
+            theta -= tmp
 
     def state_dict(self) -> dict:
         """``{"t", "beta1", "beta2", "eps", "m": {k: array}, "v": {k: array}}`` (arrays not copied)."""
