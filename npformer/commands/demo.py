@@ -15,8 +15,7 @@ import os
 import sys
 import time
 
-# Training settings for a short CPU budget (the architecture is the small preset's)
-DEMO = dict(preset="small", merges=8000, max_tokens=3000, max_len=100, warmup=400, lr_factor=1.0)
+from npformer.commands.train import CORPUS_DEFAULTS as DEMO  # the same settings as `npformer train`
 
 
 def cmd_demo(args) -> int:
@@ -31,7 +30,8 @@ def cmd_demo(args) -> int:
     say = (lambda *a: None) if args.json else (lambda *a: print(*a, flush=True))
     say(f"npformer demo: {args.minutes:g} minutes on the bundled English->Spanish corpus (small preset)")
     data = prepare(num_merges=DEMO["merges"], splits_wanted=("train", "dev"))
-    cfg = preset(DEMO["preset"], vocab_size=data.tokenizer.vocab_size)
+    cfg = preset(DEMO["preset"], vocab_size=data.tokenizer.vocab_size, p_drop=DEMO["p_drop"],
+                 eps_ls=DEMO["label_smoothing"])
     say(f"  BPE: {data.tokenizer.vocab_size} shared subwords; {len(data.splits['train'])} training pairs; "
         f"model: N={cfg.n_layers}, d_model={cfg.d_model}, h={cfg.h}, d_ff={cfg.d_ff}")
     state = init_state(cfg, seed=args.seed, backend=args.backend, dtype=args.dtype)
@@ -44,7 +44,8 @@ def cmd_demo(args) -> int:
     train(state, cfg, batches, minutes=train_minutes, warmup=DEMO["warmup"], lr_factor=DEMO["lr_factor"],
           eval_fn=evaluate, eval_every=args.eval_every, out_dir=out, save_every=args.eval_every,
           progress=not args.no_progress, tokenizer=data.tokenizer.to_dict(),
-          checkpoint_extra={"settings": {**DEMO, "seed": args.seed, "data": None}})
+          checkpoint_extra={"settings": {**DEMO, "seed": args.seed, "vocab_size": cfg.vocab_size,
+                                         "dtype": args.dtype}})
     trained_minutes = (time.perf_counter() - t0) / 60
 
     model = Translator(state.params, cfg, data.tokenizer)
