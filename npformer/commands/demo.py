@@ -84,8 +84,8 @@ def add_parser(sub, add_backend_args) -> None:
     p = sub.add_parser("demo", help="train on the bundled EN->ES corpus for 10 minutes, translate, print BLEU")
     p.add_argument("--minutes", type=number_at_least(0, strict=True), default=10.0,
                    help="total time budget (default 10)")
-    p.add_argument("--eval-minutes", type=number_at_least(0), default=1.5,
-                   help="part of the budget kept for the final test-set decoding (default 1.5)")
+    p.add_argument("--eval-minutes", type=number_at_least(0), default=2.0,
+                   help="part of the budget kept for the final test-set decoding (default 2)")
     p.add_argument("--eval-sentences", type=int_at_least(0), default=0,
                    help="score only the first N test pairs (default: all)")
     p.add_argument("--eval-every", type=int_at_least(1), default=200, help="dev loss and a checkpoint every N steps")
