@@ -108,15 +108,16 @@ def transformer_forward(params, cfg: TransformerConfig, src, tgt_in, rng=None):
     y, tgt_embed = embed_forward(tgt_in, params[keys["tgt"]], cfg, table, p_drop, rng)  # (B, T, d_model)
     H, dec = decoder_forward(y, memory, params, cfg.n_layers, cfg.h, tgt_mask, src_mask, p_drop, rng)
     E_out = params[keys["out"]]
-    logits = H @ E_out.T  # (B, T, V)
+    logits = (H.reshape(-1, H.shape[-1]) @ E_out.T).reshape(*H.shape[:-1], -1)  # (B, T, V), one GEMM
     return logits, TransformerCache(src_embed, enc, tgt_embed, dec, H, E_out, keys)
 
 
 def transformer_backward(dlogits, cache: TransformerCache):
     """Gradients for every parameter, keyed like ``params``."""
     d_model = cache.H.shape[-1]
-    dH = dlogits @ cache.E_out  # (B, T, d_model)
-    dE_out = dlogits.reshape(-1, dlogits.shape[-1]).T @ cache.H.reshape(-1, d_model)  # (V, d_model)
+    dlogits2 = dlogits.reshape(-1, dlogits.shape[-1])  # (B*T, V)
+    dH = (dlogits2 @ cache.E_out).reshape(*dlogits.shape[:-1], d_model)  # (B, T, d_model)
+    dE_out = dlogits2.T @ cache.H.reshape(-1, d_model)  # (V, d_model)
     dy, dmemory, grads = decoder_backward(dH, cache.decoder)
     dE_tgt = embed_backward(dy, cache.tgt_embed)
     dx, enc_grads = encoder_backward(dmemory, cache.encoder)
