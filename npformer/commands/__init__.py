@@ -1,13 +1,10 @@
 """The CLI's sub-commands, one module each. Every module defines
 ``add_parser(sub, add_backend_args)`` which adds its parser and sets ``func``."""
 import importlib
-import importlib.util
 
 COMMANDS = ("train", "translate", "evaluate", "plot", "demo", "info")
 
 
 def register(sub, add_backend_args) -> None:
     for name in COMMANDS:
-        if importlib.util.find_spec(f"npformer.commands.{name}") is None:
-            continue
         importlib.import_module(f"npformer.commands.{name}").add_parser(sub, add_backend_args)
