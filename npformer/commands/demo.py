@@ -16,13 +16,13 @@ import sys
 import time
 
 from npformer.commands.train import CORPUS_DEFAULTS as DEMO  # the same settings as `npformer train`
+from npformer.commands.train import model_config
 
 
 def cmd_demo(args) -> int:
     from npformer.data.pipeline import batch_schedule, dev_evaluator, prepare
-    from npformer.model.config import preset
     from npformer.train.trainer import init_state, train
-    from npformer.translation import Translator, evaluate_pairs, translate
+    from npformer.translation import Translator, evaluate_pairs
 
     t0 = time.perf_counter()
     if args.minutes <= args.eval_minutes:
@@ -30,8 +30,7 @@ def cmd_demo(args) -> int:
     say = (lambda *a: None) if args.json else (lambda *a: print(*a, flush=True))
     say(f"npformer demo: {args.minutes:g} minutes on the bundled English->Spanish corpus (small preset)")
     data = prepare(num_merges=DEMO["merges"], splits_wanted=("train", "dev"))
-    cfg = preset(DEMO["preset"], vocab_size=data.tokenizer.vocab_size, p_drop=DEMO["p_drop"],
-                 eps_ls=DEMO["label_smoothing"])
+    cfg = model_config({**DEMO, "vocab_size": data.tokenizer.vocab_size})
     say(f"  BPE: {data.tokenizer.vocab_size} shared subwords; {len(data.splits['train'])} training pairs; "
         f"model: N={cfg.n_layers}, d_model={cfg.d_model}, h={cfg.h}, d_ff={cfg.d_ff}")
     state = init_state(cfg, seed=args.seed, backend=args.backend, dtype=args.dtype)
@@ -52,12 +51,11 @@ def cmd_demo(args) -> int:
     test = data.splits["test"]
     if args.eval_sentences:
         test = test[:args.eval_sentences]
-    examples = test[:args.show]
-    if examples:
+    scores, hyps = evaluate_pairs(model, test, beam_size=args.beam)
+    if args.show:  # a few of the test translations just scored, not decoded a second time
         say("\nHeld-out test sentences:")
-        for (src, ref), hyp in zip(examples, translate(model, [s for s, _ in examples], beam_size=args.beam)):
+        for (src, ref), hyp in list(zip(test, hyps))[:args.show]:
             say(f"  EN   {src}\n  REF  {ref}\n  OUT  {hyp}\n")
-    scores, _ = evaluate_pairs(model, test, beam_size=args.beam)
     minutes = (time.perf_counter() - t0) / 60
     result = {"bleu": scores["bleu"], "chrf": scores["chrf"], "bleu_signature": scores["bleu_signature"],
               "chrf_signature": scores["chrf_signature"], "test_sentences": scores["n_sentences"],
