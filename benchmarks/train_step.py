@@ -18,7 +18,10 @@ the framework's own import footprint, ~300 MiB for torch, is left out of the
 ratio). ``ratio`` is npformer / PyTorch for step time and for peak_mem.
 
 Threads: the worker sets OMP/OPENBLAS/MKL_NUM_THREADS before NumPy or torch
-load, and torch.set_num_threads. On a GPU (``--backend cupy``) the clock is
+load, and torch.set_num_threads. npformer's step is the training loop's own
+(``train_step``: forward, loss, backward, gradient norm, Adam), split over
+``--workers`` data-parallel threads (npformer/train/parallel.py; default: one
+per thread on NumPy), each with one BLAS thread. On a GPU (``--backend cupy``) the clock is
 read after a device synchronise and PyTorch runs on CUDA.
 """
 from __future__ import annotations
@@ -60,23 +63,18 @@ def worker(args) -> dict:
 
     if args.worker == "npformer":
         from npformer.backend import get_backend
+        from npformer.data.batching import Batch
         from npformer.model.config import preset
-        from npformer.model.params import init_params
-        from npformer.model.transformer import loss_and_grads
-        from npformer.train.optim import Adam
+        from npformer.train.trainer import init_state, train_step
         be = get_backend(args.backend)
         cfg = preset(args.preset, vocab_size=V)
-        params = init_params(cfg, seed=0, dtype="float32", backend=be)
-        opt = Adam(params)
-        rng = be.rng(0)
-        src, tgt_in, tgt_out = (be.asarray(a) for a in (src, tgt_in, tgt_out))
+        state = init_state(cfg, seed=0, backend=be, dtype="float32", workers=args.workers)
+        batch = Batch(src, tgt_in, tgt_out, int((tgt_out != cfg.pad_id).sum()), np.arange(B))
         sync = be.synchronize
 
-        def step():
-            loss, grads, _ = loss_and_grads(params, cfg, src, tgt_in, tgt_out, rng)
-            opt.update(params, grads, 1e-4)
-            return loss
-        dtypes = sorted({str(p.dtype) for p in params.values()})
+        def step():  # the training loop's own step: forward, loss, backward, norm, Adam
+            return train_step(state, cfg, batch, 1e-4)[0]
+        dtypes = sorted({str(p.dtype) for p in state.params.values()})
     else:
         from benchmarks.torch_reference import build, make_optimizer, train_step_fn
         device = "cuda" if args.backend == "cupy" else "cpu"
@@ -100,7 +98,8 @@ def worker(args) -> dict:
 # ------------------------------------------------------------------ driver
 def run_worker(args, framework) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", framework, "--preset", args.preset,
-           "--threads", str(args.threads), "--backend", args.backend, "--batch", str(args.batch),
+           "--threads", str(args.threads), "--workers", str(args.workers),
+           "--backend", args.backend, "--batch", str(args.batch),
            "--src-len", str(args.src_len), "--tgt-len", str(args.tgt_len), "--vocab", str(args.vocab),
            "--warmup", str(args.warmup), "--repeats", str(args.repeats), "--check-steps", str(args.check_steps)]
     out = subprocess.run(cmd, capture_output=True, text=True)
@@ -133,6 +132,8 @@ def main(argv=None):
     ap.add_argument("--preset", default="small", choices=("tiny", "small", "base"))
     ap.add_argument("--backend", default="numpy", choices=("numpy", "cupy"))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=None,
+                    help="npformer's data-parallel worker threads (default: --threads on numpy, 1 on cupy)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--src-len", type=int, default=64)
     ap.add_argument("--tgt-len", type=int, default=64)
@@ -146,6 +147,8 @@ def main(argv=None):
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--worker", choices=("npformer", "torch"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.workers is None:
+        args.workers = args.threads if args.backend == "numpy" else 1
     if args.steps is not None:
         args.repeats, args.rounds, args.warmup = args.steps, 1, min(args.warmup, 1)
     if args.worker:
@@ -177,7 +180,7 @@ def main(argv=None):
                 runs["torch"].append(run_worker(args, "torch"))
     npf = summarize(runs["npformer"], flops, toks, peak)
     result = {"benchmark": "train_step", "preset": args.preset, "backend": args.backend, "dtype": "float32",
-              "threads": args.threads, "shapes": {"B": B, "S": S, "T": T, "V": V},
+              "threads": args.threads, "workers": args.workers, "shapes": {"B": B, "S": S, "T": T, "V": V},
               "tokens_per_step": toks, "train_gflop_per_step": flops / 1e9,
               "matmul_peak_gflops": peak, "other_load_cores": load.other_cores,
               "blas_tuning": blas_tuning(), "machine": common.machine_info(), **npf}
@@ -193,7 +196,8 @@ def main(argv=None):
     if not args.json:
         m = result["machine"]
         print(f"train step, preset {args.preset}, B={B} S={S} T={T} V={V}, float32, {args.backend}, "
-              f"{args.threads} threads; {m.get('cpu_model')}, avx512f={m.get('avx512f')}, "
+              f"{args.threads} threads, {args.workers} npformer workers; {m.get('cpu_model')}, "
+              f"avx512f={m.get('avx512f')}, "
               f"OpenBLAS kernels {m.get('openblas_coretype_in_use')} (npformer: {blas_tuning()['reason']})")
         print(f"{toks} tokens/step, {flops / 1e9:.2f} GFLOP/step, matmul peak {peak:.0f} GFLOP/s, "
               f"other load {load.other_cores} cores")

@@ -48,10 +48,14 @@ def number_at_least(lo: float, strict: bool = False):
     return parse
 
 
-def _add_backend_args(p, dtype_default="float32"):
+def _add_backend_args(p, dtype_default="float32", workers=True):
     p.add_argument("--backend", default=None, choices=BACKEND_NAMES,
                    help="numpy (CPU) or cupy (GPU); default $NPFORMER_BACKEND, else numpy")
     p.add_argument("--dtype", default=dtype_default, choices=DTYPES, help=f"default {dtype_default}")
+    if workers:
+        p.add_argument("--workers", type=int_at_least(1), default=None,
+                       help="CPU threads sharing each batch (data parallel); default: one per core "
+                            "on numpy (with threadpoolctl installed), 1 on cupy")
 
 
 def cmd_gradcheck(args) -> int:
@@ -82,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     p = sub.add_parser("gradcheck", help="check every backward pass against finite differences")
-    _add_backend_args(p, "float64")
+    _add_backend_args(p, "float64", workers=False)
     p.add_argument("--seed", type=int_at_least(0), default=0)
     p.add_argument("--quick", action="store_true", help="skip the whole-model check")
     p.add_argument("--json", action="store_true", help="print one JSON list of {name, max_rel_error, passed}")

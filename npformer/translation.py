@@ -18,6 +18,7 @@ from npformer.data.batching import pad_sequences
 from npformer.data.bpe import BPETokenizer
 from npformer.decode import beam_search, greedy_decode
 from npformer.model.config import TransformerConfig
+from npformer.train.parallel import as_workers
 
 
 @dataclass
@@ -42,11 +43,12 @@ class Translator:
 
 
 def translate(model: Translator, sentences, beam_size: int = 4, alpha: float = 0.6,
-              batch_size: int = 32, max_src_len: int | None = None) -> list[str]:
+              batch_size: int = 32, max_src_len: int | None = None, workers=None) -> list[str]:
     """Translate ``sentences`` (a list of str). ``beam_size=1`` decodes greedily.
 
     Sentences are decoded in batches of similar length (sorted, then put back
     in order); a source longer than the positional table is cut to fit.
+    ``workers`` (train/parallel.py) decode several batches at once on CPU threads.
     """
     if beam_size < 1:
         raise ValueError(f"beam_size: expected an integer >= 1, got {beam_size}")
@@ -55,16 +57,20 @@ def translate(model: Translator, sentences, beam_size: int = 4, alpha: float = 0
     limit = max_src_len or model.cfg.max_len
     ids = [model.tokenizer.encode(s)[:limit] or [model.cfg.eos_id] for s in sentences]
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    out: list = [None] * len(ids)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
+    chunks = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
+    def decode(chunk):
         src = be.asarray(pad_sequences([ids[i] for i in chunk], model.cfg.pad_id))
         # outputs may not outgrow the positional table: len(src) + 50 (§6.1), capped
         max_len = min(src.shape[1] + 50, model.cfg.max_len)
         if beam_size == 1:
-            hyps = greedy_decode(model.params, model.cfg, src, max_len=max_len)
-        else:
-            hyps = beam_search(model.params, model.cfg, src, beam_size=beam_size, alpha=alpha, max_len=max_len)
+            return greedy_decode(model.params, model.cfg, src, max_len=max_len)
+        return beam_search(model.params, model.cfg, src, beam_size=beam_size, alpha=alpha, max_len=max_len)
+
+    out: list = [None] * len(ids)
+    # Longest batches first, so that no worker is left with a long one at the end.
+    chunks.reverse()
+    for chunk, hyps in zip(chunks, as_workers(workers).map(decode, chunks)):
         for i, h in zip(chunk, hyps):
             out[i] = model.tokenizer.decode(h)
     return out
@@ -86,7 +92,7 @@ def score(hypotheses, references) -> dict:
 
 
 def evaluate_pairs(model: Translator, pairs, beam_size: int = 4, alpha: float = 0.6,
-                   batch_size: int = 32) -> tuple[dict, list[str]]:
+                   batch_size: int = 32, workers=None) -> tuple[dict, list[str]]:
     """Translate the sources of ``pairs`` and score against their targets."""
-    hyps = translate(model, [s for s, _ in pairs], beam_size, alpha, batch_size)
+    hyps = translate(model, [s for s, _ in pairs], beam_size, alpha, batch_size, workers=workers)
     return score(hyps, [t for _, t in pairs]), hyps

@@ -21,6 +21,7 @@ from npformer.commands.train import model_config
 
 def cmd_demo(args) -> int:
     from npformer.data.pipeline import batch_schedule, dev_evaluator, prepare
+    from npformer.train.parallel import make_workers
     from npformer.train.trainer import init_state, train
     from npformer.translation import Translator, evaluate_pairs
 
@@ -33,10 +34,12 @@ def cmd_demo(args) -> int:
     cfg = model_config({**DEMO, "vocab_size": data.tokenizer.vocab_size})
     say(f"  BPE: {data.tokenizer.vocab_size} shared subwords; {len(data.splits['train'])} training pairs; "
         f"model: N={cfg.n_layers}, d_model={cfg.d_model}, h={cfg.h}, d_ff={cfg.d_ff}")
-    state = init_state(cfg, seed=args.seed, backend=args.backend, dtype=args.dtype)
+    workers = make_workers(args.workers, args.backend)
+    say(f"  {workers.n} worker thread(s) share each batch (data parallel; --workers)")
+    state = init_state(cfg, seed=args.seed, backend=args.backend, dtype=args.dtype, workers=workers)
     batches = batch_schedule(*data.ids["train"], max_tokens=DEMO["max_tokens"], seed=args.seed,
                              max_len=DEMO["max_len"])
-    evaluate = dev_evaluator(data, cfg, DEMO["max_tokens"], bleu_sentences=0)
+    evaluate = dev_evaluator(data, cfg, DEMO["max_tokens"], bleu_sentences=0, workers=workers)
     train_minutes = args.minutes - args.eval_minutes - (time.perf_counter() - t0) / 60
     out = args.out
     os.makedirs(out, exist_ok=True)
@@ -51,7 +54,7 @@ def cmd_demo(args) -> int:
     test = data.splits["test"]
     if args.eval_sentences:
         test = test[:args.eval_sentences]
-    scores, hyps = evaluate_pairs(model, test, beam_size=args.beam)
+    scores, hyps = evaluate_pairs(model, test, beam_size=args.beam, workers=workers)
     if args.show:  # a few of the test translations just scored, not decoded a second time
         say("\nHeld-out test sentences:")
         for (src, ref), hyp in list(zip(test, hyps))[:args.show]:
@@ -59,7 +62,7 @@ def cmd_demo(args) -> int:
     minutes = (time.perf_counter() - t0) / 60
     result = {"bleu": scores["bleu"], "chrf": scores["chrf"], "bleu_signature": scores["bleu_signature"],
               "chrf_signature": scores["chrf_signature"], "test_sentences": scores["n_sentences"],
-              "beam": args.beam, "steps": state.step, "minutes": round(minutes, 2),
+              "beam": args.beam, "steps": state.step, "workers": workers.n, "minutes": round(minutes, 2),
               "train_minutes": round(trained_minutes, 2),
               "final_loss": next((r["loss"] for r in reversed(state.history) if r["kind"] == "train"), None),
               "val_loss": next((r["val_loss"] for r in reversed(state.history) if r["kind"] == "eval"), None),

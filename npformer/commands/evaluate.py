@@ -5,14 +5,16 @@ import time
 
 def cmd_evaluate(args) -> int:
     from npformer.data.corpus import load_corpus
+    from npformer.train.parallel import make_workers
     from npformer.translation import Translator, evaluate_pairs
     model = Translator.from_checkpoint(args.checkpoint, backend=args.backend, dtype=args.dtype)
     pairs = load_corpus(args.data)[args.split]
     if args.limit:
         pairs = pairs[:args.limit]
     t0 = time.perf_counter()
-    scores, hyps = evaluate_pairs(model, pairs, beam_size=args.beam, alpha=args.alpha)
-    scores.update(split=args.split, data=args.data or "bundled Bible EN-ES", beam=args.beam,
+    workers = make_workers(args.workers, args.backend)
+    scores, hyps = evaluate_pairs(model, pairs, beam_size=args.beam, alpha=args.alpha, workers=workers)
+    scores.update(workers=workers.n, split=args.split, data=args.data or "bundled Bible EN-ES", beam=args.beam,
                   checkpoint=args.checkpoint, seconds=round(time.perf_counter() - t0, 1))
     if args.json:
         print(json.dumps(scores, ensure_ascii=False))

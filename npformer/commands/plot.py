@@ -37,6 +37,6 @@ def add_parser(sub, add_backend_args) -> None:
     p.add_argument("--out", default=None, help="where to write the PNGs (default: RUN_DIR)")
     p.add_argument("--sentence", default=None, help="source sentence for the attention maps "
                    "(default: a dev sentence of about 12 words)")
-    add_backend_args(p)
+    add_backend_args(p, workers=False)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plot)

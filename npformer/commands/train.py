@@ -55,7 +55,7 @@ class DataSource(NamedTuple):
     heldout_size: int
 
 
-def task_source(s: dict) -> DataSource:
+def task_source(s: dict, workers=None) -> DataSource:
     """Random copy / reverse sequences (npformer.train.tasks)."""
     from npformer.data.batching import make_batches
     from npformer.decode.greedy import greedy_decode
@@ -67,13 +67,13 @@ def task_source(s: dict) -> DataSource:
     heldout_batches = make_batches(*heldout, max_tokens=64 * (s["max_len"] + 1))
 
     def evaluate(params, cfg):
-        return {"val_loss": evaluate_loss(params, cfg, heldout_batches),
+        return {"val_loss": evaluate_loss(params, cfg, heldout_batches, workers),
                 "exact_match": evaluate_exact_match(params, cfg, heldout, greedy_decode)}
 
     return DataSource(task.batches(s["seed"], s["batch_size"], s["max_tokens"]), evaluate, None, HELDOUT_SIZE)
 
 
-def corpus_source(s: dict, tokenizer: dict | None = None) -> DataSource:
+def corpus_source(s: dict, tokenizer: dict | None = None, workers=None) -> DataSource:
     """Sentence pairs from a TSV (default: the bundled Bible EN->ES), a shared BPE
     vocabulary learned on the training split (or the resumed run's), batches by
     length and token count, and dev loss + dev BLEU (greedy, first 200 pairs)."""
@@ -89,7 +89,7 @@ def corpus_source(s: dict, tokenizer: dict | None = None) -> DataSource:
 
     def evaluate(params, cfg):
         if "dev" not in evaluators:
-            evaluators["dev"] = dev_evaluator(data, cfg, s["max_tokens"], DEV_BLEU_SENTENCES)
+            evaluators["dev"] = dev_evaluator(data, cfg, s["max_tokens"], DEV_BLEU_SENTENCES, workers=workers)
         return evaluators["dev"](params)
 
     return DataSource(batches, evaluate, data.tokenizer.to_dict(), len(data.splits["dev"]))
@@ -118,13 +118,14 @@ def run_settings(args, saved: dict | None) -> dict:
     return dict(saved)
 
 
-def make_source(settings: dict, tokenizer: dict | None) -> DataSource:
+def make_source(settings: dict, tokenizer: dict | None, workers=None) -> DataSource:
     if settings["task"] == "translate":
-        return corpus_source(settings, tokenizer)
-    return task_source(settings)
+        return corpus_source(settings, tokenizer, workers)
+    return task_source(settings, workers)
 
 
 def cmd_train(args) -> int:
+    from npformer.train.parallel import make_workers
     from npformer.train.trainer import init_state, load_state, throughput, train
 
     last = os.path.join(args.out, "last.npz") if args.out else None
@@ -133,19 +134,22 @@ def cmd_train(args) -> int:
     if args.resume:
         if not args.out:
             raise ValueError("--resume needs --out RUN_DIR (it continues RUN_DIR/last.npz)")
-        state, ck = load_state(last, backend=args.backend)
+        workers = make_workers(args.workers, args.backend)
+        state, ck = load_state(last, backend=args.backend, workers=workers)
         if "settings" not in ck.extra:
             raise ValueError(f"--resume: {last} has no run settings; it was not written by `npformer train`")
         settings = run_settings(args, ck.extra["settings"])
-        source = make_source(settings, ck.tokenizer)
+        source = make_source(settings, ck.tokenizer, workers)
         cfg = ck.config
     else:
         if last and os.path.exists(last):
             raise ValueError(f"--out: {last} exists; pass --resume to continue it, or choose another RUN_DIR")
         settings = run_settings(args, None)
-        source = make_source(settings, None)
+        workers = make_workers(args.workers, args.backend)
+        source = make_source(settings, None, workers)
         cfg = model_config(settings)
-        state = init_state(cfg, seed=settings["seed"], backend=args.backend, dtype=settings["dtype"])
+        state = init_state(cfg, seed=settings["seed"], backend=args.backend, dtype=settings["dtype"],
+                           workers=workers)
         if args.out:  # now, not at the first save: a directory we cannot create must not cost a run
             try:
                 os.makedirs(args.out, exist_ok=True)
@@ -174,7 +178,7 @@ def cmd_train(args) -> int:
         "val_loss": final_eval["val_loss"], "exact_match": final_eval.get("exact_match"),
         "dev_bleu": final_eval.get("dev_bleu"), "dev_chrf": final_eval.get("dev_chrf"),
         "tokens_per_s": throughput(trained),
-        "heldout_size": source.heldout_size,
+        "heldout_size": source.heldout_size, "workers": workers.n,
     }
     if args.out:
         result["checkpoint"] = last

@@ -4,13 +4,15 @@ import sys
 
 
 def cmd_translate(args) -> int:
+    from npformer.train.parallel import make_workers
     from npformer.translation import Translator, translate
     model = Translator.from_checkpoint(args.checkpoint, backend=args.backend, dtype=args.dtype)
     sentences = args.sentences or [line.rstrip("\n") for line in sys.stdin]
     sentences = [s for s in sentences if s.strip()]
     if not sentences:
         raise ValueError("no input: give sentences as arguments or one per line on stdin")
-    outputs = translate(model, sentences, beam_size=args.beam, alpha=args.alpha)
+    outputs = translate(model, sentences, beam_size=args.beam, alpha=args.alpha,
+                        workers=make_workers(args.workers, args.backend))
     if args.json:
         print(json.dumps({"translations": [{"source": s, "translation": t} for s, t in zip(sentences, outputs)]},
                          ensure_ascii=False))

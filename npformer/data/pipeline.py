@@ -68,13 +68,14 @@ def eval_batches(src_ids, tgt_ids, max_tokens: int, max_len: int | None = None) 
     return make_batches(src_ids, tgt_ids, max_tokens)
 
 
-def dev_evaluator(data: TranslationData, cfg, max_tokens: int, bleu_sentences: int = 200, beam_size: int = 1):
+def dev_evaluator(data: TranslationData, cfg, max_tokens: int, bleu_sentences: int = 200, beam_size: int = 1,
+                  workers=None):
     """``(params) -> {"val_loss", "dev_bleu", "dev_chrf"}`` on the dev split.
 
     The loss is teacher-forced over all dev pairs; BLEU/chrF (sacreBLEU) decode
     the first ``bleu_sentences`` dev sources greedily (``beam_size=1``), which
     keeps a periodic evaluation to seconds. BLEU is skipped (None) when
-    sacreBLEU is not installed.
+    sacreBLEU is not installed. ``workers`` share the batches between CPU threads.
     """
     from npformer.train.trainer import evaluate_loss
     from npformer.translation import Translator, score, translate
@@ -82,9 +83,10 @@ def dev_evaluator(data: TranslationData, cfg, max_tokens: int, bleu_sentences: i
     pairs = data.splits["dev"][:bleu_sentences]
 
     def evaluate(params) -> dict:
-        metrics = {"val_loss": evaluate_loss(params, cfg, batches)}
+        metrics = {"val_loss": evaluate_loss(params, cfg, batches, workers)}
         if bleu_sentences:
-            hyps = translate(Translator(params, cfg, data.tokenizer), [s for s, _ in pairs], beam_size=beam_size)
+            hyps = translate(Translator(params, cfg, data.tokenizer), [s for s, _ in pairs], beam_size=beam_size,
+                             workers=workers)
             try:
                 s = score(hyps, [t for _, t in pairs])
                 metrics.update(dev_bleu=s["bleu"], dev_chrf=s["chrf"])

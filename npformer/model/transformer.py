@@ -131,12 +131,14 @@ def transformer_backward(dlogits, cache: TransformerCache):
     return grads
 
 
-def loss_and_grads(params, cfg: TransformerConfig, src, tgt_in, tgt_out, rng=None):
+def loss_and_grads(params, cfg: TransformerConfig, src, tgt_in, tgt_out, rng=None, dloss=1.0):
     """Label-smoothed loss of one batch and the gradient of every parameter.
 
-    Returns ``(loss: float, grads: dict, n_tokens: int)``.
+    Returns ``(loss: float, grads: dict, n_tokens: int)``. The gradients are of
+    ``dloss * loss``: a part of a batch passes its share of the targets here, so
+    that the parts' gradients add up to the whole batch's (train/parallel.py).
     """
     logits, cache = transformer_forward(params, cfg, src, tgt_in, rng)
     loss, ce = cross_entropy_forward(logits, tgt_out, cfg.pad_id, cfg.eps_ls)
-    grads = transformer_backward(cross_entropy_backward(1.0, ce), cache)
+    grads = transformer_backward(cross_entropy_backward(dloss, ce), cache)
     return float(loss), grads, ce.n_tokens

@@ -31,39 +31,53 @@ class Adam:
         self.m = {k: backend_of(p).xp.zeros_like(p) for k, p in params.items()}
         self.v = {k: backend_of(p).xp.zeros_like(p) for k, p in params.items()}
 
-    def update(self, params: dict, grads: dict, lr: float) -> None:
-        """One Adam step: change every ``params[k]`` in place using ``grads[k]``."""
+    def update(self, params: dict, grads: dict, lr: float, workers=None) -> None:
+        """One Adam step: change every ``params[k]`` in place using ``grads[k]``.
+
+        ``workers`` (train/parallel.py) share the parameters out between CPU
+        threads; each parameter's update is the same either way."""
         if set(grads) != set(params) or set(params) != set(self.m):
             missing = sorted(set(params) ^ set(grads) | set(params) ^ set(self.m))
             raise ValueError(f"adam: params, grads and optimizer state must have the same keys; "
                              f"differing keys: {missing[:5]}")
-        self.t += 1
-        b1, b2, lr = self.beta1, self.beta2, float(lr)
-        correction1 = 1.0 - b1 ** self.t  # Python floats: no dtype promotion
-        correction2 = 1.0 - b2 ** self.t
         for k, theta in params.items():
-            g, m, v = grads[k], self.m[k], self.v[k]
+            g = grads[k]
             if g.dtype != theta.dtype or g.shape != theta.shape:
                 raise TypeError(f"adam: gradient {k!r} is {g.dtype} {g.shape}, "
                                 f"parameter is {theta.dtype} {theta.shape}")
-            xp = backend_of(theta, g).xp
-            # One scratch buffer per parameter serves every temporary: the update is
-            # memory-bound, so fewer passes and allocations are what make it fast.
-            tmp = xp.multiply(g, g)
-            tmp *= 1.0 - b2
-            v *= b2
-            v += tmp  # v_t = beta2 v + (1 - beta2) g^2
-            xp.multiply(g, 1.0 - b1, out=tmp)
-            m *= b1
-            m += tmp  # m_t = beta1 m + (1 - beta1) g
-            # lr m_hat / (sqrt(v_hat) + eps), the bias corrections folded into scalars:
-            # sqrt(v / c2) = sqrt(v) / sqrt(c2)
-            xp.sqrt(v, out=tmp)
-            tmp *= 1.0 / math.sqrt(correction2)
-            tmp += self.eps
-            xp.divide(m, tmp, out=tmp)
-            tmp *= lr / correction1
-            theta -= tmp
+        self.t += 1
+        lr = float(lr)
+
+        def update_keys(keys):
+            for k in keys:
+                self._update_one(params[k], grads[k], self.m[k], self.v[k], lr)
+        if workers is None:
+            update_keys(params)
+        else:
+            workers.map(update_keys, workers.groups(params))
+
+    def _update_one(self, theta, g, m, v, lr: float) -> None:
+        b1, b2 = self.beta1, self.beta2
+        correction1 = 1.0 - b1 ** self.t  # Python floats: no dtype promotion
+        correction2 = 1.0 - b2 ** self.t
+        xp = backend_of(theta, g).xp
+        # One scratch buffer per parameter serves every temporary: the update is
+        # memory-bound, so fewer passes and allocations are what make it fast.
+        tmp = xp.multiply(g, g)
+        tmp *= 1.0 - b2
+        v *= b2
+        v += tmp  # v_t = beta2 v + (1 - beta2) g^2
+        xp.multiply(g, 1.0 - b1, out=tmp)
+        m *= b1
+        m += tmp  # m_t = beta1 m + (1 - beta1) g
+        # lr m_hat / (sqrt(v_hat) + eps), the bias corrections folded into scalars:
+        # sqrt(v / c2) = sqrt(v) / sqrt(c2)
+        xp.sqrt(v, out=tmp)
+        tmp *= 1.0 / math.sqrt(correction2)
+        tmp += self.eps
+        xp.divide(m, tmp, out=tmp)
+        tmp *= lr / correction1
+        theta -= tmp
 
     def state_dict(self) -> dict:
         """``{"t", "beta1", "beta2", "eps", "m": {k: array}, "v": {k: array}}`` (arrays not copied)."""
@@ -87,27 +101,38 @@ class Adam:
         self.beta1, self.beta2, self.eps = (float(state[k]) for k in ("beta1", "beta2", "eps"))
 
 
-def global_norm(grads: dict) -> float:
+def global_norm(grads: dict, workers=None) -> float:
     """||g||_2 over every gradient at once: sqrt(sum_k sum_i g_ki^2).
 
     The sum of squares is accumulated in float64 so that float32 gradients
-    cannot overflow it; one host transfer at the end.
+    cannot overflow it; one host transfer per group of parameters (one group
+    unless ``workers`` split the sum between CPU threads).
     """
-    arrays = list(grads.values())
-    xp = backend_of(*arrays).xp
-    total = sum(xp.sum(g * g, dtype=xp.float64) for g in arrays)
-    return math.sqrt(float(total))
+    def sum_squares(keys):  # one host transfer per group
+        xp = backend_of(*(grads[k] for k in keys)).xp
+        return float(sum(xp.sum(xp.square(grads[k]), dtype=xp.float64) for k in keys))
+    if not grads:
+        raise ValueError("global_norm: no gradients given")
+    if workers is None:
+        return math.sqrt(sum_squares(list(grads)))
+    return math.sqrt(sum(workers.map(sum_squares, workers.groups(grads))))
 
 
-def clip_grad_norm(grads: dict, max_norm: float) -> float:
+def clip_grad_norm(grads: dict, max_norm: float, workers=None) -> float:
     """Scale all gradients in place so that their global norm is at most ``max_norm``:
         g <- g * min(1, max_norm / ||g||)
     Returns ||g|| before clipping (possibly inf or nan: then nothing is scaled)."""
     if not max_norm > 0:
         raise ValueError(f"clip_grad_norm: max_norm must be positive, got {max_norm}")
-    norm = global_norm(grads)
+    norm = global_norm(grads, workers)
     if math.isfinite(norm) and norm > max_norm:
         scale = float(max_norm) / norm
-        for g in grads.values():
-            g *= scale
+
+        def scale_keys(keys):
+            for k in keys:
+                grads[k] *= scale
+        if workers is None:
+            scale_keys(grads)
+        else:
+            workers.map(scale_keys, workers.groups(grads))
     return norm

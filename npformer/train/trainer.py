@@ -3,6 +3,7 @@
 One step t = 1, 2, ...:
     batch          = batches(t)                         a pure function of t: resumable
     loss, g        = loss_and_grads(params, batch, rng)  forward + backward, dropout from rng
+                                                        (split over the CPU workers: parallel.py)
     ||g||          = global norm; clipped to ``clip`` if set
     stop if loss or ||g|| is not finite                  (before the update: params stay good)
     lr_t           = factor * d_model^-0.5 * min(t^-0.5, t * warmup^-1.5)      §5.3
@@ -33,9 +34,10 @@ from npformer.backend import backend_of, get_backend
 from npformer.data.batching import Batch
 from npformer.model.config import TransformerConfig
 from npformer.model.params import init_params
-from npformer.model.transformer import loss_and_grads, transformer_forward
+from npformer.model.transformer import transformer_forward
 from npformer.ops.cross_entropy import cross_entropy_forward
 from npformer.train.optim import Adam, clip_grad_norm, global_norm
+from npformer.train.parallel import Workers, as_workers, parallel_loss_and_grads
 from npformer.train.progress import Progress
 from npformer.train.schedule import noam_lr
 
@@ -52,13 +54,16 @@ class TrainState:
     seed: int
     step: int = 0             # updates done so far
     history: list = field(default_factory=list)  # {"kind": "train"|"eval", "step", ...}
+    workers: Workers = field(default_factory=Workers)  # threads sharing each step (parallel.py)
 
 
-def init_state(cfg: TransformerConfig, seed: int = 0, backend=None, dtype: str = "float32") -> TrainState:
-    """Fresh parameters and optimizer; the same ``seed`` gives the same run."""
+def init_state(cfg: TransformerConfig, seed: int = 0, backend=None, dtype: str = "float32",
+               workers=None) -> TrainState:
+    """Fresh parameters and optimizer; the same ``seed`` (and number of
+    ``workers``, default 1) gives the same run."""
     be = get_backend(backend)
     params = init_params(cfg, seed=seed, dtype=dtype, backend=be)
-    return TrainState(params, Adam(params), be.rng(seed), seed)
+    return TrainState(params, Adam(params), be.rng(seed), seed, workers=as_workers(workers))
 
 
 # --- saving and resuming -------------------------------------------------
@@ -89,7 +94,7 @@ def save_state(path, state: TrainState, cfg: TransformerConfig, tokenizer: dict 
                            tokenizer=tokenizer, extra=extra)
 
 
-def load_state(path, backend=None, expected_config: TransformerConfig | None = None):
+def load_state(path, backend=None, expected_config: TransformerConfig | None = None, workers=None):
     """``(TrainState, Checkpoint)`` from a checkpoint saved by ``save_state``."""
     ckpt = checkpoint.load(path, backend=backend, expected_config=expected_config)
     if ckpt.optimizer is None or ckpt.rng_state is None:
@@ -98,22 +103,23 @@ def load_state(path, backend=None, expected_config: TransformerConfig | None = N
     optimizer = Adam(ckpt.params)
     optimizer.load_state_dict(ckpt.optimizer)
     rng = restore_rng(be, ckpt.rng_state, ckpt.step)
-    state = TrainState(ckpt.params, optimizer, rng, int(ckpt.rng_state["seed"]), ckpt.step, ckpt.history)
+    state = TrainState(ckpt.params, optimizer, rng, int(ckpt.rng_state["seed"]), ckpt.step, ckpt.history,
+                       as_workers(workers))
     return state, ckpt
 
 
 # --- evaluation ----------------------------------------------------------
-def evaluate_loss(params, cfg: TransformerConfig, batches) -> float:
+def evaluate_loss(params, cfg: TransformerConfig, batches, workers=None) -> float:
     """Token-weighted mean loss (label-smoothed, as trained) over ``batches``,
-    teacher-forced and without dropout."""
+    teacher-forced and without dropout; ``workers`` take several batches at once."""
     be = backend_of(*params.values())
-    total, n_tokens = 0.0, 0
-    for b in batches:
+
+    def batch_loss(b):
         logits, _ = transformer_forward(params, cfg, be.asarray(b.src), be.asarray(b.tgt_in))
         loss, ce = cross_entropy_forward(logits, be.asarray(b.tgt_out), cfg.pad_id, cfg.eps_ls)
-        total += float(loss) * ce.n_tokens
-        n_tokens += ce.n_tokens
-    return total / n_tokens
+        return float(loss) * ce.n_tokens, ce.n_tokens
+    sums = as_workers(workers).map(batch_loss, batches)
+    return sum(s for s, _ in sums) / sum(n for _, n in sums)
 
 
 def best_so_far(history: list, key: str = "val_loss") -> float | None:
@@ -143,12 +149,13 @@ def train_step(state: TrainState, cfg: TransformerConfig, batch: Batch, lr: floa
     """
     be = backend_of(*state.params.values())
     src, tgt_in, tgt_out = (be.asarray(a) for a in (batch.src, batch.tgt_in, batch.tgt_out))
-    loss, grads, n_tokens = loss_and_grads(state.params, cfg, src, tgt_in, tgt_out, state.rng)
-    norm = clip_grad_norm(grads, clip) if clip else global_norm(grads)
+    loss, grads, n_tokens = parallel_loss_and_grads(state.params, cfg, src, tgt_in, tgt_out, state.rng,
+                                                    state.workers)
+    norm = clip_grad_norm(grads, clip, state.workers) if clip else global_norm(grads, state.workers)
     if not (math.isfinite(loss) and math.isfinite(norm)):
         raise TrainingDiverged(f"step {state.step + 1}: loss {loss}, gradient norm {norm}; "
                                "stopped before the update")
-    state.optimizer.update(state.params, grads, lr)
+    state.optimizer.update(state.params, grads, lr, state.workers)
     be.synchronize()  # the step's time must include the queued device work
     state.step += 1
     return loss, norm, n_tokens

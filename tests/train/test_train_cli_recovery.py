@@ -25,7 +25,7 @@ def run_cli(capsys, *argv):
 @pytest.mark.parametrize("poison", ["loss", "gradient"])
 def test_divergence_exits_2_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch,
                                                                                 poison):
-    real = trainer.loss_and_grads
+    real = trainer.parallel_loss_and_grads
     calls = []
 
     def diverging_at_step_3(*args, **kwargs):
@@ -38,7 +38,7 @@ def test_divergence_exits_2_naming_the_step_and_keeps_the_last_good_checkpoint(t
                 grads["embed"][0, 0] = np.inf
         return loss, grads, n_tokens
 
-    monkeypatch.setattr(trainer, "loss_and_grads", diverging_at_step_3)
+    monkeypatch.setattr(trainer, "parallel_loss_and_grads", diverging_at_step_3)
     run = tmp_path / "run"
     code, out, err = run_cli(capsys, "--steps", "5", "--eval-every", "1", "--out", str(run), "--json")
     assert code == 2 and out == ""

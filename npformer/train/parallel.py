@@ -1,0 +1,192 @@
+"""Data parallelism over CPU cores: every batch split into shards, one per worker.
+
+The paper trained on 8 GPUs (§5.2); each computed the gradient of its part of
+every batch and the parts were summed. A CPU has cores instead of GPUs, and
+the same split keeps all of them busy: NumPy's element-wise work (softmax,
+LayerNorm, dropout, the loss, Adam) runs on one core per call, so one big
+forward/backward leaves the other cores idle outside the matrix products.
+Here ``n`` threads each run the unchanged forward and backward on a slice of
+the batch's sentences, with the BLAS library limited to one thread so that the
+workers do not fight over cores. NumPy releases Python's GIL inside its array
+loops and BLAS calls, which is what lets the threads run at the same time.
+
+The math is exactly that of the whole batch. Split the B sentences into shards
+s = 1..n with N_s non-pad targets each, N = sum_s N_s. The loss is a mean over
+all N targets, so
+
+    loss     = (1/N) sum_n loss_n = sum_s (N_s / N) loss_s        loss_s: the mean over shard s
+    dL/dtheta = sum_s (N_s / N) dloss_s/dtheta
+
+Each shard's backward is seeded with dloss = N_s / N instead of 1 (the
+``dloss`` of ``cross_entropy_backward``), so its gradients come out already
+weighted and the shards' gradients are simply summed. Every layer acts on one
+sentence at a time (attention never mixes sentences), so only the summation
+order differs from the unsplit batch: gradients agree to float rounding
+(tests/train/test_parallel.py checks it with dropout off).
+
+Dropout: shard s draws its masks from its own generator, seeded each step from
+the run's generator, so a run is reproducible for a given worker count and a
+resumed run continues exactly; different worker counts give different (equally
+valid) dropout masks.
+
+The same workers also share the update: Adam and the gradient norm touch every
+parameter once, element-wise, so the parameter arrays are dealt out to the
+workers in groups of about equal size.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import numpy as np
+
+from npformer.backend import backend_of
+from npformer.model.transformer import loss_and_grads
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def blas_threads_controllable() -> bool:
+    """Whether ``threadpoolctl`` (the ``train`` extra) is there to pin BLAS to one
+    thread inside the workers; without it, worker threads would each start a
+    full set of BLAS threads and oversubscribe the cores."""
+    try:
+        import threadpoolctl  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def default_workers(backend_name: str) -> int:
+    """One worker per core on the CPU (when BLAS threads can be pinned), one on a GPU."""
+    if backend_name != "numpy" or not blas_threads_controllable():
+        return 1
+    return available_cores()
+
+
+class Workers:
+    """``n`` threads that run functions on parts of the work, BLAS pinned to one
+    thread each while they do. ``Workers(1)`` runs everything inline."""
+
+    def __init__(self, n: int = 1):
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"workers: n must be a positive integer, got {n!r}")
+        if n > 1 and not blas_threads_controllable():
+            raise RuntimeError(f"workers: {n} workers need threadpoolctl to pin BLAS to one thread per "
+                               "worker; install it (pip install threadpoolctl, or the 'train' extra) "
+                               "or use 1 worker")
+        self.n = int(n)
+        self._pool = ThreadPoolExecutor(self.n, thread_name_prefix="npformer") if self.n > 1 else None
+        self._blas = None
+
+    def __repr__(self) -> str:
+        return f"Workers({self.n})"
+
+    @contextmanager
+    def _one_blas_thread(self):
+        if self._blas is None:  # created lazily: it inspects the BLAS libraries loaded so far
+            from threadpoolctl import ThreadpoolController
+            self._blas = ThreadpoolController()
+        with self._blas.limit(limits=1, user_api="blas"):
+            yield
+
+    def map(self, fn, items) -> list:
+        """``[fn(item) for item in items]``, the items spread over the threads."""
+        items = list(items)
+        if self._pool is None or len(items) < 2:
+            return [fn(item) for item in items]
+        with self._one_blas_thread():
+            return list(self._pool.map(fn, items))
+
+    def groups(self, arrays: dict) -> list[list]:
+        """``balanced_groups(arrays, n)``: the keys to hand to each thread."""
+        return balanced_groups(arrays, self.n)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+
+def balanced_groups(arrays: dict, n: int) -> list[list]:
+    """The keys of ``arrays`` dealt into at most ``n`` groups of about equal total
+    size (largest first, each to the lightest group), for element-wise passes."""
+    groups, sizes = [[] for _ in range(n)], [0] * n
+    for k in sorted(arrays, key=lambda k: -arrays[k].size):
+        i = sizes.index(min(sizes))
+        groups[i].append(k)
+        sizes[i] += arrays[k].size
+    return [g for g in groups if g]
+
+
+def make_workers(n: int | None, backend=None) -> Workers:
+    """``Workers(n)``; ``n`` None picks ``default_workers`` for the backend (name or Backend)."""
+    if n is None:
+        from npformer.backend import get_backend
+        n = default_workers(get_backend(backend).name)
+    return Workers(n)
+
+
+def as_workers(workers) -> Workers:
+    """``None`` -> Workers(1); an int -> Workers(n); a Workers as it is."""
+    if workers is None:
+        return Workers(1)
+    return workers if isinstance(workers, Workers) else Workers(workers)
+
+
+def shard_rows(tgt_out, pad_id: int, n: int) -> list[slice]:
+    """At most ``n`` contiguous row ranges of the batch with about equal numbers
+    of non-pad targets each; none of them empty."""
+    counts = backend_of(tgt_out).to_host((tgt_out != pad_id).sum(axis=1))  # (B,)
+    B, n = len(counts), min(n, len(counts))
+    ends = np.cumsum(counts)
+    # Row boundaries nearest to the k/n quantiles of the running token count.
+    cuts = [0] + [int(np.searchsorted(ends, ends[-1] * k / n)) + 1 for k in range(1, n)] + [B]
+    cuts = sorted(set(min(max(c, 0), B) for c in cuts))
+    return [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if counts[a:b].sum() > 0]
+
+
+def sum_into(first: dict, others: list[dict], workers: Workers) -> dict:
+    """``first[k] += other[k]`` for every other dict and key, in place; returns ``first``."""
+    def add(keys):
+        for k in keys:
+            for g in others:
+                first[k] += g[k]
+    if others:
+        workers.map(add, workers.groups(first))
+    return first
+
+
+def parallel_loss_and_grads(params, cfg, src, tgt_in, tgt_out, rng=None, workers=None):
+    """``loss_and_grads`` of the whole batch, computed shard by shard on the workers.
+
+    Returns ``(loss, grads, n_tokens)`` like ``loss_and_grads``. With one worker
+    (or one shard) it is ``loss_and_grads`` itself, drawing dropout from ``rng``.
+    """
+    workers = as_workers(workers)
+    shards = shard_rows(tgt_out, cfg.pad_id, workers.n) if workers.n > 1 else [slice(None)]
+    if len(shards) == 1:
+        return loss_and_grads(params, cfg, src, tgt_in, tgt_out, rng)
+    be = backend_of(src, tgt_in, tgt_out)
+    counts = [int((tgt_out[s] != cfg.pad_id).sum()) for s in shards]
+    N = sum(counts)
+    # One generator per shard, seeded from the run's: reproducible, and the run's
+    # generator state (saved in checkpoints) still determines everything after.
+    rngs = [None] * len(shards) if rng is None else [be.rng(int(seed)) for seed in
+                                                      rng.integers(0, 2 ** 63 - 1, size=len(shards))]
+
+    def run(i):
+        s = shards[i]
+        return loss_and_grads(params, cfg, src[s], tgt_in[s], tgt_out[s], rngs[i], dloss=counts[i] / N)
+
+    results = workers.map(run, range(len(shards)))
+    loss = sum(r[0] * c / N for r, c in zip(results, counts))
+    grads = sum_into(results[0][1], [r[1] for r in results[1:]], workers)
+    return loss, grads, N

@@ -1,0 +1,167 @@
+"""Data parallelism over CPU threads: the same gradients as the whole batch, the
+same Adam step, reproducible runs, and BLAS pinned to one thread per worker."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from npformer.backend import get_backend
+from npformer.model.checks import TINY
+from npformer.model.params import init_params
+from npformer.model.transformer import loss_and_grads
+from npformer.train import parallel
+from npformer.train.optim import Adam, clip_grad_norm, global_norm
+from npformer.train.parallel import Workers, balanced_groups, parallel_loss_and_grads, shard_rows
+from npformer.train.tasks import SequenceTask
+from npformer.train.trainer import init_state, load_state, save_state, train
+
+BE = get_backend("numpy")
+needs_threadpoolctl = pytest.mark.skipif(not parallel.blas_threads_controllable(),
+                                         reason="threadpoolctl is not installed")
+
+
+@pytest.fixture(scope="module")
+def workers():
+    if not parallel.blas_threads_controllable():
+        pytest.skip("threadpoolctl is not installed")
+    w = {n: Workers(n) for n in (2, 3)}
+    yield w
+    for x in w.values():
+        x.close()
+
+
+def padded_batch(B=5, S=7, T=6, V=TINY.vocab_size, seed=0):
+    """Sentences of different lengths, padded with TINY.pad_id = 0 at the end."""
+    rng = np.random.default_rng(seed)
+    src, tgt_in, tgt_out = (np.zeros((B, n), dtype=np.int64) for n in (S, T, T))
+    for b in range(B):
+        s, t = rng.integers(1, S + 1), rng.integers(1, T + 1)
+        src[b, :s] = rng.integers(1, V, s)
+        tgt_in[b, :t] = rng.integers(1, V, t)
+        tgt_out[b, :t] = rng.integers(1, V, t)
+    return src, tgt_in, tgt_out
+
+
+@settings(max_examples=60, deadline=None)
+@given(counts=st.lists(st.integers(0, 9), min_size=1, max_size=12).filter(lambda c: sum(c) > 0),
+       n=st.integers(1, 5))
+def test_shards_cover_the_batch_in_order_with_balanced_nonempty_parts(counts, n):
+    tgt_out = np.zeros((len(counts), 10), dtype=np.int64)
+    for b, c in enumerate(counts):
+        tgt_out[b, :c] = 1
+    shards = shard_rows(tgt_out, 0, n)
+    assert 1 <= len(shards) <= n
+    rows = [r for s in shards for r in range(len(counts))[s]]
+    tokens = [sum(counts[s]) for s in shards]
+    # Every row with targets is in exactly one shard, in order; no shard is empty.
+    assert [r for r in rows if counts[r]] == [r for r in range(len(counts)) if counts[r]]
+    assert rows == sorted(set(rows)) and min(tokens) > 0
+    # Balanced: no shard exceeds the ideal share by more than one sentence.
+    assert max(tokens) <= sum(counts) / len(shards) + max(counts)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_sharded_gradients_equal_the_whole_batch_gradients(workers, n):
+    params = init_params(TINY, seed=1, dtype="float64")
+    batch = padded_batch()
+    loss, grads, n_tokens = loss_and_grads(params, TINY, *batch)  # no rng: no dropout
+    ploss, pgrads, pn = parallel_loss_and_grads(params, TINY, *batch, workers=workers[n])
+    assert pn == n_tokens and len(shard_rows(batch[2], 0, n)) == n
+    assert ploss == pytest.approx(loss, rel=1e-13)
+    assert set(pgrads) == set(grads)
+    for k in grads:
+        np.testing.assert_allclose(pgrads[k], grads[k], rtol=1e-11, atol=1e-14, err_msg=k)
+
+
+def test_one_worker_is_loss_and_grads_itself():
+    params = init_params(TINY, seed=1, dtype="float32")
+    batch = padded_batch()
+    a = loss_and_grads(params, TINY, *batch, BE.rng(5))
+    b = parallel_loss_and_grads(params, TINY, *batch, BE.rng(5), Workers(1))
+    assert a[0] == b[0] and a[2] == b[2]
+    assert all(np.array_equal(a[1][k], b[1][k]) for k in a[1])
+
+
+def test_shards_draw_different_dropout_masks_reproducibly(workers):
+    params = init_params(TINY.replace(p_drop=0.5), seed=1, dtype="float32")
+    cfg = TINY.replace(p_drop=0.5)
+    batch = padded_batch()
+    a = parallel_loss_and_grads(params, cfg, *batch, BE.rng(3), workers[2])
+    b = parallel_loss_and_grads(params, cfg, *batch, BE.rng(3), workers[2])
+    c = parallel_loss_and_grads(params, cfg, *batch, BE.rng(4), workers[2])
+    assert a[0] == b[0] and all(np.array_equal(a[1][k], b[1][k]) for k in a[1])
+    assert a[0] != c[0]
+
+
+def test_adam_norm_and_clipping_are_the_same_with_workers(workers):
+    rng = np.random.default_rng(0)
+    params = init_params(TINY, seed=0, dtype="float32")
+    grads = {k: rng.standard_normal(p.shape).astype(np.float32) for k, p in params.items()}
+    serial, threaded = ({k: p.copy() for k, p in params.items()} for _ in range(2))
+    opt_s, opt_t = Adam(serial), Adam(threaded)
+    for _ in range(3):
+        opt_s.update(serial, grads, 1e-3)
+        opt_t.update(threaded, grads, 1e-3, workers[3])
+    assert all(np.array_equal(serial[k], threaded[k]) for k in params)
+    assert global_norm(grads, workers[2]) == pytest.approx(global_norm(grads), rel=1e-12)
+    g1, g2 = ({k: g.copy() for k, g in grads.items()} for _ in range(2))
+    assert clip_grad_norm(g1, 1.0) == pytest.approx(clip_grad_norm(g2, 1.0, workers[2]), rel=1e-12)
+    assert all(np.allclose(g1[k], g2[k], rtol=1e-6) for k in grads)
+    assert global_norm(g2, workers[3]) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_work_groups_cover_every_key_once_and_balance_sizes():
+    arrays = {f"p{i}": np.zeros(s) for i, s in enumerate([100, 60, 50, 40, 10, 5, 1])}
+    assert Workers(1).groups(arrays) == [sorted(arrays, key=lambda k: -arrays[k].size)]
+    groups = balanced_groups(arrays, 3)
+    assert sorted(k for g in groups for k in g) == sorted(arrays)
+    sizes = [sum(arrays[k].size for k in g) for g in groups]
+    assert max(sizes) - min(sizes) <= 100
+
+
+@needs_threadpoolctl
+def test_blas_runs_one_thread_inside_the_workers_and_is_restored_after(workers):
+    from threadpoolctl import threadpool_info
+
+    def blas_threads(_):
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    before = blas_threads(None)
+    inside = workers[2].map(blas_threads, range(2))
+    assert inside == [[1] * len(before)] * 2
+    assert blas_threads(None) == before
+
+
+def test_bad_worker_counts_are_refused(monkeypatch):
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="workers: n must be a positive integer"):
+            Workers(bad)
+    monkeypatch.setattr(parallel, "blas_threads_controllable", lambda: False)
+    with pytest.raises(RuntimeError, match="need threadpoolctl"):
+        Workers(2)
+    assert parallel.default_workers("numpy") == 1 and parallel.default_workers("cupy") == 1
+
+
+TASK = SequenceTask("reverse", vocab_size=12, min_len=2, max_len=6)
+CFG = TINY.replace(vocab_size=12, max_len=16)
+
+
+def run(workers, steps, state=None, seed=0):
+    state = state or init_state(CFG, seed=seed, workers=workers)
+    train(state, CFG, TASK.batches(seed, batch_size=8), steps=steps, warmup=5, log_every=1, progress=False)
+    return state
+
+
+def losses(state):
+    return [r["loss"] for r in state.history if r["kind"] == "train"]
+
+
+@needs_threadpoolctl
+def test_training_with_workers_learns_is_reproducible_and_resumes_exactly(tmp_path):
+    a, b = run(2, 40), run(2, 40)
+    assert losses(a) == losses(b)
+    assert np.mean(losses(a)[-5:]) < np.mean(losses(a)[:5])
+    half = run(2, 20)
+    save_state(tmp_path / "half.npz", half, CFG)
+    resumed, _ = load_state(tmp_path / "half.npz", workers=2)
+    run(None, 40, state=resumed)
+    assert losses(resumed) == losses(a)
+    assert all(np.array_equal(resumed.params[k], a.params[k]) for k in a.params)
