@@ -52,6 +52,22 @@ def test_translate_after_a_fresh_start_from_arguments_and_stdin(run_dir):
     assert all(isinstance(r["translation"], str) for r in rows)
 
 
+def test_translations_are_the_same_with_worker_threads(run_dir):
+    """Batches decoded on several threads come back in order, each as decoded alone."""
+    from npformer.train.parallel import Workers, blas_threads_controllable
+    from npformer.translation import Translator, translate
+    if not blas_threads_controllable():
+        pytest.skip("threadpoolctl is not installed")
+    model = Translator.from_checkpoint(str(run_dir / "run" / "last.npz"))
+    sources = [line.split("\t")[0] for line in (run_dir / "corpus.tsv").read_text("utf-8").splitlines()[:40]]
+    workers = Workers(2)
+    try:
+        assert translate(model, sources, beam_size=2, batch_size=6, workers=workers) == \
+            translate(model, sources, beam_size=2, batch_size=6)
+    finally:
+        workers.close()
+
+
 def test_evaluate_reports_sacrebleu_bleu_and_chrf_on_another_corpus(run_dir):
     pytest.importorskip("sacrebleu")
     out = npformer("evaluate", "--checkpoint", str(run_dir / "run" / "last.npz"),

@@ -12,7 +12,7 @@ from npformer.train import parallel
 from npformer.train.optim import Adam, clip_grad_norm, global_norm
 from npformer.train.parallel import Workers, balanced_groups, parallel_loss_and_grads, shard_rows
 from npformer.train.tasks import SequenceTask
-from npformer.train.trainer import init_state, load_state, save_state, train
+from npformer.train.trainer import evaluate_loss, init_state, load_state, save_state, train
 
 BE = get_backend("numpy")
 needs_threadpoolctl = pytest.mark.skipif(not parallel.blas_threads_controllable(),
@@ -79,6 +79,18 @@ def test_one_worker_is_loss_and_grads_itself():
     b = parallel_loss_and_grads(params, TINY, *batch, BE.rng(5), Workers(1))
     assert a[0] == b[0] and a[2] == b[2]
     assert all(np.array_equal(a[1][k], b[1][k]) for k in a[1])
+
+
+def test_held_out_loss_is_the_same_with_workers(workers):
+    from npformer.data.batching import make_batches
+    params = init_params(TINY, seed=2, dtype="float64")
+    pairs = [padded_batch(B=1, seed=i) for i in range(9)]
+    srcs = [p[0][0][p[0][0] > 0].tolist() or [1] for p in pairs]
+    tgts = [p[2][0][p[2][0] > 0].tolist() or [1] for p in pairs]
+    batches = make_batches(srcs, tgts, max_tokens=16)
+    assert len(batches) > 2
+    assert evaluate_loss(params, TINY, batches, workers[3]) == pytest.approx(
+        evaluate_loss(params, TINY, batches), rel=1e-12)
 
 
 def test_shards_draw_different_dropout_masks_reproducibly(workers):
