@@ -60,11 +60,13 @@ def attention_weights(Q, K, mask=None):
     xp = backend_of(Q, K, mask).xp
     d_k = Q.shape[-1]
     scale = 1.0 / d_k ** 0.5
-    S = (Q @ K.swapaxes(-1, -2)) * scale  # (B, h, T_q, T_k)
+    # One (B, h, T_q, T_k) buffer, updated in place: scores, masked scores, then P.
+    S = Q @ K.swapaxes(-1, -2)  # (B, h, T_q, T_k)
+    S *= scale
     if mask is not None:
-        S = xp.where(mask, S, xp.finfo(S.dtype).min)
-    S = S - S.max(axis=-1, keepdims=True)
-    P = xp.exp(S)
+        xp.copyto(S, xp.finfo(S.dtype).min, where=~mask)  # -inf in effect, but exp() stays finite
+    S -= S.max(axis=-1, keepdims=True)
+    P = xp.exp(S, out=S)
     P /= P.sum(axis=-1, keepdims=True)
     if mask is not None:
         P *= mask  # only changes fully masked rows: uniform -> 0

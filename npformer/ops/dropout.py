@@ -12,6 +12,8 @@ mask lives in the cache: the backward must use the very mask the forward drew.
 """
 from typing import NamedTuple
 
+from npformer.backend import backend_of
+
 
 class DropoutCache(NamedTuple):
     scale: object  # keep / (1 - p) in x's dtype, or None for the identity
@@ -31,10 +33,15 @@ def dropout_forward(x, p, rng=None, keep=None):
     if keep is None:
         if rng is None:
             raise ValueError("dropout: p > 0 needs an rng (or a fixed keep mask)")
-        keep = rng.random(x.shape, dtype=x.dtype) >= p
+        # One buffer: uniform draws u, overwritten in place by [u >= p] (as 1.0 / 0.0),
+        # then by the scaled mask.
+        scale = rng.random(x.shape, dtype=x.dtype)
+        backend_of(x, scale).xp.greater_equal(scale, p, out=scale)
     elif keep.shape != x.shape:
         raise ValueError(f"dropout: keep mask shape {keep.shape} does not match x shape {x.shape}")
-    scale = keep.astype(x.dtype) * (1.0 / (1.0 - p))  # same shape and dtype as x
+    else:
+        scale = keep.astype(x.dtype)
+    scale *= 1.0 / (1.0 - p)  # keep / (1 - p), same shape and dtype as x
     return x * scale, DropoutCache(scale)
 
 
