@@ -38,6 +38,7 @@ CASES = [
     (TASK + ["--lr-factor", "nan"], "argument --lr-factor: expected a finite number > 0, got 'nan'"),
     (TASK + ["--lr-factor", "inf"], "argument --lr-factor: expected a finite number > 0, got 'inf'"),
     (TASK + ["--seed", "-1"], "argument --seed: expected an integer >= 0, got '-1'"),
+    (TASK + ["--workers", "0"], "argument --workers: expected an integer >= 1, got '0'"),
     (TASK + ["--clip", "-1"], "argument --clip: expected a finite number >= 0, got '-1'"),
     (TASK + ["--eval-every", "-1"], "argument --eval-every: expected an integer >= 0, got '-1'"),
     (TASK + ["--warmup", "0"], "argument --warmup: expected an integer >= 1, got '0'"),

@@ -36,6 +36,26 @@ def test_adam_matches_scalar_reference(be):
         assert v[i] == pytest.approx(ref_v, rel=1e-12)
 
 
+def test_adam_blocks_cover_large_parameters_exactly(monkeypatch):
+    """A parameter of several blocks (and a partial last one) is updated in every
+    element exactly as one whole-array update would."""
+    from npformer.train import optim
+    rng = np.random.default_rng(1)
+    theta0 = rng.normal(size=(7, 11))  # 77 elements: blocks of 16 leave 13 at the end
+    grad_seq = [rng.normal(size=theta0.shape) for _ in range(3)]
+    results = []
+    for block in (16, 1 << 20):
+        monkeypatch.setattr(optim, "ADAM_BLOCK", block)
+        params = {"w": theta0.copy()}
+        opt = Adam(params)
+        for g in grad_seq:
+            opt.update(params, {"w": g}, 1e-2)
+        results.append((params["w"], opt.m["w"], opt.v["w"]))
+    for blocked, whole in zip(*results):
+        assert np.array_equal(blocked, whole)
+    assert not np.array_equal(results[0][0], theta0)
+
+
 def test_adam_defaults_are_the_papers():
     opt = Adam({"w": np.zeros(2)})
     assert (opt.beta1, opt.beta2, opt.eps) == (0.9, 0.98, 1e-9)
