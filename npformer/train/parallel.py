@@ -147,7 +147,7 @@ def shard_rows(tgt_out, pad_id: int, n: int) -> list[slice]:
     counts = backend_of(tgt_out).to_host((tgt_out != pad_id).sum(axis=1))  # (B,)
     B, n = len(counts), min(n, len(counts))
     ends = np.cumsum(counts)
-    # Row boundaries nearest to the k/n quantiles of the running token count.
+    # Cut after the first row whose running token count reaches k/n of the total.
     cuts = [0] + [int(np.searchsorted(ends, ends[-1] * k / n)) + 1 for k in range(1, n)] + [B]
     cuts = sorted(set(min(max(c, 0), B) for c in cuts))
     return [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if counts[a:b].sum() > 0]
