@@ -28,6 +28,21 @@ from npformer.backend import backend_of
 ADAM_BLOCK = 1 << 16
 
 
+def blocks(*arrays):
+    """Equal consecutive pieces (views) of same-shaped ``arrays``, ``ADAM_BLOCK``
+    elements each, so that several passes over a piece stay in the CPU cache.
+    On a GPU, or for arrays that are not C-contiguous (whose flat view would be a
+    copy, and an in-place update of it would be lost), the arrays are one piece."""
+    first = arrays[0]
+    if (backend_of(*arrays).name != "numpy" or first.size <= ADAM_BLOCK
+            or not all(a.flags.c_contiguous for a in arrays)):
+        yield arrays
+        return
+    flat = [a.reshape(-1) for a in arrays]  # views: contiguous
+    for start in range(0, first.size, ADAM_BLOCK):
+        yield tuple(f[start:start + ADAM_BLOCK] for f in flat)
+
+
 class Adam:
     """Adam over a flat parameter dict; the learning rate is given at each step."""
 
@@ -56,11 +71,10 @@ class Adam:
 
         def update_keys(keys):
             for k in keys:
-                arrays = [a.reshape(-1) for a in (params[k], grads[k], self.m[k], self.v[k])]  # views
                 # Block by block, so that the dozen passes of the update over a block
                 # run in the CPU cache rather than going out to memory a dozen times.
-                for start in range(0, arrays[0].size, ADAM_BLOCK):
-                    self._update_one(*(a[start:start + ADAM_BLOCK] for a in arrays), lr)
+                for theta, g, m, v in blocks(params[k], grads[k], self.m[k], self.v[k]):
+                    self._update_one(theta, g, m, v, lr)
         if workers is None:
             update_keys(params)
         else:
@@ -114,7 +128,7 @@ class Adam:
 def global_norm(grads: dict, workers=None) -> float:
     """||g||_2 over every gradient at once: sqrt(sum_k sum_i g_ki^2).
 
-    Each block of ``ADAM_BLOCK`` elements is one dot product g . g in the
+    Each block of ``ADAM_BLOCK`` elements (see ``blocks``) is one dot product g . g in the
     gradients' dtype (no temporary array, 7x faster than squaring first); the
     blocks' sums are added in float64, so float32 gradients can only overflow
     it where one block's sum of squares exceeds float32's range (elements of
@@ -125,11 +139,9 @@ def global_norm(grads: dict, workers=None) -> float:
     def sum_squares(keys):
         total = 0.0
         for k in keys:
-            g = grads[k].reshape(-1)
-            xp = backend_of(g).xp
-            for start in range(0, g.size, ADAM_BLOCK):
-                block = g[start:start + ADAM_BLOCK]
-                total = total + xp.vdot(block, block).astype(xp.float64)
+            xp = backend_of(grads[k]).xp
+            for (g,) in blocks(grads[k]):
+                total = total + xp.vdot(g, g).astype(xp.float64)  # vdot flattens
         return float(total)
     if not grads:
         raise ValueError("global_norm: no gradients given")

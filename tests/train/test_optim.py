@@ -56,6 +56,22 @@ def test_adam_blocks_cover_large_parameters_exactly(monkeypatch):
     assert not np.array_equal(results[0][0], theta0)
 
 
+def test_adam_updates_non_contiguous_parameters_in_place(monkeypatch):
+    """A Fortran-ordered parameter (np.load keeps the order it was saved in) has
+    no flat view; it must still be updated in place, like a C-ordered one."""
+    from npformer.train import optim
+    monkeypatch.setattr(optim, "ADAM_BLOCK", 8)
+    rng = np.random.default_rng(2)
+    theta0, g = rng.normal(size=(6, 5)), rng.normal(size=(6, 5))
+    c_params, f_params = {"w": theta0.copy()}, {"w": np.asfortranarray(theta0)}
+    for params in (c_params, f_params):
+        Adam(params).update(params, {"w": g}, 1e-2)
+    assert f_params["w"].flags.f_contiguous
+    np.testing.assert_array_equal(f_params["w"], c_params["w"])
+    assert not np.array_equal(c_params["w"], theta0)
+    assert global_norm({"w": np.asfortranarray(g)}) == pytest.approx(np.linalg.norm(g), rel=1e-12)
+
+
 def test_adam_defaults_are_the_papers():
     opt = Adam({"w": np.zeros(2)})
     assert (opt.beta1, opt.beta2, opt.eps) == (0.9, 0.98, 1e-9)
