@@ -110,6 +110,6 @@ def test_demo_runs_within_a_tiny_budget(tmp_path):
                    "--show", "1", "--out", str(tmp_path / "demo"), "--json", "--no-progress")
     assert out.returncode == 0, out.stderr
     result = last_json(out.stdout)
-    assert {"bleu", "chrf", "steps", "minutes", "checkpoint"} <= set(result)
-    assert result["steps"] >= 1 and result["test_sentences"] == 4
+    assert {"bleu", "chrf", "steps", "minutes", "checkpoint", "workers", "tokens_per_s"} <= set(result)
+    assert result["steps"] >= 1 and result["test_sentences"] == 4 and result["workers"] >= 1
     assert os.path.exists(result["checkpoint"])
