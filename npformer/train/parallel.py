@@ -141,16 +141,17 @@ def as_workers(workers) -> Workers:
     return workers if isinstance(workers, Workers) else Workers(workers)
 
 
-def shard_rows(tgt_out, pad_id: int, n: int) -> list[slice]:
+def shard_rows(tgt_out, pad_id: int, n: int) -> list[tuple[slice, int]]:
     """At most ``n`` contiguous row ranges of the batch with about equal numbers
-    of non-pad targets each; none of them empty."""
+    of non-pad targets each, as ``(rows, N_s)`` pairs; no shard has N_s = 0."""
     counts = backend_of(tgt_out).to_host((tgt_out != pad_id).sum(axis=1))  # (B,)
     B, n = len(counts), min(n, len(counts))
     ends = np.cumsum(counts)
     # Cut after the first row whose running token count reaches k/n of the total.
     cuts = [0] + [int(np.searchsorted(ends, ends[-1] * k / n)) + 1 for k in range(1, n)] + [B]
     cuts = sorted(set(min(max(c, 0), B) for c in cuts))
-    return [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if counts[a:b].sum() > 0]
+    shards = [(slice(a, b), int(counts[a:b].sum())) for a, b in zip(cuts[:-1], cuts[1:])]
+    return [(rows, n_s) for rows, n_s in shards if n_s > 0]
 
 
 def sum_into(first: dict, others: list[dict], workers: Workers) -> dict:
@@ -171,22 +172,21 @@ def parallel_loss_and_grads(params, cfg, src, tgt_in, tgt_out, rng=None, workers
     (or one shard) it is ``loss_and_grads`` itself, drawing dropout from ``rng``.
     """
     workers = as_workers(workers)
-    shards = shard_rows(tgt_out, cfg.pad_id, workers.n) if workers.n > 1 else [slice(None)]
-    if len(shards) == 1:
+    shards = shard_rows(tgt_out, cfg.pad_id, workers.n) if workers.n > 1 else []
+    if len(shards) < 2:
         return loss_and_grads(params, cfg, src, tgt_in, tgt_out, rng)
     be = backend_of(src, tgt_in, tgt_out)
-    counts = [int((tgt_out[s] != cfg.pad_id).sum()) for s in shards]
-    N = sum(counts)
+    N = sum(n_s for _, n_s in shards)
     # One generator per shard, seeded from the run's: reproducible, and the run's
     # generator state (saved in checkpoints) still determines everything after.
     rngs = [None] * len(shards) if rng is None else [be.rng(int(seed)) for seed in
                                                       rng.integers(0, 2 ** 63 - 1, size=len(shards))]
 
     def run(i):
-        s = shards[i]
-        return loss_and_grads(params, cfg, src[s], tgt_in[s], tgt_out[s], rngs[i], dloss=counts[i] / N)
+        s, n_s = shards[i]
+        return loss_and_grads(params, cfg, src[s], tgt_in[s], tgt_out[s], rngs[i], dloss=n_s / N)
 
     results = workers.map(run, range(len(shards)))
-    loss = sum(r[0] * c / N for r, c in zip(results, counts))
+    loss = sum(r[0] * n_s / N for r, (_, n_s) in zip(results, shards))
     grads = sum_into(results[0][1], [r[1] for r in results[1:]], workers)
     return loss, grads, N

@@ -50,8 +50,9 @@ def test_shards_cover_the_batch_in_order_with_balanced_nonempty_parts(counts, n)
         tgt_out[b, :c] = 1
     shards = shard_rows(tgt_out, 0, n)
     assert 1 <= len(shards) <= n
-    rows = [r for s in shards for r in range(len(counts))[s]]
-    tokens = [sum(counts[s]) for s in shards]
+    rows = [r for s, _ in shards for r in range(len(counts))[s]]
+    tokens = [sum(counts[s]) for s, _ in shards]
+    assert tokens == [n_s for _, n_s in shards]
     # Every row with targets is in exactly one shard, in order; no shard is empty.
     assert [r for r in rows if counts[r]] == [r for r in range(len(counts)) if counts[r]]
     assert rows == sorted(set(rows)) and min(tokens) > 0
