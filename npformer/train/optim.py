@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 
 from npformer.backend import backend_of
+from npformer.train.parallel import as_workers
 
 
 # Elements per block of the update: 4 arrays x 64K float32 = 1 MiB, about the
@@ -75,10 +76,7 @@ class Adam:
                 # run in the CPU cache rather than going out to memory a dozen times.
                 for theta, g, m, v in blocks(params[k], grads[k], self.m[k], self.v[k]):
                     self._update_one(theta, g, m, v, lr)
-        if workers is None:
-            update_keys(params)
-        else:
-            workers.map(update_keys, workers.groups(params))
+        as_workers(workers).each_group(update_keys, params)
 
     def _update_one(self, theta, g, m, v, lr: float) -> None:
         b1, b2 = self.beta1, self.beta2
@@ -145,9 +143,7 @@ def global_norm(grads: dict, workers=None) -> float:
         return float(total)
     if not grads:
         raise ValueError("global_norm: no gradients given")
-    if workers is None:
-        return math.sqrt(sum_squares(list(grads)))
-    return math.sqrt(sum(workers.map(sum_squares, workers.groups(grads))))
+    return math.sqrt(sum(as_workers(workers).each_group(sum_squares, grads)))
 
 
 def clip_grad_norm(grads: dict, max_norm: float, workers=None) -> float:
@@ -163,8 +159,5 @@ def clip_grad_norm(grads: dict, max_norm: float, workers=None) -> float:
         def scale_keys(keys):
             for k in keys:
                 grads[k] *= scale
-        if workers is None:
-            scale_keys(grads)
-        else:
-            workers.map(scale_keys, workers.groups(grads))
+        as_workers(workers).each_group(scale_keys, grads)
     return norm

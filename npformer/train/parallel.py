@@ -109,6 +109,11 @@ class Workers:
         """``balanced_groups(arrays, n)``: the keys to hand to each thread."""
         return balanced_groups(arrays, self.n)
 
+    def each_group(self, fn, arrays: dict) -> list:
+        """``fn(keys)`` for each group of ``arrays``' keys, one group per thread: for
+        element-wise passes over every parameter (or gradient)."""
+        return self.map(fn, self.groups(arrays))
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown()
@@ -161,7 +166,7 @@ def sum_into(first: dict, others: list[dict], workers: Workers) -> dict:
             for g in others:
                 first[k] += g[k]
     if others:
-        workers.map(add, workers.groups(first))
+        workers.each_group(add, first)
     return first
 
 
