@@ -131,10 +131,10 @@ def cmd_train(args) -> int:
     last = os.path.join(args.out, "last.npz") if args.out else None
     if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
         raise ValueError(f"--out: {args.out} exists and is not a directory")
+    workers = make_workers(args.workers, args.backend)
     if args.resume:
         if not args.out:
             raise ValueError("--resume needs --out RUN_DIR (it continues RUN_DIR/last.npz)")
-        workers = make_workers(args.workers, args.backend)
         state, ck = load_state(last, backend=args.backend, workers=workers)
         if "settings" not in ck.extra:
             raise ValueError(f"--resume: {last} has no run settings; it was not written by `npformer train`")
@@ -145,7 +145,6 @@ def cmd_train(args) -> int:
         if last and os.path.exists(last):
             raise ValueError(f"--out: {last} exists; pass --resume to continue it, or choose another RUN_DIR")
         settings = run_settings(args, None)
-        workers = make_workers(args.workers, args.backend)
         source = make_source(settings, None, workers)
         cfg = model_config(settings)
         state = init_state(cfg, seed=settings["seed"], backend=args.backend, dtype=settings["dtype"],
