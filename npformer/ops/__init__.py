@@ -24,7 +24,7 @@ from npformer.ops.dropout import dropout_backward, dropout_forward
 from npformer.ops.embedding import embedding_backward, embedding_forward
 from npformer.ops.feedforward import feedforward_backward, feedforward_forward
 from npformer.ops.layernorm import layernorm_backward, layernorm_forward
-from npformer.ops.linear import linear_backward, linear_forward
+from npformer.ops.linear import fused_linear_backward, fused_linear_forward, linear_backward, linear_forward
 from npformer.ops.multihead import (cross_attention_backward, cross_attention_forward,
                                     self_attention_backward, self_attention_forward)
 from npformer.ops.positional import positional_backward, positional_forward, sinusoidal_table

@@ -11,8 +11,21 @@ Backward (write x as a matrix X of shape (M, d_in), M = product of the leading a
 
 W and b are shared by every position, so their gradients sum over all of them.
 Nothing is divided by the batch size here: averaging happens once, in the loss.
+
+Fused projections (``fused_linear_forward``): n maps of ONE input, written side
+by side into one output, as self-attention's Q, K, V (n = 3) or cross-attention's
+K, V (n = 2):
+    y = x [W_1 | ... | W_n] + [b_1 | ... | b_n]     W_i (d_in, d_i)  ->  y (..., d_1 + ... + d_n)
+Column block i of y is x W_i + b_i, so the backward cuts dy into the same
+blocks dY_i and applies the rules above to each; x feeds every block, so its
+gradient is the sum over the blocks:
+    dx = sum_i dY_i W_i^T,      dW_i = X^T dY_i,      db_i = dY_i summed over the leading axes
+Each W_i's GEMM writes straight into its block of y (and each dW_i is its own
+contiguous array), so the concatenated weight matrix is never built.
 """
 from typing import NamedTuple
+
+from npformer.backend import backend_of
 
 
 class LinearCache(NamedTuple):
@@ -41,3 +54,54 @@ def linear_backward(dy, cache: LinearCache):
     dW = x.reshape(-1, d_in).T @ dy2  # (d_in, d_out)
     db = dy2.sum(axis=0)  # (d_out,)
     return dx, dW, db
+
+
+class FusedLinearCache(NamedTuple):
+    x: object   # (..., d_in): the shared input, needed for every dW_i
+    Ws: tuple   # the n weights W_i (d_in, d_i), needed for dx
+
+
+def _check_fused(x, Ws, bs):
+    if len(Ws) != len(bs) or not Ws or any(
+            W.ndim != 2 or W.shape[0] != x.shape[-1] or b.shape != W.shape[1:] for W, b in zip(Ws, bs)):
+        raise ValueError(f"fused linear: expected x (..., d_in) and n >= 1 pairs W_i (d_in, d_i), b_i (d_i,); "
+                         f"got x {x.shape}, W {[W.shape for W in Ws]}, b {[b.shape for b in bs]}")
+
+
+def _blocks(Ws):
+    """The column slice of the fused output that each W_i fills."""
+    start = 0
+    for W in Ws:
+        yield slice(start, start + W.shape[1])
+        start += W.shape[1]
+
+
+def fused_linear_forward(x, Ws, bs):
+    """y = x [W_1 | ... | W_n] + [b_1 | ... | b_n]. Returns ``(y, cache)``."""
+    _check_fused(x, Ws, bs)
+    xp = backend_of(x, *Ws).xp
+    d_in = x.shape[-1]
+    x2 = x.reshape(-1, d_in)  # (M, d_in)
+    y = xp.empty((x2.shape[0], sum(W.shape[1] for W in Ws)), dtype=xp.result_type(x, *Ws))
+    for W, b, cols in zip(Ws, bs, _blocks(Ws)):
+        xp.matmul(x2, W, out=y[:, cols])  # one GEMM per block, into its columns
+        y[:, cols] += b
+    return y.reshape(*x.shape[:-1], y.shape[1]), FusedLinearCache(x, tuple(Ws))
+
+
+def fused_linear_backward(dy, cache: FusedLinearCache):
+    """Returns ``(dx, dWs, dbs)``, dWs and dbs lists in the order of the weights."""
+    x, Ws = cache
+    d_in = x.shape[-1]
+    x2 = x.reshape(-1, d_in)  # (M, d_in)
+    dy2 = dy.reshape(-1, dy.shape[-1])  # (M, d_1 + ... + d_n)
+    dx, dWs, dbs = None, [], []
+    for W, cols in zip(Ws, _blocks(Ws)):
+        dY = dy2[:, cols]  # (M, d_i)
+        dWs.append(x2.T @ dY)  # (d_in, d_i)
+        dbs.append(dY.sum(axis=0))  # (d_i,)
+        if dx is None:
+            dx = dY @ W.T  # (M, d_in)
+        else:
+            dx += dY @ W.T  # x feeds every block: the gradients add
+    return dx.reshape(x.shape), dWs, dbs

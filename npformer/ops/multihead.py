@@ -14,21 +14,23 @@ Splitting and merging heads is a reshape plus a transpose, never a Python loop:
 Both are permutations of entries, so their backward is the inverse permutation
 (merge's backward is split, and split's is merge).
 
-Self-attention (X_q = X_kv = x) projects Q, K and V with ONE matmul against
-[W_Q | W_K | W_V] of shape (d_model, 3 d_model): the same math as three
-matmuls, one pass over x. Its backward therefore sums the three input
-gradients, dx = dQ W_Q^T + dK W_K^T + dV W_V^T, in that one matmul too.
-Cross-attention (decoder queries, encoder memory) fuses only [W_K | W_V].
+Self-attention (X_q = X_kv = x) projects Q, K and V as ONE fused projection,
+x [W_Q | W_K | W_V] + [b_Q | b_K | b_V] of shape (B, T, 3 d_model): the same math
+as three linear maps, written side by side into one buffer that split_heads
+cuts into Q, K, V (ops/linear.py, fused_linear_forward). Its backward sums the
+three input gradients, dx = dQ W_Q^T + dK W_K^T + dV W_V^T. Cross-attention
+(decoder queries, encoder memory) fuses only [W_K | W_V].
 
 Backward, in order: linear_backward through W_O, merge -> split, the attention
-backward (ops/attention.py), split -> merge, linear_backward through the fused
-projection, and the fused weight gradient is cut back into W_Q, W_K, W_V.
+backward (ops/attention.py), split -> merge (each head gradient written into its
+block of one (B, T, n d_model) buffer), and fused_linear_backward, which returns
+dW_Q, dW_K, dW_V directly.
 """
 from typing import NamedTuple
 
 from npformer.backend import backend_of
 from npformer.ops.attention import attention_backward, attention_forward
-from npformer.ops.linear import linear_backward, linear_forward
+from npformer.ops.linear import fused_linear_backward, fused_linear_forward, linear_backward, linear_forward
 
 PARAM_NAMES = ("W_q", "b_q", "W_k", "b_k", "W_v", "b_v", "W_o", "b_o")
 
@@ -47,27 +49,34 @@ def merge_heads(x):
 
 
 class MultiHeadCache(NamedTuple):
-    proj_in: object     # LinearCache of the fused input projection(s)
+    proj_in: object     # FusedLinearCache of the fused input projection(s)
     proj_q: object      # LinearCache of the query projection (cross-attention only, else None)
     attn: object        # AttentionCache; attn.P holds the weights (B, h, T_q, T_k)
     proj_out: object    # LinearCache of W_O
     h: int
 
 
-def _fused(p, xp, names):
-    W = xp.concatenate([p["W_" + n] for n in names], axis=1)  # (d_model, len(names)*d_model)
-    b = xp.concatenate([p["b_" + n] for n in names])  # (len(names)*d_model,)
-    return W, b
+def _fused_params(p, names):
+    """([W_n for n in names], [b_n for n in names]): the weights of one fused projection."""
+    return [p["W_" + n] for n in names], [p["b_" + n] for n in names]
 
 
-def _unfuse(dW, db, names):
-    n = len(names)
-    dWs = dW.reshape(dW.shape[0], n, -1)  # (d_model, n, d_model)
-    dbs = db.reshape(n, -1)  # (n, d_model)
+def _merge_into_fused(d_parts, h):
+    """Head gradients dX_1..dX_n, each (B, h, T, d_k), as one (B, T, n d_model)
+    buffer: merge_heads of their stack, written block by block without the stack."""
+    B, _, T, d_k = d_parts[0].shape
+    xp = backend_of(*d_parts).xp
+    out = xp.empty((B, T, len(d_parts) * h * d_k), dtype=d_parts[0].dtype)
+    blocks = split_heads(out, len(d_parts), h)  # a view: (n, B, h, T, d_k)
+    for i, d in enumerate(d_parts):
+        blocks[i] = d
+    return out
+
+
+def _grads_of(names, dWs, dbs):
     grads = {}
-    for i, name in enumerate(names):
-        grads["W_" + name] = dWs[:, i]
-        grads["b_" + name] = dbs[i]
+    for name, dW, db in zip(names, dWs, dbs):
+        grads["W_" + name], grads["b_" + name] = dW, db
     return grads
 
 
@@ -98,9 +107,7 @@ def _check(x, p, h, memory=None):
 def self_attention_forward(x, p, h, mask=None):
     """MultiHead(x, x) with ``p`` holding W_q, b_q, ..., W_o, b_o. x (B, T, d_model)."""
     _check(x, p, h)
-    xp = backend_of(x).xp
-    W_qkv, b_qkv = _fused(p, xp, "qkv")
-    qkv, proj_in = linear_forward(x, W_qkv, b_qkv)  # (B, T, 3 d_model)
+    qkv, proj_in = fused_linear_forward(x, *_fused_params(p, "qkv"))  # (B, T, 3 d_model)
     Q, K, V = split_heads(qkv, 3, h)  # each (B, h, T, d_k)
     heads, attn = attention_forward(Q, K, V, mask)  # (B, h, T, d_k)
     y, proj_out = linear_forward(merge_heads(heads[None]), p["W_o"], p["b_o"])  # (B, T, d_model)
@@ -112,10 +119,9 @@ def self_attention_backward(dy, cache: MultiHeadCache):
     d_heads, dW_o, db_o = linear_backward(dy, cache.proj_out)  # (B, T, d_model)
     dheads = split_heads(d_heads, 1, cache.h)[0]  # (B, h, T, d_k)
     dQ, dK, dV = attention_backward(dheads, cache.attn)
-    xp = backend_of(dy).xp
-    dqkv = merge_heads(xp.stack([dQ, dK, dV]))  # (B, T, 3 d_model)
-    dx, dW_qkv, db_qkv = linear_backward(dqkv, cache.proj_in)
-    grads = _unfuse(dW_qkv, db_qkv, "qkv")
+    dqkv = _merge_into_fused([dQ, dK, dV], cache.h)  # (B, T, 3 d_model)
+    dx, dWs, dbs = fused_linear_backward(dqkv, cache.proj_in)
+    grads = _grads_of("qkv", dWs, dbs)
     grads["W_o"], grads["b_o"] = dW_o, db_o
     return dx, grads
 
@@ -123,10 +129,9 @@ def self_attention_backward(dy, cache: MultiHeadCache):
 def cross_attention_forward(x, memory, p, h, mask=None):
     """MultiHead(x, memory): queries from x (B, T_q, d_model), keys/values from memory (B, T_k, d_model)."""
     _check(x, p, h, memory)
-    xp = backend_of(x, memory).xp
+    backend_of(x, memory)  # arrays, on one device
     q, proj_q = linear_forward(x, p["W_q"], p["b_q"])  # (B, T_q, d_model)
-    W_kv, b_kv = _fused(p, xp, "kv")
-    kv, proj_in = linear_forward(memory, W_kv, b_kv)  # (B, T_k, 2 d_model)
+    kv, proj_in = fused_linear_forward(memory, *_fused_params(p, "kv"))  # (B, T_k, 2 d_model)
     Q = split_heads(q, 1, h)[0]  # (B, h, T_q, d_k)
     K, V = split_heads(kv, 2, h)  # each (B, h, T_k, d_k)
     heads, attn = attention_forward(Q, K, V, mask)  # (B, h, T_q, d_k)
@@ -139,10 +144,10 @@ def cross_attention_backward(dy, cache: MultiHeadCache):
     d_heads, dW_o, db_o = linear_backward(dy, cache.proj_out)
     dheads = split_heads(d_heads, 1, cache.h)[0]  # (B, h, T_q, d_k)
     dQ, dK, dV = attention_backward(dheads, cache.attn)
-    xp = backend_of(dy).xp
     dx, dW_q, db_q = linear_backward(merge_heads(dQ[None]), cache.proj_q)  # (B, T_q, d_model)
-    dmemory, dW_kv, db_kv = linear_backward(merge_heads(xp.stack([dK, dV])), cache.proj_in)
-    grads = _unfuse(dW_kv, db_kv, "kv")
+    dkv = _merge_into_fused([dK, dV], cache.h)  # (B, T_k, 2 d_model)
+    dmemory, dWs, dbs = fused_linear_backward(dkv, cache.proj_in)
+    grads = _grads_of("kv", dWs, dbs)
     grads["W_q"], grads["b_q"] = dW_q, db_q
     grads["W_o"], grads["b_o"] = dW_o, db_o
     return dx, dmemory, grads

@@ -65,3 +65,58 @@ def test_linear_contract_keeps_dtype_and_shapes(be, op_contract, dtype):
     y, grads = op_contract(ops.linear_forward, ops.linear_backward, inputs)
     assert y.shape == (2, 3, 5)
     assert set(grads) == {"x", "W", "b"}
+
+
+def _fused_inputs(be, rng, lead, d_in, d_outs, dtype="float64"):
+    x = randn(be, rng, *lead, d_in, dtype=dtype)
+    Ws = [randn(be, rng, d_in, d, dtype=dtype) for d in d_outs]
+    bs = [randn(be, rng, d, dtype=dtype) for d in d_outs]
+    return x, Ws, bs
+
+
+@HYP
+@given(lead=st.lists(st.integers(1, 3), min_size=1, max_size=3), d_in=st.integers(1, 5),
+       d_outs=st.lists(st.integers(1, 4), min_size=1, max_size=3), seed=st.integers(0, 2**32 - 1))
+def test_fused_linear_gradients_match_finite_differences(be, lead, d_in, d_outs, seed):
+    rng = np.random.default_rng(seed)
+    x, Ws, bs = _fused_inputs(be, rng, lead, d_in, d_outs)
+    n = len(Ws)
+    inputs = {"x": x, **{f"W{i}": W for i, W in enumerate(Ws)}, **{f"b{i}": b for i, b in enumerate(bs)}}
+
+    def forward(x, **p):
+        return ops.fused_linear_forward(x, [p[f"W{i}"] for i in range(n)], [p[f"b{i}"] for i in range(n)])
+
+    def backward(dy, cache):
+        dx, dWs, dbs = ops.fused_linear_backward(dy, cache)
+        return (dx, *dWs, *dbs)
+
+    result = check_gradients(forward, backward, inputs, "fused linear", seed=seed)
+    assert result.passed, f"max_rel_error={result.max_rel_error:.2e} errors={result.errors} problems={result.problems}"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_linear_equals_linear_on_the_concatenated_weights(be, dtype):
+    # The fused projection is, by definition, one linear map against [W_1 | W_2 | W_3].
+    rng = np.random.default_rng(5)
+    x, Ws, bs = _fused_inputs(be, rng, (2, 3), 4, (5, 2, 3), dtype)
+    dy = randn(be, rng, 2, 3, 10, dtype=dtype)
+    xp = be.xp
+    y_ref, cache_ref = ops.linear_forward(x, xp.concatenate(Ws, axis=1), xp.concatenate(bs))
+    dx_ref, dW_ref, db_ref = ops.linear_backward(dy, cache_ref)
+    y, cache = ops.fused_linear_forward(x, Ws, bs)
+    dx, dWs, dbs = ops.fused_linear_backward(dy, cache)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else dict(rtol=1e-12, atol=1e-12)
+    assert y.dtype == dx.dtype == x.dtype and y.shape == (2, 3, 10)
+    np.testing.assert_allclose(be.to_host(y), be.to_host(y_ref), **tol)
+    np.testing.assert_allclose(be.to_host(dx), be.to_host(dx_ref), **tol)
+    np.testing.assert_allclose(be.to_host(xp.concatenate(dWs, axis=1)), be.to_host(dW_ref), **tol)
+    np.testing.assert_allclose(be.to_host(xp.concatenate(dbs)), be.to_host(db_ref), **tol)
+    assert all(dW.flags.c_contiguous and dW.shape == W.shape for dW, W in zip(dWs, Ws))
+
+
+def test_fused_linear_names_mismatched_shapes(be):
+    x = be.xp.zeros((2, 4))
+    with pytest.raises(ValueError, match=r"fused linear: expected x \(\.\.\., d_in\)"):
+        ops.fused_linear_forward(x, [be.xp.zeros((4, 3)), be.xp.zeros((5, 3))], [be.xp.zeros(3)] * 2)
+    with pytest.raises(ValueError, match="fused linear"):
+        ops.fused_linear_forward(x, [be.xp.zeros((4, 3))], [be.xp.zeros(2)])
