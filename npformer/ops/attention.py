@@ -90,8 +90,12 @@ def attention_backward(dout, cache: AttentionCache):
     Q, K, V, P, scale = cache
     dV = P.swapaxes(-1, -2) @ dout  # (B, h, T_k, d_v)
     dP = dout @ V.swapaxes(-1, -2)  # (B, h, T_q, T_k)
-    dS = P * (dP - (dP * P).sum(axis=-1, keepdims=True))  # (B, h, T_q, T_k)
-    dS_scaled = dS * scale  # S = scale * Q K^T: the scale multiplies both dQ and dK
+    # dS = P * (dP - rowsum(dP * P)), then times the scale (S = scale * Q K^T: it
+    # multiplies both dQ and dK); one buffer, dP's, turned into dS_scaled in place.
+    dS_scaled = dP
+    dS_scaled -= (dP * P).sum(axis=-1, keepdims=True)
+    dS_scaled *= P
+    dS_scaled *= scale
     dQ = dS_scaled @ K  # (B, h, T_q, d_k)
     dK = dS_scaled.swapaxes(-1, -2) @ Q  # (B, h, T_k, d_k)
     return dQ, dK, dV

@@ -20,6 +20,8 @@ We cache xhat and rstd (cheap per-row statistics), not x and mu.
 """
 from typing import NamedTuple
 
+from npformer.backend import backend_of
+
 LAYERNORM_EPS = 1e-5
 
 
@@ -35,11 +37,12 @@ def layernorm_forward(x, gamma, beta, eps=LAYERNORM_EPS):
         raise ValueError(f"layernorm: gamma and beta must be ({x.shape[-1]},) for x {x.shape}; "
                          f"got gamma {gamma.shape}, beta {beta.shape}")
     mu = x.mean(axis=-1, keepdims=True)  # (..., 1)
-    xc = x - mu  # (..., d_model)
-    var = (xc * xc).mean(axis=-1, keepdims=True)  # (..., 1)
+    xhat = x - mu  # (..., d_model): x - mu for now, scaled into xhat in place below
+    var = (xhat * xhat).mean(axis=-1, keepdims=True)  # (..., 1)
     rstd = 1.0 / (var + eps) ** 0.5  # (..., 1)
-    xhat = xc * rstd  # (..., d_model)
-    y = xhat * gamma + beta  # (..., d_model)
+    xhat *= rstd
+    y = xhat * gamma  # (..., d_model)
+    y += beta
     return y, LayerNormCache(xhat, rstd, gamma)
 
 
@@ -48,8 +51,12 @@ def layernorm_backward(dy, cache: LayerNormCache):
     xhat, rstd, gamma = cache
     d = xhat.shape[-1]
     dbeta = dy.reshape(-1, d).sum(axis=0)  # (d_model,)
-    dgamma = (dy * xhat).reshape(-1, d).sum(axis=0)  # (d_model,)
-    g = dy * gamma  # (..., d_model)
-    dx = rstd * (g - g.mean(axis=-1, keepdims=True)
-                 - xhat * (g * xhat).mean(axis=-1, keepdims=True))  # (..., d_model)
+    t = dy * xhat  # (..., d_model)
+    dgamma = t.reshape(-1, d).sum(axis=0)  # (d_model,)
+    t *= gamma  # g * xhat, as dy * xhat * gamma
+    g_xhat_mean = t.mean(axis=-1, keepdims=True)  # (..., 1)
+    dx = dy * gamma  # (..., d_model): g, turned into dx in place
+    dx -= dx.mean(axis=-1, keepdims=True)
+    dx -= backend_of(dy, xhat).xp.multiply(xhat, g_xhat_mean, out=t)
+    dx *= rstd
     return dx, dgamma, dbeta

@@ -92,13 +92,14 @@ class Adam:
         xp.multiply(g, 1.0 - b1, out=tmp)
         m *= b1
         m += tmp  # m_t = beta1 m + (1 - beta1) g
-        # lr m_hat / (sqrt(v_hat) + eps), the bias corrections folded into scalars:
-        # sqrt(v / c2) = sqrt(v) / sqrt(c2)
+        # lr m_hat / (sqrt(v_hat) + eps) with the bias corrections folded into two
+        # scalars (multiply top and bottom by sqrt(c2)):
+        #   = (lr sqrt(c2) / c1) m / (sqrt(v) + eps sqrt(c2))
+        root_c2 = math.sqrt(correction2)
         xp.sqrt(v, out=tmp)
-        tmp *= 1.0 / math.sqrt(correction2)
-        tmp += self.eps
+        tmp += self.eps * root_c2
         xp.divide(m, tmp, out=tmp)
-        tmp *= lr / correction1
+        tmp *= lr * root_c2 / correction1
         theta -= tmp
 
     def state_dict(self) -> dict:
