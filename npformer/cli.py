@@ -48,6 +48,22 @@ def number_at_least(lo: float, strict: bool = False):
     return parse
 
 
+def add_decoding_args(p, beam=4, alpha=0.6, max_len_a=1.0, max_len_b=50) -> None:
+    """--beam, --alpha, --max-len-a, --max-len-b. The defaults are the paper's decoding
+    (§6.1): beam 4, length penalty 0.6, outputs up to input length + 50 tokens."""
+    p.add_argument("--beam", type=int_at_least(1), default=beam, help=f"beam size; 1 = greedy (default {beam})")
+    p.add_argument("--alpha", type=number_at_least(0), default=alpha,
+                   help=f"length penalty alpha of the beam search (default {alpha:g})")
+    p.add_argument("--max-len-a", type=number_at_least(0), default=max_len_a,
+                   help=f"outputs get at most A * (source tokens) + B tokens (default A = {max_len_a:g})")
+    p.add_argument("--max-len-b", type=int_at_least(0), default=max_len_b, help=f"see --max-len-a (default B = {max_len_b})")
+
+
+def decoding_settings(args) -> dict:
+    """The keyword arguments of ``translate``/``evaluate_pairs`` from ``add_decoding_args``' options."""
+    return dict(beam_size=args.beam, alpha=args.alpha, max_len_a=args.max_len_a, max_len_b=args.max_len_b)
+
+
 def _add_backend_args(p, dtype_default="float32", workers=True):
     p.add_argument("--backend", default=None, choices=BACKEND_NAMES,
                    help="numpy (CPU) or cupy (GPU); default $NPFORMER_BACKEND, else numpy")

@@ -10,6 +10,7 @@ stands in for it.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from npformer import checkpoint
@@ -42,16 +43,30 @@ class Translator:
         return cls(ckpt.params, ckpt.config, tokenizer)
 
 
+def output_length_limits(src_lengths, max_len_a: float, max_len_b: int, cap: int) -> list[int]:
+    """The most output tokens per sentence: floor(a * source length) + b, within [1, cap].
+    The paper's rule (§6.1) is a = 1, b = 50."""
+    return [max(1, min(int(max_len_a * n) + max_len_b, cap)) for n in src_lengths]
+
+
 def translate(model: Translator, sentences, beam_size: int = 4, alpha: float = 0.6,
-              batch_size: int = 32, max_src_len: int | None = None, workers=None) -> list[str]:
+              batch_size: int = 32, max_src_len: int | None = None, workers=None,
+              max_len_a: float = 1.0, max_len_b: int = 50) -> list[str]:
     """Translate ``sentences`` (a list of str). ``beam_size=1`` decodes greedily.
 
     Sentences are decoded in batches of similar length (sorted, then put back
-    in order); a source longer than the positional table is cut to fit.
+    in order); a source longer than the positional table is cut to fit. Each
+    output has at most ``max_len_a`` * (its source's tokens) + ``max_len_b``
+    tokens: the paper's input length + 50 by default; a young model that
+    repeats itself runs to that limit, so a tighter rule bounds the damage.
     ``workers`` (train/parallel.py) decode several batches at once on CPU threads.
     """
     if beam_size < 1:
         raise ValueError(f"beam_size: expected an integer >= 1, got {beam_size}")
+    if not (math.isfinite(max_len_a) and max_len_a >= 0) or isinstance(max_len_b, bool) \
+            or not isinstance(max_len_b, int) or max_len_b < 0:
+        raise ValueError(f"max_len_a, max_len_b: expected a number >= 0 and an integer >= 0, "
+                         f"got {max_len_a!r}, {max_len_b!r}")
     sentences = list(sentences)
     be = backend_of(model.params[next(iter(model.params))])
     limit = max_src_len or model.cfg.max_len
@@ -61,8 +76,8 @@ def translate(model: Translator, sentences, beam_size: int = 4, alpha: float = 0
 
     def decode(chunk):
         src = be.asarray(pad_sequences([ids[i] for i in chunk], model.cfg.pad_id))
-        # outputs may not outgrow the positional table: len(src) + 50 (§6.1), capped
-        max_len = min(src.shape[1] + 50, model.cfg.max_len)
+        # outputs may not outgrow the positional table either
+        max_len = output_length_limits([len(ids[i]) for i in chunk], max_len_a, max_len_b, model.cfg.max_len)
         if beam_size == 1:
             return greedy_decode(model.params, model.cfg, src, max_len=max_len)
         return beam_search(model.params, model.cfg, src, beam_size=beam_size, alpha=alpha, max_len=max_len)
@@ -92,7 +107,9 @@ def score(hypotheses, references) -> dict:
 
 
 def evaluate_pairs(model: Translator, pairs, beam_size: int = 4, alpha: float = 0.6,
-                   batch_size: int = 32, workers=None) -> tuple[dict, list[str]]:
-    """Translate the sources of ``pairs`` and score against their targets."""
-    hyps = translate(model, [s for s, _ in pairs], beam_size, alpha, batch_size, workers=workers)
+                   batch_size: int = 32, workers=None, max_len_a: float = 1.0,
+                   max_len_b: int = 50) -> tuple[dict, list[str]]:
+    """Translate the sources of ``pairs`` (settings as in ``translate``) and score against their targets."""
+    hyps = translate(model, [s for s, _ in pairs], beam_size, alpha, batch_size, workers=workers,
+                     max_len_a=max_len_a, max_len_b=max_len_b)
     return score(hyps, [t for _, t in pairs]), hyps

@@ -50,6 +50,9 @@ CASES = [
     (["info", "--preset", "huge"], "unknown preset 'huge'"),
     (["translate", "--checkpoint", "{d}/no_tokenizer.npz", "--beam", "0", "hi"],
      "argument --beam: expected an integer >= 1, got '0'"),
+    (["translate", "--checkpoint", "{d}/no_tokenizer.npz", "--max-len-a", "-0.5", "hi"],
+     "argument --max-len-a: expected a finite number >= 0, got '-0.5'"),
+    (["demo", "--max-len-b", "x"], "argument --max-len-b: expected an integer >= 0, got 'x'"),
     (["evaluate", "--checkpoint", "{d}/no_tokenizer.npz", "--limit", "-1"],
      "argument --limit: expected an integer >= 0, got '-1'"),
     # files: missing, unreadable, malformed, or of another kind

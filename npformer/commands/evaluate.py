@@ -5,6 +5,7 @@ import time
 
 def cmd_evaluate(args) -> int:
     from npformer.data.corpus import load_corpus
+    from npformer.cli import decoding_settings
     from npformer.train.parallel import make_workers
     from npformer.translation import Translator, evaluate_pairs
     model = Translator.from_checkpoint(args.checkpoint, backend=args.backend, dtype=args.dtype)
@@ -13,8 +14,9 @@ def cmd_evaluate(args) -> int:
         pairs = pairs[:args.limit]
     t0 = time.perf_counter()
     workers = make_workers(args.workers, args.backend)
-    scores, hyps = evaluate_pairs(model, pairs, beam_size=args.beam, alpha=args.alpha, workers=workers)
+    scores, hyps = evaluate_pairs(model, pairs, **decoding_settings(args), workers=workers)
     scores.update(workers=workers.n, split=args.split, data=args.data or "bundled Bible EN-ES", beam=args.beam,
+                  alpha=args.alpha, max_len_a=args.max_len_a, max_len_b=args.max_len_b,
                   checkpoint=args.checkpoint, seconds=round(time.perf_counter() - t0, 1))
     if args.json:
         print(json.dumps(scores, ensure_ascii=False))
@@ -28,15 +30,14 @@ def cmd_evaluate(args) -> int:
 
 
 def add_parser(sub, add_backend_args) -> None:
-    from npformer.cli import int_at_least, number_at_least
+    from npformer.cli import add_decoding_args, int_at_least
     p = sub.add_parser("evaluate", help="BLEU and chrF (sacreBLEU) of a checkpoint on a test split")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", default=None, help="a UTF-8 TSV of source<TAB>target (default: the bundled corpus); "
                    "its fixed test split is used")
     p.add_argument("--split", default="test", choices=("test", "dev"))
     p.add_argument("--limit", type=int_at_least(0), default=0, help="evaluate only the first N pairs (default: all)")
-    p.add_argument("--beam", type=int_at_least(1), default=4)
-    p.add_argument("--alpha", type=number_at_least(0), default=0.6)
+    add_decoding_args(p)  # the paper's beam 4, alpha 0.6, input length + 50
     p.add_argument("--show", type=int_at_least(0), default=3, help="print this many example translations")
     add_backend_args(p)
     p.add_argument("--json", action="store_true")

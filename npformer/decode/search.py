@@ -6,6 +6,8 @@ length + 50". Each sentence gets its own limit, (its number of non-pad source
 tokens) + 50, so padding a sentence inside a batch never changes its result;
 it is capped at the positional table's ``cfg.max_len``. Output lengths count
 tokens without BOS and EOS; a sentence that reaches its limit stops there.
+Callers may instead give one limit for all sentences or one per sentence
+(``translate`` turns a rule a * source length + b into per-sentence limits).
 
 Next-token scores. log p(v | y_<t, x) = z_v - log sum_u exp(z_u) over the full
 vocabulary, then two tokens are ruled out (log-probability set to -inf, the rest
@@ -53,10 +55,17 @@ def check_src(params, cfg: TransformerConfig, src):
 
 
 def output_limits(cfg: TransformerConfig, src, max_len=None) -> np.ndarray:
-    """Host (B,) ints: the most output tokens each sentence may get (see the module docstring)."""
+    """Host (B,) ints: the most output tokens each sentence may get (see the module docstring).
+    ``max_len``: None (the default rule), one int for every sentence, or a sequence of B ints."""
+    B = src.shape[0]
+    if max_len is not None and np.ndim(max_len) == 1:
+        if len(max_len) != B:
+            raise ValueError(f"max_len: expected one limit per sentence ({B}), got {len(max_len)}")
+        return np.array([check_int(m, f"max_len[{i}]", 1, cfg.max_len) for i, m in enumerate(max_len)],
+                        dtype=np.int64)
     if max_len is not None:
         limit = check_int(max_len, "max_len", 1, cfg.max_len)
-        return np.full(src.shape[0], limit, dtype=np.int64)
+        return np.full(B, limit, dtype=np.int64)
     n_src = backend_of(src).to_host((src != cfg.pad_id).sum(axis=1))  # (B,)
     return np.clip(n_src + EXTRA_OUTPUT_LENGTH, 1, cfg.max_len).astype(np.int64)
 

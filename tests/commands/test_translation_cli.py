@@ -68,6 +68,37 @@ def test_translations_are_the_same_with_worker_threads(run_dir):
         workers.close()
 
 
+def test_translate_length_rule_bounds_every_output(run_dir, monkeypatch):
+    """Each sentence's decoder gets floor(a * its source tokens) + b as its limit, and the
+    outputs keep to it; bad rules are refused by name."""
+    import npformer.translation as translation
+    model = translation.Translator.from_checkpoint(str(run_dir / "run" / "last.npz"))
+    sources = [line.split("\t")[0] for line in (run_dir / "corpus.tsv").read_text("utf-8").splitlines()[:12]]
+    assert translation.output_length_limits([10, 3, 0], 1.2, 5, 14) == [14, 8, 5]
+    assert translation.output_length_limits([4], 0.0, 0, 14) == [1]
+    seen = {}
+
+    def spy(real):
+        def decode(params, cfg, src, max_len=None, **kw):
+            out = real(params, cfg, src, max_len=max_len, **kw)
+            for row, limit, o in zip(translation.backend_of(src).to_host(src), max_len, out):
+                seen[tuple(int(t) for t in row if t != cfg.pad_id)] = (limit, len(o))
+            return out
+        return decode
+    monkeypatch.setattr(translation, "greedy_decode", spy(translation.greedy_decode))
+    monkeypatch.setattr(translation, "beam_search", spy(translation.beam_search))
+    for beam in (1, 3):
+        for a, b in ((0.5, 0), (1.2, 5)):
+            seen.clear()
+            translation.translate(model, sources, beam_size=beam, max_len_a=a, max_len_b=b)
+            assert len(seen) == len(set(sources))
+            for ids, (limit, n_out) in seen.items():
+                assert limit == max(1, min(int(a * len(ids)) + b, model.cfg.max_len)) and n_out <= limit
+    for bad in (dict(max_len_a=-1.0), dict(max_len_a=float("nan")), dict(max_len_b=-2), dict(max_len_b=1.5)):
+        with pytest.raises(ValueError, match="max_len_a, max_len_b"):
+            translation.translate(model, sources[:1], **bad)
+
+
 def test_evaluate_reports_sacrebleu_bleu_and_chrf_on_another_corpus(run_dir):
     pytest.importorskip("sacrebleu")
     out = npformer("evaluate", "--checkpoint", str(run_dir / "run" / "last.npz"),

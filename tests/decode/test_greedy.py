@@ -63,6 +63,20 @@ def test_default_max_len_is_source_length_plus_50(be, tiny):
     assert {len(o) for o in greedy_decode(params, short, src, min_len=1000)} == {20}
 
 
+@pytest.mark.parametrize("search", ["greedy", "beam"])
+def test_one_max_len_per_sentence(be, tiny, search):
+    """A sequence of B limits gives each sentence its own; a wrong count or value is named."""
+    cfg, params, src = tiny
+    limits = [3 + 2 * b for b in range(src.shape[0])]
+    decode = greedy_decode if search == "greedy" else (lambda *a, **k: beam_search(*a, beam_size=2, **k))
+    outputs = decode(params, cfg, src, max_len=limits, min_len=1000)
+    assert [len(o) for o in outputs] == limits
+    with pytest.raises(ValueError, match=r"max_len: expected one limit per sentence"):
+        decode(params, cfg, src, max_len=limits[:-1])
+    with pytest.raises(ValueError, match=r"max_len\[0\]: expected an integer in \[1, "):
+        decode(params, cfg, src, max_len=[0] + limits[1:])
+
+
 def test_min_len(be, tiny):
     cfg, params, src = tiny
     free = greedy_decode(params, cfg, src, max_len=20)
