@@ -337,8 +337,7 @@ p = {name: (rng.standard_normal((d_model, d_model)) / np.sqrt(d_model) if name.s
      for name in ops.multihead.PARAM_NAMES}  # W_q, b_q, W_k, b_k, W_v, b_v, W_o, b_o
 y, mh_cache = ops.self_attention_forward(x, p, h, mask)
 print("x                        ", x.shape, "         (B, T, d_model)")
-W_fused = (d_model, sum(W.shape[1] for W in mh_cache.proj_in.Ws))  # the three weights, side by side
-print("fused [W_q | W_k | W_v]  ", W_fused, "            (d_model, 3 d_model)")
+print("fused [W_q | W_k | W_v]  ", mh_cache.proj_in.linear.W.shape, "            (d_model, 3 d_model)")
 print("Q, K, V after the split  ", mh_cache.attn.Q.shape, "   (B, h, T, d_k), d_k = d_model / h =", d_model // h)
 print("attention weights P      ", mh_cache.attn.P.shape, "   (B, h, T, T)")
 print("output y                 ", y.shape, "         (B, T, d_model)\n")

@@ -111,7 +111,7 @@ def test_fused_linear_equals_linear_on_the_concatenated_weights(be, dtype):
     np.testing.assert_allclose(be.to_host(dx), be.to_host(dx_ref), **tol)
     np.testing.assert_allclose(be.to_host(xp.concatenate(dWs, axis=1)), be.to_host(dW_ref), **tol)
     np.testing.assert_allclose(be.to_host(xp.concatenate(dbs)), be.to_host(db_ref), **tol)
-    assert all(dW.flags.c_contiguous and dW.shape == W.shape for dW, W in zip(dWs, Ws))
+    assert all(dW.shape == W.shape and db.shape == b.shape for dW, W, db, b in zip(dWs, Ws, dbs, bs))
 
 
 def test_fused_linear_names_mismatched_shapes(be):
