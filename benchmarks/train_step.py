@@ -140,7 +140,8 @@ def main(argv=None):
     ap.add_argument("--vocab", type=int, default=8192)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5, help="timed steps per worker")
-    ap.add_argument("--rounds", type=int, default=2, help="alternating npformer/torch worker rounds")
+    ap.add_argument("--rounds", type=int, default=6,
+                    help="alternating npformer/torch worker rounds (default 6: fewer do not average out a shared machine)")
     ap.add_argument("--check-steps", type=int, default=3)
     ap.add_argument("--steps", type=int, default=None, help="shorthand: --repeats N --rounds 1 (smoke runs)")
     ap.add_argument("--no-torch", action="store_true")
