@@ -18,6 +18,7 @@ from npformer.backend import backend_of
 from npformer.data.batching import pad_sequences
 from npformer.data.bpe import BPETokenizer
 from npformer.decode import beam_search, greedy_decode
+from npformer.decode.search import EXTRA_OUTPUT_LENGTH, output_length_limits
 from npformer.model.config import TransformerConfig
 from npformer.train.parallel import as_workers
 
@@ -43,15 +44,9 @@ class Translator:
         return cls(ckpt.params, ckpt.config, tokenizer)
 
 
-def output_length_limits(src_lengths, max_len_a: float, max_len_b: int, cap: int) -> list[int]:
-    """The most output tokens per sentence: floor(a * source length) + b, within [1, cap].
-    The paper's rule (§6.1) is a = 1, b = 50."""
-    return [max(1, min(int(max_len_a * n) + max_len_b, cap)) for n in src_lengths]
-
-
 def translate(model: Translator, sentences, beam_size: int = 4, alpha: float = 0.6,
               batch_size: int = 32, max_src_len: int | None = None, workers=None,
-              max_len_a: float = 1.0, max_len_b: int = 50) -> list[str]:
+              max_len_a: float = 1.0, max_len_b: int = EXTRA_OUTPUT_LENGTH) -> list[str]:
     """Translate ``sentences`` (a list of str). ``beam_size=1`` decodes greedily.
 
     Sentences are decoded in batches of similar length (sorted, then put back
@@ -106,10 +101,8 @@ def score(hypotheses, references) -> dict:
             "n_sentences": len(references)}
 
 
-def evaluate_pairs(model: Translator, pairs, beam_size: int = 4, alpha: float = 0.6,
-                   batch_size: int = 32, workers=None, max_len_a: float = 1.0,
-                   max_len_b: int = 50) -> tuple[dict, list[str]]:
-    """Translate the sources of ``pairs`` (settings as in ``translate``) and score against their targets."""
-    hyps = translate(model, [s for s, _ in pairs], beam_size, alpha, batch_size, workers=workers,
-                     max_len_a=max_len_a, max_len_b=max_len_b)
+def evaluate_pairs(model: Translator, pairs, workers=None, **settings) -> tuple[dict, list[str]]:
+    """Translate the sources of ``pairs`` and score against their targets; ``settings``
+    are ``translate``'s keyword arguments (beam_size, alpha, max_len_a, ...)."""
+    hyps = translate(model, [s for s, _ in pairs], workers=workers, **settings)
     return score(hyps, [t for _, t in pairs]), hyps

@@ -4,8 +4,8 @@ import time
 
 
 def cmd_evaluate(args) -> int:
-    from npformer.data.corpus import load_corpus
     from npformer.cli import decoding_settings
+    from npformer.data.corpus import load_corpus
     from npformer.train.parallel import make_workers
     from npformer.translation import Translator, evaluate_pairs
     model = Translator.from_checkpoint(args.checkpoint, backend=args.backend, dtype=args.dtype)

@@ -67,7 +67,13 @@ def output_limits(cfg: TransformerConfig, src, max_len=None) -> np.ndarray:
         limit = check_int(max_len, "max_len", 1, cfg.max_len)
         return np.full(B, limit, dtype=np.int64)
     n_src = backend_of(src).to_host((src != cfg.pad_id).sum(axis=1))  # (B,)
-    return np.clip(n_src + EXTRA_OUTPUT_LENGTH, 1, cfg.max_len).astype(np.int64)
+    return np.array(output_length_limits(n_src, 1.0, EXTRA_OUTPUT_LENGTH, cfg.max_len), dtype=np.int64)
+
+
+def output_length_limits(src_lengths, max_len_a: float, max_len_b: int, cap: int) -> list[int]:
+    """The most output tokens per sentence: floor(a * source length) + b, within [1, cap].
+    The paper's rule (§6.1, the default above) is a = 1, b = 50."""
+    return [max(1, min(int(max_len_a * int(n)) + max_len_b, cap)) for n in src_lengths]
 
 
 def next_log_probs(logits, cfg: TransformerConfig, n_out: int, min_len: int = 0):
