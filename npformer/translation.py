@@ -20,7 +20,7 @@ from npformer.data.bpe import BPETokenizer
 from npformer.decode import beam_search, greedy_decode
 from npformer.decode.search import EXTRA_OUTPUT_LENGTH, output_length_limits
 from npformer.model.config import TransformerConfig
-from npformer.train.parallel import as_workers
+from npformer.workers import as_workers
 
 
 @dataclass
@@ -54,7 +54,7 @@ def translate(model: Translator, sentences, beam_size: int = 4, alpha: float = 0
     output has at most ``max_len_a`` * (its source's tokens) + ``max_len_b``
     tokens: the paper's input length + 50 by default; a young model that
     repeats itself runs to that limit, so a tighter rule bounds the damage.
-    ``workers`` (train/parallel.py) decode several batches at once on CPU threads.
+    ``workers`` (npformer/workers.py) decode several batches at once on CPU threads.
     """
     if beam_size < 1:
         raise ValueError(f"beam_size: expected an integer >= 1, got {beam_size}")

@@ -38,7 +38,7 @@ DEMO_DECODING = dict(beam=2, alpha=1.0, max_len_a=1.2, max_len_b=5)
 def cmd_demo(args) -> int:
     from npformer.cli import decoding_settings
     from npformer.data.pipeline import batch_schedule, dev_evaluator, prepare
-    from npformer.train.parallel import make_workers
+    from npformer.workers import make_workers
     from npformer.train.trainer import init_state, throughput, train
     from npformer.translation import Translator, evaluate_pairs
 

@@ -6,7 +6,7 @@ import time
 def cmd_evaluate(args) -> int:
     from npformer.cli import decoding_settings
     from npformer.data.corpus import load_corpus
-    from npformer.train.parallel import make_workers
+    from npformer.workers import make_workers
     from npformer.translation import Translator, evaluate_pairs
     model = Translator.from_checkpoint(args.checkpoint, backend=args.backend, dtype=args.dtype)
     pairs = load_corpus(args.data)[args.split]

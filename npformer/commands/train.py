@@ -125,7 +125,7 @@ def make_source(settings: dict, tokenizer: dict | None, workers=None) -> DataSou
 
 
 def cmd_train(args) -> int:
-    from npformer.train.parallel import make_workers
+    from npformer.workers import make_workers
     from npformer.train.trainer import init_state, load_state, throughput, train
 
     last = os.path.join(args.out, "last.npz") if args.out else None

@@ -5,7 +5,7 @@ import sys
 
 def cmd_translate(args) -> int:
     from npformer.cli import decoding_settings
-    from npformer.train.parallel import make_workers
+    from npformer.workers import make_workers
     from npformer.translation import Translator, translate
     model = Translator.from_checkpoint(args.checkpoint, backend=args.backend, dtype=args.dtype)
     sentences = args.sentences or [line.rstrip("\n") for line in sys.stdin]

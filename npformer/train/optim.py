@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 
 from npformer.backend import backend_of
-from npformer.train.parallel import as_workers
+from npformer.workers import as_workers
 
 
 # Elements per block of the update: 4 arrays x 64K float32 = 1 MiB, about the
@@ -56,7 +56,7 @@ class Adam:
     def update(self, params: dict, grads: dict, lr: float, workers=None) -> None:
         """One Adam step: change every ``params[k]`` in place using ``grads[k]``.
 
-        ``workers`` (train/parallel.py) share the parameters out between CPU
+        ``workers`` (npformer/workers.py) share the parameters out between CPU
         threads; each parameter's update is the same either way."""
         if set(grads) != set(params) or set(params) != set(self.m):
             missing = sorted(set(params) ^ set(grads) | set(params) ^ set(self.m))

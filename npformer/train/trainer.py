@@ -37,9 +37,10 @@ from npformer.model.params import init_params
 from npformer.model.transformer import transformer_forward
 from npformer.ops.cross_entropy import cross_entropy_forward
 from npformer.train.optim import Adam, clip_grad_norm, global_norm
-from npformer.train.parallel import Workers, as_workers, parallel_loss_and_grads
+from npformer.train.parallel import parallel_loss_and_grads
 from npformer.train.progress import Progress
 from npformer.train.schedule import noam_lr
+from npformer.workers import Workers, as_workers
 
 
 class TrainingDiverged(RuntimeError):
@@ -54,7 +55,7 @@ class TrainState:
     seed: int
     step: int = 0             # updates done so far
     history: list = field(default_factory=list)  # {"kind": "train"|"eval", "step", ...}
-    workers: Workers = field(default_factory=Workers)  # threads sharing each step (parallel.py)
+    workers: Workers = field(default_factory=Workers)  # threads sharing each step (npformer/workers.py)
 
 
 def init_state(cfg: TransformerConfig, seed: int = 0, backend=None, dtype: str = "float32",

@@ -8,20 +8,16 @@ from npformer.backend import get_backend
 from npformer.model.checks import TINY
 from npformer.model.params import init_params
 from npformer.model.transformer import loss_and_grads
-from npformer.train import parallel
 from npformer.train.optim import Adam, clip_grad_norm, global_norm
-from npformer.train.parallel import Workers, balanced_groups, parallel_loss_and_grads, shard_rows
+from npformer.train.parallel import parallel_loss_and_grads, shard_rows
 from npformer.train.tasks import SequenceTask
 from npformer.train.trainer import evaluate_loss, init_state, load_state, save_state, train
+from npformer.workers import Workers, blas_threads_controllable
 
 BE = get_backend("numpy")
-needs_threadpoolctl = pytest.mark.skipif(not parallel.blas_threads_controllable(),
-                                         reason="threadpoolctl is not installed")
-
-
 @pytest.fixture(scope="module")
 def workers():
-    if not parallel.blas_threads_controllable():
+    if not blas_threads_controllable():
         pytest.skip("threadpoolctl is not installed")
     w = {n: Workers(n) for n in (2, 3)}
     yield w
@@ -122,37 +118,6 @@ def test_adam_norm_and_clipping_are_the_same_with_workers(workers):
     assert global_norm(g2, workers[3]) == pytest.approx(1.0, rel=1e-5)
 
 
-def test_work_groups_cover_every_key_once_and_balance_sizes():
-    arrays = {f"p{i}": np.zeros(s) for i, s in enumerate([100, 60, 50, 40, 10, 5, 1])}
-    assert Workers(1).groups(arrays) == [sorted(arrays, key=lambda k: -arrays[k].size)]
-    groups = balanced_groups(arrays, 3)
-    assert sorted(k for g in groups for k in g) == sorted(arrays)
-    sizes = [sum(arrays[k].size for k in g) for g in groups]
-    assert max(sizes) - min(sizes) <= 100
-
-
-@needs_threadpoolctl
-def test_blas_runs_one_thread_inside_the_workers_and_is_restored_after(workers):
-    from threadpoolctl import threadpool_info
-
-    def blas_threads(_):
-        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
-    before = blas_threads(None)
-    inside = workers[2].map(blas_threads, range(2))
-    assert inside == [[1] * len(before)] * 2
-    assert blas_threads(None) == before
-
-
-def test_bad_worker_counts_are_refused(monkeypatch):
-    for bad in (0, -1, 1.5, True, "2"):
-        with pytest.raises(ValueError, match="workers: n must be a positive integer"):
-            Workers(bad)
-    monkeypatch.setattr(parallel, "blas_threads_controllable", lambda: False)
-    with pytest.raises(RuntimeError, match="need threadpoolctl"):
-        Workers(2)
-    assert parallel.default_workers("numpy") == 1 and parallel.default_workers("cupy") == 1
-
-
 TASK = SequenceTask("reverse", vocab_size=12, min_len=2, max_len=6)
 CFG = TINY.replace(vocab_size=12, max_len=16)
 
@@ -167,7 +132,7 @@ def losses(state):
     return [r["loss"] for r in state.history if r["kind"] == "train"]
 
 
-@needs_threadpoolctl
+@pytest.mark.skipif(not blas_threads_controllable(), reason="threadpoolctl is not installed")
 def test_training_with_workers_learns_is_reproducible_and_resumes_exactly(tmp_path):
     a, b = run(2, 40), run(2, 40)
     assert losses(a) == losses(b)
