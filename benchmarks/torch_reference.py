@@ -28,7 +28,7 @@ import math
 import os
 import sys
 
-PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
+from npformer.special_tokens import BOS_ID, EOS_ID, PAD_ID
 
 # Same names and sizes as npformer's presets. N = encoder layers = decoder layers.
 PRESETS = {

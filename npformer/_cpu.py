@@ -3,10 +3,10 @@
 NumPy wheels ship OpenBLAS, which on some AVX-512 CPUs picks its older AVX2
 ("Haswell") kernels. Setting ``OPENBLAS_CORETYPE=SkylakeX`` *before NumPy is
 first imported* selects the AVX-512 kernels instead: where OpenBLAS had chosen
-Haswell, float32 matmul roughly doubles in speed (about 220 -> 450 GFLOP/s on
-2 cores), with the same results to rounding. Newer OpenBLAS builds (NumPy 2.4
-ships 0.3.31) already pick SkylakeX on their own; there the setting changes
-nothing (measured: 330 GFLOP/s with and without), and it is harmless.
+Haswell, float32 matmul gets much faster, with the same results to rounding.
+OpenBLAS builds that already pick SkylakeX on their own are unaffected, so the
+setting is harmless there. ``python -m benchmarks.common`` prints the matmul
+rate of this machine and what was set.
 
 We only ever set it when all of these hold, so it is safe:
   * the CPU reports ``avx512f`` in /proc/cpuinfo (Linux),

@@ -1,9 +1,11 @@
 """The gradient checks that ``npformer gradcheck`` runs: one small float64 case per op.
 
-Each case follows STYLE.md's rules for checks that can catch real bugs: batch
->= 2, a random upstream gradient, non-trivial parameters (gamma != 1), inputs
-away from ReLU's kink, and masks that really mask something. Tests reuse these
-builders with shapes drawn by hypothesis.
+Each case is built so that a wrong backward cannot pass: batch >= 2 (a gradient
+divided by the batch size shows), a random upstream gradient (never ones, which
+hides an error shared by a row), non-trivial parameters (gamma != 1, so a
+LayerNorm gradient that drops gamma shows), inputs away from ReLU's kink (where
+finite differences are meaningless), and masks that really mask something.
+Tests reuse these builders with shapes drawn by hypothesis.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import numpy as np
 from npformer import ops
 from npformer.backend import get_backend
 from npformer.gradcheck import check_gradients
+from npformer.model.checks import run_model_checks
 from npformer.model.masks import lookahead_mask
 
 
@@ -89,9 +92,5 @@ def run_all_checks(be=None, seed=0, quick=False):
     """Every op, then (unless ``quick``) every layer type and the whole model."""
     results = run_op_checks(be, seed)
     if not quick:
-        try:
-            from npformer.model.checks import run_model_checks
-        except ImportError:
-            return results
         results += run_model_checks(be, seed)
     return results

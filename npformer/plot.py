@@ -14,9 +14,10 @@ import os
 
 import numpy as np
 
-from npformer.backend import backend_of
 from npformer.data.batching import pad_sequences
 from npformer.decode import greedy_decode
+from npformer.decode.shared import EXTRA_OUTPUT_LENGTH, output_length_rule
+from npformer.model.params import params_backend
 from npformer.model.transformer import transformer_forward
 from npformer.ops.positional import sinusoidal_table
 
@@ -66,12 +67,14 @@ def attention_maps(translator, sentence: str) -> dict:
     the last three as arrays (n_layers, h, T_query, T_key).
     """
     params, cfg, tok = translator.params, translator.cfg, translator.tokenizer
-    be = backend_of(params[next(iter(params))])
+    be = params_backend(params)
     src_ids = tok.encode(sentence)[:cfg.max_len]
     if not src_ids:
         raise ValueError("plot: the sentence is empty")
     src = be.asarray(pad_sequences([src_ids], cfg.pad_id))
-    hyp = greedy_decode(params, cfg, src, max_len=min(len(src_ids) + 50, cfg.max_len - 1))[0]
+    # the decoders' output-length rule, one short of the table: BOS joins the output below
+    hyp = greedy_decode(params, cfg, src, max_len=output_length_rule([len(src_ids)], 1.0, EXTRA_OUTPUT_LENGTH,
+                                                                     cfg.max_len - 1))[0]
     tgt_in = be.asarray(pad_sequences([[cfg.bos_id] + hyp], cfg.pad_id))
     _, cache = transformer_forward(params, cfg, src, tgt_in)
 
@@ -80,9 +83,9 @@ def attention_maps(translator, sentence: str) -> dict:
 
     return {"src_tokens": [tok.id_to_token(i) for i in src_ids],
             "tgt_tokens": [tok.id_to_token(i) for i in [cfg.bos_id] + hyp],
-            "encoder": stack([c.attn.attn.P for c in cache.encoder]),
-            "decoder_self": stack([c.self_attn.attn.P for c in cache.decoder]),
-            "cross": stack([c.cross_attn.attn.P for c in cache.decoder])}
+            "encoder": stack([layer.self_attn.weights for layer in cache.encoder]),
+            "decoder_self": stack([layer.self_attn.weights for layer in cache.decoder]),
+            "cross": stack([layer.cross_attn.weights for layer in cache.decoder])}
 
 
 def plot_attention(translator, sentence: str, out_dir: str) -> list[str]:

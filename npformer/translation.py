@@ -2,6 +2,8 @@
 
     translate(model, sentences, beam_size=4)   text -> BPE ids -> beam search (or greedy) -> text
     score(hypotheses, references)              sacreBLEU BLEU and chrF, with their signatures
+    evaluate_pairs(model, pairs)               translate the sources, score against the targets
+    dev_evaluator(data, cfg, max_tokens)       dev loss and dev BLEU/chrF during training
 
 sacreBLEU is an optional extra (``pip install npformer[eval]``): BLEU has many
 variants (tokenisation, smoothing, casing) and only the reference
@@ -14,12 +16,14 @@ import math
 from dataclasses import dataclass
 
 from npformer import checkpoint
-from npformer.backend import backend_of
 from npformer.data.batching import pad_sequences
 from npformer.data.bpe import BPETokenizer
+from npformer.data.pipeline import TranslationData, eval_batches
 from npformer.decode import beam_search, greedy_decode
-from npformer.decode.search import EXTRA_OUTPUT_LENGTH, output_length_limits
+from npformer.decode.shared import EXTRA_OUTPUT_LENGTH, output_length_rule
 from npformer.model.config import TransformerConfig
+from npformer.model.params import params_backend
+from npformer.train.trainer import evaluate_loss
 from npformer.workers import as_workers
 
 
@@ -45,7 +49,7 @@ class Translator:
 
 
 def translate(model: Translator, sentences, beam_size: int = 4, alpha: float = 0.6,
-              batch_size: int = 32, max_src_len: int | None = None, workers=None,
+              batch_size: int = 32, workers=None,
               max_len_a: float = 1.0, max_len_b: int = EXTRA_OUTPUT_LENGTH) -> list[str]:
     """Translate ``sentences`` (a list of str). ``beam_size=1`` decodes greedily.
 
@@ -63,16 +67,15 @@ def translate(model: Translator, sentences, beam_size: int = 4, alpha: float = 0
         raise ValueError(f"max_len_a, max_len_b: expected a number >= 0 and an integer >= 0, "
                          f"got {max_len_a!r}, {max_len_b!r}")
     sentences = list(sentences)
-    be = backend_of(model.params[next(iter(model.params))])
-    limit = max_src_len or model.cfg.max_len
-    ids = [model.tokenizer.encode(s)[:limit] or [model.cfg.eos_id] for s in sentences]
+    be = params_backend(model.params)
+    ids = [model.tokenizer.encode(s)[:model.cfg.max_len] or [model.cfg.eos_id] for s in sentences]
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     chunks = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
 
     def decode(chunk):
         src = be.asarray(pad_sequences([ids[i] for i in chunk], model.cfg.pad_id))
         # outputs may not outgrow the positional table either
-        max_len = output_length_limits([len(ids[i]) for i in chunk], max_len_a, max_len_b, model.cfg.max_len)
+        max_len = output_length_rule([len(ids[i]) for i in chunk], max_len_a, max_len_b, model.cfg.max_len)
         if beam_size == 1:
             return greedy_decode(model.params, model.cfg, src, max_len=max_len)
         return beam_search(model.params, model.cfg, src, beam_size=beam_size, alpha=alpha, max_len=max_len)
@@ -84,6 +87,15 @@ def translate(model: Translator, sentences, beam_size: int = 4, alpha: float = 0
         for i, h in zip(chunk, hyps):
             out[i] = model.tokenizer.decode(h)
     return out
+
+
+def scoring_available() -> bool:
+    """Whether sacreBLEU (the ``eval`` extra) can be imported."""
+    try:
+        import sacrebleu  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def score(hypotheses, references) -> dict:
@@ -106,3 +118,28 @@ def evaluate_pairs(model: Translator, pairs, workers=None, **settings) -> tuple[
     are ``translate``'s keyword arguments (beam_size, alpha, max_len_a, ...)."""
     hyps = translate(model, [s for s, _ in pairs], workers=workers, **settings)
     return score(hyps, [t for _, t in pairs]), hyps
+
+
+def dev_evaluator(data: TranslationData, cfg: TransformerConfig, max_tokens: int, bleu_sentences: int = 200,
+                  beam_size: int = 1, workers=None):
+    """``(params) -> {"val_loss", "dev_bleu", "dev_chrf"}`` on the dev split.
+
+    The loss is teacher-forced over all dev pairs; BLEU/chrF (sacreBLEU) decode
+    the first ``bleu_sentences`` dev sources greedily (``beam_size=1``), which
+    keeps a periodic evaluation to seconds. Without sacreBLEU installed there
+    is no BLEU or chrF (nor decoding): the loss alone is reported.
+    ``workers`` share the batches between CPU threads.
+    """
+    batches = eval_batches(*data.ids["dev"], max_tokens=max_tokens, max_len=cfg.max_len - 1)
+    pairs = data.splits["dev"][:bleu_sentences] if scoring_available() else []
+
+    def evaluate(params) -> dict:
+        metrics = {"val_loss": evaluate_loss(params, cfg, batches, workers)}
+        if pairs:
+            hyps = translate(Translator(params, cfg, data.tokenizer), [s for s, _ in pairs], beam_size=beam_size,
+                             workers=workers)
+            scores = score(hyps, [t for _, t in pairs])
+            metrics.update(dev_bleu=scores["bleu"], dev_chrf=scores["chrf"])
+        return metrics
+
+    return evaluate

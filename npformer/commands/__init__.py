@@ -1,10 +1,10 @@
-"""The CLI's sub-commands, one module each. Every module defines
-``add_parser(sub, add_backend_args)`` which adds its parser and sets ``func``."""
+"""The CLI's sub-commands, one module each. Every module defines ``add_parser(sub)``,
+which adds its parser and sets ``func``; what they share is in ``options``."""
 import importlib
 
-COMMANDS = ("train", "translate", "evaluate", "plot", "demo", "info")
+COMMANDS = ("gradcheck", "train", "translate", "evaluate", "plot", "demo", "info")
 
 
-def register(sub, add_backend_args) -> None:
+def register(sub) -> None:
     for name in COMMANDS:
-        importlib.import_module(f"npformer.commands.{name}").add_parser(sub, add_backend_args)
+        importlib.import_module(f"npformer.commands.{name}").add_parser(sub)

@@ -10,6 +10,9 @@ back for the decoding; training stops when the rest is used up. The test set
 is decoded with beam 2, length penalty 1.0 and outputs of at most 1.2 x the
 source's length + 5 tokens, chosen on the dev set for a model this young (see
 ``DEMO_DECODING``); ``npformer evaluate`` keeps the paper's settings.
+
+The demo exists to print a score, so without sacreBLEU (the ``eval`` extra) it
+refuses to start rather than train for ten minutes it cannot report on.
 """
 from __future__ import annotations
 
@@ -18,34 +21,33 @@ import os
 import sys
 import time
 
-from npformer.commands.train import CORPUS_DEFAULTS, model_config
+from npformer.commands.options import (CORPUS_DEFAULTS, add_backend_args, add_decoding_args, decoding_settings,
+                                       int_at_least, model_config, number_at_least, require)
 
-# `npformer train`'s settings, but without dropout: in ten minutes the model sees
-# about one epoch, too little to overfit, and dropout only slows it down
-# (measured: dev BLEU 9.80 at step 900 without; 9.17 only at step 1200 with 0.1).
+# `npformer train`'s translation settings, but without dropout: in ten minutes the
+# model sees about one epoch, too little to overfit, so dropout only slows it down
+# (docs/tuning.md).
 DEMO = {**CORPUS_DEFAULTS, "p_drop": 0.0}
 
 # Not the paper's decoding (beam 4, alpha 0.6, outputs up to input + 50 tokens), which
-# `translate` and `evaluate` keep: a ten-minute model's beams are either too short or
-# loop until the length limit. Chosen on the dev set (500 pairs) of two demo
-# checkpoints, one too short (958 steps) and one too long (1085 steps) under the paper's
-# settings: BLEU 9.87 / 11.23 with those, 10.87 / 11.20 with these, in a third of the time.
-# Outputs of at most 1.2 x source + 5 tokens: 99% of the corpus' references are
-# within 1.32 x their source's length in tokens.
+# `translate` and `evaluate` keep: a ten-minute model's beams either stop too early or
+# repeat themselves until the length limit. A narrower beam with a stronger length
+# penalty and a limit near the references' length scores as well or better and
+# decodes faster, which leaves the training more of the budget (docs/tuning.md).
+# 99% of the corpus' references are within 1.32 x their source's length in tokens.
 DEMO_DECODING = dict(beam=2, alpha=1.0, max_len_a=1.2, max_len_b=5)
 
 
 def cmd_demo(args) -> int:
-    from npformer.cli import decoding_settings
-    from npformer.data.pipeline import batch_schedule, dev_evaluator, prepare
-    from npformer.workers import make_workers
+    require("sacrebleu", "the demo's test-set BLEU and chrF")
+    from npformer.data.pipeline import batch_schedule, prepare
     from npformer.train.trainer import init_state, throughput, train
-    from npformer.translation import Translator, evaluate_pairs
+    from npformer.translation import Translator, dev_evaluator, evaluate_pairs
+    from npformer.workers import make_workers
 
     t0 = time.perf_counter()
     workers = make_workers(args.workers, args.backend)
-    # Decoding the 1000 test pairs with beam 2 took 18 s on 2 workers after a
-    # 10-minute demo (beam 4: 29-40 s): keep 0.6 minutes per 2 workers.
+    # The decoding reserve shrinks with the workers that share the test set.
     eval_minutes = args.eval_minutes if args.eval_minutes is not None else max(0.6, 1.2 / workers.n)
     if args.minutes <= eval_minutes:
         raise ValueError(f"--minutes {args.minutes:g} must exceed --eval-minutes {eval_minutes:g}")
@@ -104,8 +106,7 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def add_parser(sub, add_backend_args) -> None:
-    from npformer.cli import add_decoding_args, int_at_least, number_at_least
+def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="train on the bundled EN->ES corpus for 10 minutes, translate, print BLEU")
     p.add_argument("--minutes", type=number_at_least(0, strict=True), default=10.0,
                    help="total time budget (default 10)")

@@ -2,12 +2,15 @@
 import json
 import time
 
+from npformer.commands.options import (add_backend_args, add_decoding_args, decoding_settings, int_at_least,
+                                       require)
+
 
 def cmd_evaluate(args) -> int:
-    from npformer.cli import decoding_settings
+    require("sacrebleu", "evaluate (BLEU and chrF)")
     from npformer.data.corpus import load_corpus
-    from npformer.workers import make_workers
     from npformer.translation import Translator, evaluate_pairs
+    from npformer.workers import make_workers
     model = Translator.from_checkpoint(args.checkpoint, backend=args.backend, dtype=args.dtype)
     pairs = load_corpus(args.data)[args.split]
     if args.limit:
@@ -29,8 +32,7 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def add_parser(sub, add_backend_args) -> None:
-    from npformer.cli import add_decoding_args, int_at_least
+def add_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="BLEU and chrF (sacreBLEU) of a checkpoint on a test split")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", default=None, help="a UTF-8 TSV of source<TAB>target (default: the bundled corpus); "

@@ -1,6 +1,8 @@
 """``npformer info``: a preset's shapes and parameter count per component."""
 import json
 
+from npformer.commands.options import int_at_least
+
 
 def cmd_info(args) -> int:
     from npformer.model.config import preset
@@ -21,8 +23,7 @@ def cmd_info(args) -> int:
     return 0
 
 
-def add_parser(sub, add_backend_args) -> None:
-    from npformer.cli import int_at_least
+def add_parser(sub) -> None:
     p = sub.add_parser("info", help="print a preset's parameter count per component")
     p.add_argument("--preset", default="base", help="tiny, small, base or big (default base)")
     p.add_argument("--vocab-size", type=int_at_least(1), default=37000,

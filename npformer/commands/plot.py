@@ -2,8 +2,11 @@
 import json
 import os
 
+from npformer.commands.options import add_backend_args, require
+
 
 def cmd_plot(args) -> int:
+    require("matplotlib", "plot")
     from npformer import checkpoint
     from npformer.data.corpus import load_corpus
     from npformer.plot import plot_attention, plot_curves, plot_positional
@@ -31,7 +34,7 @@ def cmd_plot(args) -> int:
     return 0
 
 
-def add_parser(sub, add_backend_args) -> None:
+def add_parser(sub) -> None:
     p = sub.add_parser("plot", help="write PNGs: loss/lr curves, attention heatmaps, positional encoding")
     p.add_argument("run_dir", help="a directory written by npformer train --out")
     p.add_argument("--out", default=None, help="where to write the PNGs (default: RUN_DIR)")

@@ -1,13 +1,20 @@
 """``npformer train``: train a Transformer, report held-out metrics, save checkpoints.
 
-    npformer train --task reverse                      # the defaults below: ~99%+ exact match
-    npformer train --task copy --steps 500 --out runs/copy --json
+    npformer train --minutes 30 --out runs/es          # translation: the bundled EN->ES corpus, small preset
+    npformer train --data my.tsv --steps 5000 --out runs/mine
+    npformer train --task reverse                      # a synthetic task: ~99%+ exact match, tiny preset
     npformer train --task reverse --out runs/rev --resume --steps 4000
 
-Where batches come from is a *data source*: a function ``settings -> DataSource``
-giving ``batches(step)``, an ``evaluate(params, cfg)`` for held-out metrics and
-the vocabulary. The synthetic tasks (copy, reverse) are one source; a corpus
-source plugs in the same way.
+Two uses, each with its own defaults: translation (``--data PATH``, or the
+bundled corpus when neither ``--data`` nor ``--task`` is given; see
+``CORPUS_DEFAULTS`` in options.py) and the synthetic tasks (``--task copy`` or
+``--task reverse``; ``TASK_DEFAULTS`` below). An option that belongs to the
+other use is refused.
+
+Where batches come from is a *data source*: ``batches(step)``, an
+``evaluate(params, cfg)`` for held-out metrics, and the vocabulary. The
+synthetic tasks are one source and a corpus is another; both plug into the
+same training loop.
 
 A run's settings (task, model, batching, optimisation, seed) are stored in its
 checkpoint. ``--resume`` continues ``RUN_DIR/last.npz`` with those settings
@@ -15,8 +22,9 @@ and refuses options that contradict them; ``--steps`` counts all steps, so
 ``--steps 4000 --resume`` extends a 2000-step run to 4000.
 
 Progress goes to stderr. With ``--json`` the last stdout line is one JSON object:
-task, steps, minutes, final_loss, val_loss, exact_match, tokens_per_s,
-heldout_size, checkpoint (with --out).
+task, steps, minutes, final_loss, val_loss, exact_match (tasks), dev_bleu and
+dev_chrf (translation with sacreBLEU installed), tokens_per_s, heldout_size,
+workers, and checkpoint (with --out). Metrics a run does not have are null.
 """
 from __future__ import annotations
 
@@ -25,27 +33,28 @@ import os
 import time
 from typing import Callable, NamedTuple
 
+from npformer.commands.options import (CORPUS_DEFAULTS, add_backend_args, int_at_least, model_config,
+                                       number_at_least)
+
 # Settings that define a run: stored in its checkpoint, fixed on --resume.
 RUN_SETTINGS = ("task", "data", "merges", "preset", "vocab_size", "min_len", "max_len", "p_drop",
                 "label_smoothing", "batch_size", "max_tokens", "seed", "lr_factor", "warmup", "clip", "dtype")
 
 # Defaults of the synthetic tasks: the tiny preset learns to reverse 4..12-token
-# sequences over 20 symbols to >= 99% held-out exact match in 3000 steps (about
-# two CPU minutes). Dropout 0.1 and clipping at 1 keep the late steps stable;
-# without them exact match keeps dipping from ~100% to 80-95%.
+# sequences over 20 symbols to >= 99% held-out exact match in 3000 steps.
+# Dropout 0.1 and clipping at 1 keep the late steps stable; without them exact
+# match keeps dipping below 100%.
 TASK_DEFAULTS = dict(preset="tiny", vocab_size=24, min_len=4, max_len=12, p_drop=0.1, label_smoothing=0.1,
                      batch_size=64, max_tokens=None, seed=0, lr_factor=0.5, warmup=300, clip=1.0,
                      dtype="float32", steps=3000)
 HELDOUT_SIZE = 500
-
-# Defaults of translation (the bundled corpus, or --data PATH): the small preset,
-# a shared BPE vocabulary of 8000 merges, pairs of up to 100 subwords, batches
-# of about 2000 padded positions, and a short warmup for CPU-sized budgets.
-CORPUS_DEFAULTS = dict(task="translate", data=None, merges=8000, preset="small", vocab_size=None,
-                       min_len=None, max_len=100, p_drop=0.1, label_smoothing=0.1, batch_size=None,
-                       max_tokens=2000, seed=0, lr_factor=0.5, warmup=300, clip=None, dtype="float32",
-                       steps=None)
 DEV_BLEU_SENTENCES = 200
+
+# Options that make sense for one use only: given for the other, they are refused.
+TASK_ONLY = {"vocab_size": "translation learns its vocabulary (--merges)",
+             "min_len": "translation keeps every pair up to --max-len",
+             "batch_size": "translation batches by --max-tokens"}
+TRANSLATION_ONLY = {"merges": "the synthetic tasks have no BPE (--vocab-size)"}
 
 
 class DataSource(NamedTuple):
@@ -78,9 +87,8 @@ def corpus_source(s: dict, tokenizer: dict | None = None, workers=None) -> DataS
     vocabulary learned on the training split (or the resumed run's), batches by
     length and token count, and dev loss + dev BLEU (greedy, first 200 pairs)."""
     from npformer.data.bpe import BPETokenizer
-    from npformer.data.pipeline import batch_schedule, dev_evaluator, prepare
-    if s["max_tokens"] is None:
-        raise ValueError("--batch-size is for the synthetic tasks; translation batches by --max-tokens")
+    from npformer.data.pipeline import batch_schedule, prepare
+    from npformer.translation import dev_evaluator
     tok = BPETokenizer.from_dict(tokenizer) if tokenizer is not None else None
     data = prepare(s["data"], num_merges=s["merges"], tokenizer=tok, splits_wanted=("train", "dev"))
     s["vocab_size"] = data.tokenizer.vocab_size
@@ -95,27 +103,36 @@ def corpus_source(s: dict, tokenizer: dict | None = None, workers=None) -> DataS
     return DataSource(batches, evaluate, data.tokenizer.to_dict(), len(data.splits["dev"]))
 
 
-def model_config(s: dict):
-    from npformer.model.config import preset
-    overrides = dict(vocab_size=s["vocab_size"], p_drop=s["p_drop"], eps_ls=s["label_smoothing"])
-    cfg = preset(s["preset"], **overrides)
-    return cfg.replace(max_len=max(cfg.max_len, s["max_len"] + 1))  # + 1: BOS / EOS
-
-
 def run_settings(args, saved: dict | None) -> dict:
     """Defaults, then the checkpoint's settings (on --resume), then the options given."""
     given = {k: getattr(args, k) for k in RUN_SETTINGS if getattr(args, k, None) is not None}
+    if args.batch_size is not None and args.max_tokens is not None:
+        raise ValueError("--batch-size and --max-tokens both size a batch; give one of them")
+    task = saved["task"] if saved is not None else (args.task or "translate")
+    for name, why in (TASK_ONLY if task == "translate" else TRANSLATION_ONLY).items():
+        if name in given:
+            use = "the synthetic tasks (--task)" if task == "translate" else "translation"
+            raise ValueError(f"--{name.replace('_', '-')} is for {use}: {why}")
     if args.batch_size is not None or args.max_tokens is not None:  # one replaces the other
         given.setdefault("batch_size", None)
         given.setdefault("max_tokens", None)
     if saved is None:
-        defaults = CORPUS_DEFAULTS if args.task is None else TASK_DEFAULTS
+        defaults = CORPUS_DEFAULTS if task == "translate" else TASK_DEFAULTS
         return {**defaults, **given}
     clash = [f"--{k.replace('_', '-')} {given[k]} (the run has {saved.get(k)})"
              for k in given if given[k] != saved.get(k)]
     if clash:
         raise ValueError("--resume keeps the run's settings; these differ: " + ", ".join(clash))
     return dict(saved)
+
+
+def budget_steps(args, settings: dict, resumed: bool) -> int | None:
+    """The step to train until: --steps, else none with --minutes, else the run's default."""
+    steps = args.steps if args.steps is not None or args.minutes is not None else settings["steps"]
+    if steps is None and args.minutes is None:
+        raise ValueError("the resumed run had only a time budget; give --steps or --minutes" if resumed else
+                         "translation trains until --steps N or for --minutes M; give one (or both)")
+    return steps
 
 
 def make_source(settings: dict, tokenizer: dict | None, workers=None) -> DataSource:
@@ -125,8 +142,8 @@ def make_source(settings: dict, tokenizer: dict | None, workers=None) -> DataSou
 
 
 def cmd_train(args) -> int:
-    from npformer.workers import make_workers
     from npformer.train.trainer import init_state, load_state, throughput, train
+    from npformer.workers import make_workers
 
     last = os.path.join(args.out, "last.npz") if args.out else None
     if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
@@ -139,12 +156,14 @@ def cmd_train(args) -> int:
         if "settings" not in ck.extra:
             raise ValueError(f"--resume: {last} has no run settings; it was not written by `npformer train`")
         settings = run_settings(args, ck.extra["settings"])
+        steps = budget_steps(args, settings, resumed=True)
         source = make_source(settings, ck.tokenizer, workers)
         cfg = ck.config
     else:
         if last and os.path.exists(last):
             raise ValueError(f"--out: {last} exists; pass --resume to continue it, or choose another RUN_DIR")
         settings = run_settings(args, None)
+        steps = budget_steps(args, settings, resumed=False)
         source = make_source(settings, None, workers)
         cfg = model_config(settings)
         state = init_state(cfg, seed=settings["seed"], backend=args.backend, dtype=settings["dtype"],
@@ -156,9 +175,6 @@ def cmd_train(args) -> int:
                 raise ValueError(f"--out: cannot create {args.out} ({e.strerror})") from None
             if not os.access(args.out, os.W_OK):
                 raise ValueError(f"--out: cannot write to {args.out}")
-    steps = args.steps if args.steps is not None or args.minutes is not None else settings["steps"]
-    if steps is None and args.minutes is None:
-        raise ValueError("the resumed run had only a time budget; give --steps or --minutes")
     settings["steps"] = steps
 
     start_step, t0 = state.step, time.perf_counter()
@@ -197,44 +213,67 @@ def cmd_train(args) -> int:
     return 0
 
 
-def add_parser(sub, add_backend_args) -> None:
-    from npformer.cli import int_at_least, number_at_least
+def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a translation model (default: the bundled EN->ES corpus) "
                        "or a synthetic task (copy, reverse)",
-                       description="Train a Transformer; progress on stderr, results on stdout.")
-    d = TASK_DEFAULTS
-    source = p.add_mutually_exclusive_group()
-    source.add_argument("--task", choices=("copy", "reverse"), help="copy or reverse random token sequences")
-    source.add_argument("--data", metavar="PATH", help="a UTF-8 TSV of source<TAB>target lines to translate "
+                       description="Train a Transformer; progress on stderr, results on stdout. Two uses: "
+                       "translation (--data PATH, or the bundled English->Spanish corpus) and the synthetic "
+                       "tasks (--task). Where defaults differ, help shows 'translation / task'.")
+    t, c = TASK_DEFAULTS, CORPUS_DEFAULTS
+
+    def default(key):  # "translation / task" where the two uses differ
+        return f"{c[key]}" if c[key] == t[key] else f"{c[key]} / {t[key]}"
+
+    what = p.add_argument_group("what to learn")
+    source = what.add_mutually_exclusive_group()
+    source.add_argument("--data", metavar="PATH", help="translate: a UTF-8 TSV of source<TAB>target lines "
                         "(default without --task: the bundled English->Spanish Bible corpus)")
-    p.add_argument("--merges", type=int_at_least(0),
-                   help=f"BPE merges for translation (default {CORPUS_DEFAULTS['merges']})")
-    p.add_argument("--preset", help=f"model size: tiny, small, base, big (default {d['preset']})")
-    p.add_argument("--vocab-size", type=int_at_least(1),
-                   help=f"V including the 4 special ids (default {d['vocab_size']})")
-    p.add_argument("--min-len", type=int_at_least(1), help=f"shortest sequence (default {d['min_len']})")
-    p.add_argument("--max-len", type=int_at_least(1), help=f"longest sequence (default {d['max_len']})")
-    p.add_argument("--p-drop", type=number_at_least(0), help=f"dropout rate (default {d['p_drop']})")
-    p.add_argument("--label-smoothing", type=number_at_least(0), help=f"eps_ls (default {d['label_smoothing']})")
-    size = p.add_mutually_exclusive_group()
-    size.add_argument("--batch-size", type=int_at_least(1), help=f"sequences per batch (default {d['batch_size']})")
-    size.add_argument("--max-tokens", type=int_at_least(1), help="or: padded positions per batch (B x longest)")
+    source.add_argument("--task", choices=("copy", "reverse"), help="a synthetic task: copy or reverse "
+                        "random token sequences")
+
+    corpus = p.add_argument_group("translation only")
+    corpus.add_argument("--merges", type=int_at_least(0), help=f"BPE merges of the shared vocabulary "
+                        f"(default {c['merges']})")
+
+    task = p.add_argument_group("synthetic tasks only (--task)")
+    task.add_argument("--vocab-size", type=int_at_least(1),
+                      help=f"V including the 4 special ids (default {t['vocab_size']})")
+    task.add_argument("--min-len", type=int_at_least(1), help=f"shortest sequence (default {t['min_len']})")
+    task.add_argument("--batch-size", type=int_at_least(1),
+                      help=f"sequences per batch (default {t['batch_size']}); or --max-tokens")
+
+    both = p.add_argument_group("model and batches (default: translation / task where they differ)")
+    both.add_argument("--preset", help=f"model size: tiny, small, base, big (default {default('preset')})")
+    both.add_argument("--max-len", type=int_at_least(1), help="longest sequence in tokens; translation drops "
+                      f"longer pairs (default {default('max_len')})")
+    both.add_argument("--max-tokens", type=int_at_least(1), help="padded positions per batch, B x longest "
+                      f"(default {c['max_tokens']} / none: --batch-size)")
+    both.add_argument("--p-drop", type=number_at_least(0), help=f"dropout rate (default {default('p_drop')})")
+    both.add_argument("--label-smoothing", type=number_at_least(0),
+                      help=f"eps_ls (default {default('label_smoothing')})")
+
+    optim = p.add_argument_group("optimisation (default: translation / task where they differ)")
+    optim.add_argument("--seed", type=int_at_least(0), help="parameters, dropout and data (default 0)")
+    optim.add_argument("--lr-factor", type=number_at_least(0, strict=True),
+                       help=f"scales the §5.3 schedule (default {default('lr_factor')})")
+    optim.add_argument("--warmup", type=int_at_least(1),
+                       help=f"warmup steps of the schedule (default {default('warmup')})")
+    optim.add_argument("--clip", type=number_at_least(0), help="clip the global gradient norm to this; "
+                       f"0 = no clipping (default none / {t['clip']})")
+
     budget = p.add_argument_group("budget: --steps is the total (counting resumed steps); "
                                   "--minutes limits this invocation")
-    budget.add_argument("--steps", type=int_at_least(1), help=f"train until this step (default {d['steps']}, "
-                        "or none with --minutes)")
+    budget.add_argument("--steps", type=int_at_least(1), help=f"train until this step (default: none / "
+                        f"{t['steps']}; translation needs --steps or --minutes)")
     budget.add_argument("--minutes", type=number_at_least(0, strict=True), help="wall-clock budget in minutes")
-    p.add_argument("--seed", type=int_at_least(0), help="parameters, dropout and data (default 0)")
-    p.add_argument("--lr-factor", type=number_at_least(0, strict=True),
-                   help=f"scales the §5.3 schedule (default {d['lr_factor']})")
-    p.add_argument("--warmup", type=int_at_least(1), help=f"warmup steps of the schedule (default {d['warmup']})")
-    p.add_argument("--clip", type=number_at_least(0),
-                   help=f"clip the global gradient norm to this (default {d['clip']}; 0 = no clipping)")
-    p.add_argument("--eval-every", type=int_at_least(0), default=500,
-                   help="evaluate on held-out data and write RUN_DIR/last.npz every N steps (default 500)")
-    p.add_argument("--out", metavar="RUN_DIR", help="write checkpoints last.npz and best.npz here")
-    p.add_argument("--resume", action="store_true", help="continue RUN_DIR/last.npz with its settings")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar or log lines on stderr")
-    p.add_argument("--json", action="store_true", help="print the final metrics as one JSON line")
-    add_backend_args(p)
+
+    out = p.add_argument_group("output")
+    out.add_argument("--eval-every", type=int_at_least(0), default=500,
+                     help="evaluate on held-out data and write RUN_DIR/last.npz every N steps (default 500)")
+    out.add_argument("--out", metavar="RUN_DIR", help="write checkpoints last.npz and best.npz here")
+    out.add_argument("--resume", action="store_true", help="continue RUN_DIR/last.npz with its settings")
+    out.add_argument("--no-progress", action="store_true", help="no progress bar or log lines on stderr")
+    out.add_argument("--json", action="store_true", help="print the final metrics as one JSON line")
+
+    add_backend_args(p.add_argument_group("device"))
     p.set_defaults(func=cmd_train, dtype=None)  # dtype None: the default, or the resumed run's

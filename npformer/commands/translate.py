@@ -2,11 +2,12 @@
 import json
 import sys
 
+from npformer.commands.options import add_backend_args, add_decoding_args, decoding_settings
+
 
 def cmd_translate(args) -> int:
-    from npformer.cli import decoding_settings
-    from npformer.workers import make_workers
     from npformer.translation import Translator, translate
+    from npformer.workers import make_workers
     model = Translator.from_checkpoint(args.checkpoint, backend=args.backend, dtype=args.dtype)
     sentences = args.sentences or [line.rstrip("\n") for line in sys.stdin]
     sentences = [s for s in sentences if s.strip()]
@@ -22,8 +23,7 @@ def cmd_translate(args) -> int:
     return 0
 
 
-def add_parser(sub, add_backend_args) -> None:
-    from npformer.cli import add_decoding_args
+def add_parser(sub) -> None:
     p = sub.add_parser("translate", help="translate sentences with a trained checkpoint")
     p.add_argument("sentences", nargs="*", help="sentences to translate (default: read lines from stdin)")
     p.add_argument("--checkpoint", required=True, help="a .npz checkpoint written by npformer train")

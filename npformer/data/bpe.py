@@ -101,15 +101,13 @@ import unicodedata
 from collections import Counter, defaultdict
 from typing import Iterable, Sequence
 
+from npformer.special_tokens import BOS, BOS_ID, EOS, EOS_ID, PAD, PAD_ID, SPECIAL_TOKENS, UNK, UNK_ID
+
 __all__ = [
     "BPETokenizer", "normalize", "pretokenize",
     "PAD_ID", "BOS_ID", "EOS_ID", "UNK_ID",
     "PAD", "BOS", "EOS", "UNK", "MARKER",
 ]
-
-PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
-PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
-SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
 
 BYTE_OFFSET = 4                     # id of <0x00>; <0xFF> is BYTE_OFFSET + 255
 MARKER = "\u2581"                   # "▁", the word-start marker

@@ -6,8 +6,11 @@
     ids    --batch-->  Batch(src, tgt_in, tgt_out) (data/batching.py, by length and token count)
 
 ``batch_schedule`` turns the training ids into a pure function ``step -> Batch``:
-epoch e = (step - 1) // n_batches uses batches cut once and shuffled with seed
-(seed, e), so the batch of any step can be recomputed after a resume.
+epoch e = (step - 1) // n_batches uses batches cut once and shuffled with the
+seed ``seed * 100003 + e`` (a prime stride, so that the epochs of nearby run
+seeds do not share shuffles), so the batch of any step can be recomputed after
+a resume. ``eval_batches`` gives the unshuffled batches of a held-out split;
+the dev-set evaluation itself is ``npformer.translation.dev_evaluator``.
 """
 from __future__ import annotations
 
@@ -66,32 +69,3 @@ def eval_batches(src_ids, tgt_ids, max_tokens: int, max_len: int | None = None) 
     if max_len is not None:
         src_ids, tgt_ids, _ = filter_by_length(src_ids, tgt_ids, max_len)
     return make_batches(src_ids, tgt_ids, max_tokens)
-
-
-def dev_evaluator(data: TranslationData, cfg, max_tokens: int, bleu_sentences: int = 200, beam_size: int = 1,
-                  workers=None):
-    """``(params) -> {"val_loss", "dev_bleu", "dev_chrf"}`` on the dev split.
-
-    The loss is teacher-forced over all dev pairs; BLEU/chrF (sacreBLEU) decode
-    the first ``bleu_sentences`` dev sources greedily (``beam_size=1``), which
-    keeps a periodic evaluation to seconds. BLEU is skipped (None) when
-    sacreBLEU is not installed. ``workers`` share the batches between CPU threads.
-    """
-    from npformer.train.trainer import evaluate_loss
-    from npformer.translation import Translator, score, translate
-    batches = eval_batches(*data.ids["dev"], max_tokens=max_tokens, max_len=cfg.max_len - 1)
-    pairs = data.splits["dev"][:bleu_sentences]
-
-    def evaluate(params) -> dict:
-        metrics = {"val_loss": evaluate_loss(params, cfg, batches, workers)}
-        if bleu_sentences:
-            hyps = translate(Translator(params, cfg, data.tokenizer), [s for s, _ in pairs], beam_size=beam_size,
-                             workers=workers)
-            try:
-                s = score(hyps, [t for _, t in pairs])
-                metrics.update(dev_bleu=s["bleu"], dev_chrf=s["chrf"])
-            except RuntimeError:  # sacreBLEU missing: the loss still counts
-                pass
-        return metrics
-
-    return evaluate

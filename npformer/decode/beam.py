@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from npformer.decode.search import check_int, check_src, make_decoder, next_log_probs, output_limits
+from npformer.decode.shared import check_int, check_src, make_decoder, next_log_probs, output_limits
 
 
 class Hypothesis(NamedTuple):

@@ -3,7 +3,7 @@
     y_0 = BOS
     y_t = argmax_v log p(v | y_<t, x)           t = 1, 2, ...
 A sentence stops when it emits EOS (not part of its output) or reaches its
-maximum output length (source length + 50 by default, §6.1; see search.py).
+maximum output length (source length + 50 by default, §6.1; see shared.py).
 The loop ends when every sentence has stopped. Sentences that stop leave the
 batch (the decoder rows are gathered with ``reorder``), so the remaining ones
 run on a smaller batch.
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from npformer.decode.search import check_int, check_src, make_decoder, next_log_probs, output_limits
+from npformer.decode.shared import check_int, check_src, make_decoder, next_log_probs, output_limits
 
 
 def greedy_decode(params, cfg, src, max_len=None, use_cache=True, min_len=0, return_logits=False):

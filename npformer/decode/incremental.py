@@ -34,13 +34,10 @@ per step. Inference means no dropout (§5.4 applies it in training only).
 
 The cache is preallocated to a capacity (the longest output allowed) and each
 step writes its column in place: K_self[:, :, t] = k. Growing it by
-concatenation instead copies the whole cache every step, O(t) extra per step
-and O(T^2) in all. Greedy steps of the ``small`` preset (d_model=256, 3 layers,
-float32, one BLAS thread, best of 6 runs on a shared 2-core CPU), concatenated
-vs preallocated: 8 rows x 256 steps 1.96 s vs 1.74 s (1.13x), 32 rows (8
-sentences x beam 4) x 256 steps 4.84 s vs 3.88 s (1.25x), 64 steps within noise;
-the benefit grows with length, so we preallocate. A step writes into the
-state's buffers and returns the same state object, one position longer.
+concatenation instead would copy the whole cache every step, O(t) extra per
+step and O(T^2) in all, a cost that grows with the output length. A step
+writes into the state's buffers and returns the same state object, one
+position longer.
 
 Beam search reorders the batch rows every step (``reorder``): a gather along
 the batch axis, into fresh buffers, of only the t filled positions.
@@ -120,7 +117,7 @@ def _attend(Q, K, V, mask, p):
     return y
 
 
-def init_state(params, cfg: TransformerConfig, memory, src_mask, capacity: int) -> DecoderState:
+def init_decoder_state(params, cfg: TransformerConfig, memory, src_mask, capacity: int) -> DecoderState:
     """An empty cache for up to ``capacity`` positions, with each layer's K_mem, V_mem projected once."""
     if not isinstance(capacity, (int, np.integer)) or not 1 <= capacity <= cfg.max_len:
         raise ValueError(f"capacity: expected an integer in [1, max_len={cfg.max_len}], got {capacity!r}")
@@ -210,7 +207,7 @@ def teacher_forced_logits(params, cfg: TransformerConfig, src, tgt_in):
     if tgt_in.shape[0] != memory.shape[0]:
         raise ValueError(f"src and tgt_in: batch sizes differ, {memory.shape[0]} vs {tgt_in.shape[0]}")
     xp = backend_of(memory).xp
-    state = init_state(params, cfg, memory, src_mask, tgt_in.shape[1])
+    state = init_decoder_state(params, cfg, memory, src_mask, tgt_in.shape[1])
     steps = []
     for t in range(tgt_in.shape[1]):
         logits, state = decode_step(params, cfg, state, tgt_in[:, t], t)  # (B, V)

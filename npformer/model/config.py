@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
+from npformer.special_tokens import BOS_ID, EOS_ID, PAD_ID
+
 
 @dataclass(frozen=True)
 class TransformerConfig:
@@ -16,9 +18,9 @@ class TransformerConfig:
     max_len: int = 512              # rows of the positional-encoding table
     tie_embeddings: bool = True     # §3.4: source, target and pre-softmax weights shared
     tgt_vocab_size: int | None = None  # only when untied: a separate target vocabulary
-    pad_id: int = 0
-    bos_id: int = 1
-    eos_id: int = 2
+    pad_id: int = PAD_ID
+    bos_id: int = BOS_ID
+    eos_id: int = EOS_ID
 
     def __post_init__(self):
         for name in ("vocab_size", "d_model", "h", "d_ff", "n_layers", "max_len"):

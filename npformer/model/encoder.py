@@ -16,7 +16,7 @@ from npformer.ops.multihead import self_attention_backward, self_attention_forwa
 
 
 class EncoderLayerCache(NamedTuple):
-    attn: object
+    self_attn: object
     norm1: object
     ffn: object
     norm2: object
@@ -39,7 +39,7 @@ def encoder_layer_backward(dy, cache: EncoderLayerCache):
     grads.update(prefixed(g, "ffn."))
     dx = dx + dx_f
     dx, da, grads["ln1.gamma"], grads["ln1.beta"] = add_norm_backward(dx, cache.norm1)
-    dx_a, g = self_attention_backward(da, cache.attn)
+    dx_a, g = self_attention_backward(da, cache.self_attn)
     grads.update(prefixed(g, "self_attn."))
     return dx + dx_a, grads
 

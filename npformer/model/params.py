@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from npformer.backend import check_dtype, get_backend
+from npformer.backend import backend_of, check_dtype, get_backend
 from npformer.model.config import TransformerConfig
 from npformer.ops.feedforward import PARAM_NAMES as FFN_PARAMS
 from npformer.ops.multihead import PARAM_NAMES as ATTN_PARAMS
@@ -31,6 +31,13 @@ def embedding_keys(cfg: TransformerConfig) -> dict:
     if cfg.tie_embeddings:
         return {"src": "embed", "tgt": "embed", "out": "embed"}
     return {"src": "src_embed", "tgt": "tgt_embed", "out": "out_proj"}
+
+
+def params_backend(params: dict):
+    """The backend all of ``params`` live on (an error if they are on two devices)."""
+    if not params:
+        raise ValueError("params: the parameter dict is empty")
+    return backend_of(*params.values())
 
 
 def param_shapes(cfg: TransformerConfig) -> dict:

@@ -55,8 +55,13 @@ class MultiHeadCache(NamedTuple):
     proj_out: object    # LinearCache of W_O
     h: int
 
+    @property
+    def weights(self):
+        """The attention weights P of every head, (B, h, T_q, T_k)."""
+        return self.attn.P
 
-def _fused_params(p, names):
+
+def _fused_params(p, names: tuple):
     """([W_n for n in names], [b_n for n in names]): the weights of one fused projection."""
     return [p["W_" + n] for n in names], [p["b_" + n] for n in names]
 
@@ -107,7 +112,7 @@ def _check(x, p, h, memory=None):
 def self_attention_forward(x, p, h, mask=None):
     """MultiHead(x, x) with ``p`` holding W_q, b_q, ..., W_o, b_o. x (B, T, d_model)."""
     _check(x, p, h)
-    qkv, proj_in = fused_linear_forward(x, *_fused_params(p, "qkv"))  # (B, T, 3 d_model)
+    qkv, proj_in = fused_linear_forward(x, *_fused_params(p, ("q", "k", "v")))  # (B, T, 3 d_model)
     Q, K, V = split_heads(qkv, 3, h)  # each (B, h, T, d_k)
     heads, attn = attention_forward(Q, K, V, mask)  # (B, h, T, d_k)
     y, proj_out = linear_forward(merge_heads(heads[None]), p["W_o"], p["b_o"])  # (B, T, d_model)
@@ -131,7 +136,7 @@ def cross_attention_forward(x, memory, p, h, mask=None):
     _check(x, p, h, memory)
     backend_of(x, memory)  # arrays, on one device
     q, proj_q = linear_forward(x, p["W_q"], p["b_q"])  # (B, T_q, d_model)
-    kv, proj_in = fused_linear_forward(memory, *_fused_params(p, "kv"))  # (B, T_k, 2 d_model)
+    kv, proj_in = fused_linear_forward(memory, *_fused_params(p, ("k", "v")))  # (B, T_k, 2 d_model)
     Q = split_heads(q, 1, h)[0]  # (B, h, T_q, d_k)
     K, V = split_heads(kv, 2, h)  # each (B, h, T_k, d_k)
     heads, attn = attention_forward(Q, K, V, mask)  # (B, h, T_q, d_k)

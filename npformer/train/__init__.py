@@ -2,9 +2,12 @@
 
     optim.py     Adam (beta1 0.9, beta2 0.98, eps 1e-9), global gradient norm, clipping
     schedule.py  lrate = d_model^-0.5 * min(step^-0.5, step * warmup^-1.5)
+    parallel.py  the loss and gradients of a batch split over CPU workers (data parallelism)
     tasks.py     copy / reverse random sequences, held-out exact match
     trainer.py   TrainState, train(), save_state / load_state
     progress.py  tqdm bar or plain log lines on stderr
+
+The worker pool itself is npformer/workers.py.
 """
 from npformer.train.optim import Adam, clip_grad_norm, global_norm
 from npformer.train.schedule import noam_lr

@@ -24,8 +24,8 @@ from npformer.workers import as_workers
 
 
 # Elements per block of the update: 4 arrays x 64K float32 = 1 MiB, about the
-# size of a core's L2 cache; 1.5x faster than whole arrays for the base preset's
-# matrices on the 2-core machine (the values are the same either way).
+# size of a core's L2 cache, so the update's passes over a block hit the cache
+# instead of memory (the values are the same either way).
 ADAM_BLOCK = 1 << 16
 
 
@@ -128,7 +128,7 @@ def global_norm(grads: dict, workers=None) -> float:
     """||g||_2 over every gradient at once: sqrt(sum_k sum_i g_ki^2).
 
     Each block of ``ADAM_BLOCK`` elements (see ``blocks``) is one dot product g . g in the
-    gradients' dtype (no temporary array, 7x faster than squaring first); the
+    gradients' dtype (no temporary array, unlike squaring first); the
     blocks' sums are added in float64, so float32 gradients can only overflow
     it where one block's sum of squares exceeds float32's range (elements of
     about 1e17), and then the norm is inf: a diverged step. One host transfer

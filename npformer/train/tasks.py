@@ -7,7 +7,7 @@ starts with the copy task). Each example is
     copy:    y = x
     reverse: y = (x_L, ..., x_1)
 
-Ids 0..3 are PAD, BOS, EOS and UNK as in ``npformer.data.bpe``, so symbols
+Ids 0..3 are PAD, BOS, EOS and UNK as in ``npformer.special_tokens``, so symbols
 start at 4. Batches have the same form as ``npformer.data.batching``:
 src = x, tgt_in = BOS y, tgt_out = y EOS, PAD-padded int64 arrays.
 
@@ -24,9 +24,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from npformer.backend import backend_of
 from npformer.data.batching import Batch, make_batches, pad_sequences
-from npformer.data.bpe import UNK_ID
+from npformer.special_tokens import UNK_ID
+from npformer.model.params import params_backend
 
 FIRST_SYMBOL = UNK_ID + 1  # 4: ids below are PAD, BOS, EOS, UNK
 TRAIN_STREAM, HELDOUT_STREAM = 0, 1
@@ -103,7 +103,7 @@ def evaluate_exact_match(params, cfg, heldout: tuple[Sequence, Sequence], decode
     if len(xs) != len(ys) or not xs:
         raise ValueError(f"exact match: need equally many sources and targets, at least one; "
                          f"got {len(xs)} and {len(ys)}")
-    be = backend_of(next(iter(params.values())))
+    be = params_backend(params)
     correct = 0
     for start in range(0, len(xs), batch_size):
         chunk_x, chunk_y = xs[start:start + batch_size], ys[start:start + batch_size]

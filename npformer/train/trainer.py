@@ -30,10 +30,10 @@ from typing import Callable
 import numpy as np
 
 from npformer import checkpoint
-from npformer.backend import backend_of, get_backend
+from npformer.backend import get_backend
 from npformer.data.batching import Batch
 from npformer.model.config import TransformerConfig
-from npformer.model.params import init_params
+from npformer.model.params import init_params, params_backend
 from npformer.model.transformer import transformer_forward
 from npformer.ops.cross_entropy import cross_entropy_forward
 from npformer.train.optim import Adam, clip_grad_norm, global_norm
@@ -95,9 +95,9 @@ def save_state(path, state: TrainState, cfg: TransformerConfig, tokenizer: dict 
                            tokenizer=tokenizer, extra=extra)
 
 
-def load_state(path, backend=None, expected_config: TransformerConfig | None = None, workers=None):
+def load_state(path, backend=None, workers=None):
     """``(TrainState, Checkpoint)`` from a checkpoint saved by ``save_state``."""
-    ckpt = checkpoint.load(path, backend=backend, expected_config=expected_config)
+    ckpt = checkpoint.load(path, backend=backend)
     if ckpt.optimizer is None or ckpt.rng_state is None:
         raise ValueError(f"checkpoint {ckpt.path}: has no optimizer or rng state; it cannot be resumed")
     be = get_backend(backend)
@@ -113,7 +113,7 @@ def load_state(path, backend=None, expected_config: TransformerConfig | None = N
 def evaluate_loss(params, cfg: TransformerConfig, batches, workers=None) -> float:
     """Token-weighted mean loss (label-smoothed, as trained) over ``batches``,
     teacher-forced and without dropout; ``workers`` take several batches at once."""
-    be = backend_of(*params.values())
+    be = params_backend(params)
 
     def batch_loss(b):
         logits, _ = transformer_forward(params, cfg, be.asarray(b.src), be.asarray(b.tgt_in))
@@ -148,7 +148,7 @@ def train_step(state: TrainState, cfg: TransformerConfig, batch: Batch, lr: floa
     Raises ``TrainingDiverged`` (and leaves the parameters alone) when the loss
     or the gradient norm is not finite.
     """
-    be = backend_of(*state.params.values())
+    be = params_backend(state.params)
     src, tgt_in, tgt_out = (be.asarray(a) for a in (batch.src, batch.tgt_in, batch.tgt_out))
     loss, grads, n_tokens = parallel_loss_and_grads(state.params, cfg, src, tgt_in, tgt_out, state.rng,
                                                     state.workers)

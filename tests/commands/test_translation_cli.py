@@ -74,8 +74,8 @@ def test_translate_length_rule_bounds_every_output(run_dir, monkeypatch):
     import npformer.translation as translation
     model = translation.Translator.from_checkpoint(str(run_dir / "run" / "last.npz"))
     sources = [line.split("\t")[0] for line in (run_dir / "corpus.tsv").read_text("utf-8").splitlines()[:12]]
-    assert translation.output_length_limits([10, 3, 0], 1.2, 5, 14) == [14, 8, 5]
-    assert translation.output_length_limits([4], 0.0, 0, 14) == [1]
+    assert translation.output_length_rule([10, 3, 0], 1.2, 5, 14) == [14, 8, 5]
+    assert translation.output_length_rule([4], 0.0, 0, 14) == [1]
     seen = {}
 
     def spy(real):

@@ -6,7 +6,7 @@ import pytest
 
 from npformer.decode import beam, beam_search, greedy_decode, length_penalty
 from npformer.decode.beam import Hypothesis, search_is_over
-from npformer.decode.search import make_decoder, next_log_probs
+from npformer.decode.shared import make_decoder, next_log_probs
 from npformer.model.transformer import transformer_forward
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from npformer.decode import beam_search, greedy_decode
-from npformer.decode.search import next_log_probs
+from npformer.decode.shared import next_log_probs
 from npformer.model.transformer import transformer_forward
 
 TOL = 1e-10

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from npformer.decode import incremental
-from npformer.decode.incremental import (decode_step, encode, init_state, reorder,
+from npformer.decode.incremental import (decode_step, encode, init_decoder_state, reorder,
                                          teacher_forced_logits)
 from npformer.model.transformer import transformer_forward
 from npformer.ops import feedforward
@@ -49,10 +49,10 @@ def test_encode_ignores_padding(be, tiny):
 
 
 def test_each_step_projects_one_position(be, tiny, monkeypatch):
-    """After init_state, every linear map in a step sees one position, not the prefix."""
+    """After init_decoder_state, every linear map in a step sees one position, not the prefix."""
     cfg, params, src = tiny
     memory, src_mask = encode(params, cfg, src)
-    state = init_state(params, cfg, memory, src_mask, 6)
+    state = init_decoder_state(params, cfg, memory, src_mask, 6)
     rows = []
     real = incremental.linear_forward
 
@@ -78,7 +78,7 @@ def test_reorder_gathers_rows(be, tiny):
     cfg, params, src = tiny
     tgt_in = random_prefix(be, cfg, src.shape[0], 6, seed=1)
     memory, src_mask = encode(params, cfg, src)
-    state = init_state(params, cfg, memory, src_mask, 6)
+    state = init_decoder_state(params, cfg, memory, src_mask, 6)
     for t in range(3):
         _, state = decode_step(params, cfg, state, tgt_in[:, t], t)
     index = be.asarray(np.array([4, 0, 0, 2]))  # rows repeat, some are dropped
@@ -99,7 +99,7 @@ def test_reorder_gathers_rows(be, tiny):
 def test_step_errors(be, tiny):
     cfg, params, src = tiny
     memory, src_mask = encode(params, cfg, src)
-    state = init_state(params, cfg, memory, src_mask, 2)
+    state = init_decoder_state(params, cfg, memory, src_mask, 2)
     bos = be.asarray(np.full(src.shape[0], cfg.bos_id))
     with pytest.raises(ValueError, match="position: .* next is 0; got 1"):
         decode_step(params, cfg, state, bos, 1)
@@ -112,7 +112,7 @@ def test_step_errors(be, tiny):
     with pytest.raises(ValueError, match="capacity of 2"):
         decode_step(params, cfg, state, bos, 2)
     with pytest.raises(ValueError, match="capacity: expected an integer in"):
-        init_state(params, cfg, memory, src_mask, cfg.max_len + 1)
+        init_decoder_state(params, cfg, memory, src_mask, cfg.max_len + 1)
     with pytest.raises(ValueError, match=r"index: rows must be in \[0, 6\)"):
         reorder(state, np.array([0, 6]))
     with pytest.raises(ValueError, match="index: expected a 1-D integer array"):

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from npformer.backend import backend_of
-from npformer.decode.incremental import decode_step, encode, init_state, reorder
+from npformer.decode.incremental import decode_step, encode, init_decoder_state, reorder
 from npformer.model.config import TransformerConfig
 from npformer.model.params import check_params, embedding_keys
 from npformer.model.transformer import check_ids, transformer_forward
@@ -55,8 +55,9 @@ def check_src(params, cfg: TransformerConfig, src):
 
 
 def output_limits(cfg: TransformerConfig, src, max_len=None) -> np.ndarray:
-    """Host (B,) ints: the most output tokens each sentence may get (see the module docstring).
-    ``max_len``: None (the default rule), one int for every sentence, or a sequence of B ints."""
+    """Host (B,) ints: the limits of a batch from the searches' ``max_len`` argument:
+    None (``output_length_rule`` with the paper's a = 1, b = 50), one int for every
+    sentence, or a sequence of B ints (checked against the positional table)."""
     B = src.shape[0]
     if max_len is not None and np.ndim(max_len) == 1:
         if len(max_len) != B:
@@ -67,12 +68,13 @@ def output_limits(cfg: TransformerConfig, src, max_len=None) -> np.ndarray:
         limit = check_int(max_len, "max_len", 1, cfg.max_len)
         return np.full(B, limit, dtype=np.int64)
     n_src = backend_of(src).to_host((src != cfg.pad_id).sum(axis=1))  # (B,)
-    return np.array(output_length_limits(n_src, 1.0, EXTRA_OUTPUT_LENGTH, cfg.max_len), dtype=np.int64)
+    return np.array(output_length_rule(n_src, 1.0, EXTRA_OUTPUT_LENGTH, cfg.max_len), dtype=np.int64)
 
 
-def output_length_limits(src_lengths, max_len_a: float, max_len_b: int, cap: int) -> list[int]:
-    """The most output tokens per sentence: floor(a * source length) + b, within [1, cap].
-    The paper's rule (§6.1, the default above) is a = 1, b = 50."""
+def output_length_rule(src_lengths, max_len_a: float, max_len_b: int, cap: int) -> list[int]:
+    """The one rule for the most output tokens of each sentence: floor(a * source
+    length) + b, within [1, cap]. The paper's (§6.1, ``output_limits``' default) is
+    a = 1, b = 50; ``translate`` and the demo pass their own a and b."""
     return [max(1, min(int(max_len_a * int(n)) + max_len_b, cap)) for n in src_lengths]
 
 
@@ -98,7 +100,7 @@ class CachedDecoder:
         if copies > 1:
             memory = xp.repeat(memory, copies, axis=0)  # (B*copies, S, d_model)
             src_mask = xp.repeat(src_mask, copies, axis=0)
-        self.state = init_state(params, cfg, memory, src_mask, capacity)
+        self.state = init_decoder_state(params, cfg, memory, src_mask, capacity)
 
     def step(self, tokens):
         logits, self.state = decode_step(self.params, self.cfg, self.state, tokens, self.state.length)
