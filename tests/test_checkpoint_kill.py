@@ -3,7 +3,7 @@ the previous checkpoint stays loadable, and the killed save's temporary file is
 cleaned up by the next save. With real processes, at random moments.
 
 (Failures inside a save that Python sees, truncated and corrupted files, and
-refusing pickle are tested in tests/train/test_checkpoint.py.)
+refusing pickle are tested in tests/test_checkpoint.py.)
 """
 import os
 import random

@@ -2,7 +2,7 @@
 what was given and what was expected; never a silent wrong answer or a bare
 NumPy broadcasting error. (Token-id checks of the model and the decoders are
 in tests/decode/test_greedy.py::test_input_errors, config checks in
-tests/train/test_train_cli.py, checkpoint files in tests/train/test_checkpoint.py.)
+tests/commands/test_train.py, checkpoint files in tests/test_checkpoint.py.)
 """
 import numpy as np
 import pytest

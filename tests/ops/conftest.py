@@ -1,4 +1,4 @@
-"""Checks shared by tests/ops: the contract every op's backward follows (STYLE.md §1, §6).
+"""Checks shared by tests/ops: the contract every op's backward follows (see npformer/gradcheck.py for why each check matters).
 
     y, cache = forward(**inputs);   grads = backward(dy, cache)
 

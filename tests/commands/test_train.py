@@ -1,29 +1,24 @@
-"""``npformer train`` end to end: JSON result, checkpoints, resume, one-line errors."""
+"""``npformer train`` end to end: JSON result, checkpoints, resume, one-line errors,
+and the defaults and help of its two uses (translation, synthetic tasks)."""
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from npformer.cli import main
+from npformer.cli import build_parser, main
+from npformer.commands.train import run_settings
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def test_reverse_task_json_via_subprocess(tmp_path):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run(
-        [sys.executable, "-m", "npformer", "train", "--task", "reverse", "--steps", "20", "--preset", "tiny",
-         "--json", "--out", str(tmp_path / "run")],
-        capture_output=True, text=True, env=env, timeout=120)
+def test_reverse_task_json_via_subprocess(tmp_path, run_npformer):
+    proc = run_npformer("train", "--task", "reverse", "--steps", "20", "--preset", "tiny", "--json",
+                        "--out", tmp_path / "run", timeout=120)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["steps"] == 20 and result["task"] == "reverse"
     assert 0.0 <= result["exact_match"] <= 1.0 and result["heldout_size"] == 500
     assert result["final_loss"] > 0 and result["val_loss"] > 0 and result["tokens_per_s"] > 0
     assert result["checkpoint"] == str(tmp_path / "run" / "last.npz")
+    assert result["workers"] >= 1 and result["dev_bleu"] is None and result["dev_chrf"] is None
     assert (tmp_path / "run" / "last.npz").is_file() and (tmp_path / "run" / "best.npz").is_file()
 
 
@@ -67,3 +62,24 @@ def test_resume_refuses_different_settings(tmp_path, capsys):
     assert code == 2 and "--lr-factor 2.0 (the run has 0.5)" in err
     code, _, err = run_cli(capsys, "--steps", "4", "--out", run)
     assert code == 2 and "pass --resume" in err
+
+
+@pytest.mark.parametrize("argv,preset,max_len", [
+    (["--data", "my.tsv"], "small", 100),    # translation of the user's corpus: translation's defaults
+    ([], "small", 100),                      # the bundled corpus
+    (["--task", "reverse"], "tiny", 12),
+])
+def test_each_use_gets_its_own_defaults(argv, preset, max_len):
+    args = build_parser().parse_args(["train", *argv])
+    settings = run_settings(args, None)
+    assert (settings["preset"], settings["max_len"]) == (preset, max_len)
+
+
+def test_help_groups_the_options_by_use(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    text = text[text.index("options:"):]  # the groups, after the usage lines
+    translation, tasks = text.index("translation only:"), text.index("synthetic tasks only (--task):")
+    assert translation < text.index("--merges") < tasks < text.index("--vocab-size") < text.index("--min-len")
+    assert "(default small / tiny)" in " ".join(text.split())

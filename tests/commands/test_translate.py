@@ -2,20 +2,10 @@
 evaluate, plot; and the demo on the bundled corpus with a tiny budget."""
 import gzip
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from npformer.data.corpus import DEFAULT_CORPUS
-
-ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-
-
-def npformer(*args, stdin=None, timeout=300):
-    return subprocess.run([sys.executable, "-m", "npformer", *args], input=stdin, capture_output=True,
-                          text=True, env=ENV, timeout=timeout)
 
 
 def last_json(out: str) -> dict:
@@ -23,14 +13,14 @@ def last_json(out: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def run_dir(tmp_path_factory, run_npformer):
     """A tiny model trained for a few steps on 400 pairs of a user TSV (not the default corpus)."""
     d = tmp_path_factory.mktemp("run")
     with gzip.open(DEFAULT_CORPUS, "rt", encoding="utf-8") as f:
         lines = [next(f) for _ in range(400)]
     tsv = d / "corpus.tsv"
     tsv.write_text("".join(lines), encoding="utf-8")
-    out = npformer("train", "--data", str(tsv), "--preset", "tiny", "--merges", "200", "--steps", "6",
+    out = run_npformer("train", "--data", str(tsv), "--preset", "tiny", "--merges", "200", "--steps", "6",
                    "--eval-every", "3", "--out", str(d / "run"), "--json", "--no-progress")
     assert out.returncode == 0, out.stderr
     result = last_json(out.stdout)
@@ -40,12 +30,12 @@ def run_dir(tmp_path_factory):
     return d
 
 
-def test_translate_after_a_fresh_start_from_arguments_and_stdin(run_dir):
+def test_translate_after_a_fresh_start_from_arguments_and_stdin(run_dir, run_npformer):
     ckpt = str(run_dir / "run" / "last.npz")
-    out = npformer("translate", "--checkpoint", ckpt, "--beam", "2", "In the beginning.", "God said.")
+    out = run_npformer("translate", "--checkpoint", ckpt, "--beam", "2", "In the beginning.", "God said.")
     assert out.returncode == 0, out.stderr
     assert len(out.stdout.strip("\n").split("\n")) == 2
-    out = npformer("translate", "--checkpoint", ckpt, "--json", stdin="The earth was void.\nLight.\n")
+    out = run_npformer("translate", "--checkpoint", ckpt, "--json", stdin="The earth was void.\nLight.\n")
     assert out.returncode == 0, out.stderr
     rows = last_json(out.stdout)["translations"]
     assert [r["source"] for r in rows] == ["The earth was void.", "Light."]
@@ -99,9 +89,9 @@ def test_translate_length_rule_bounds_every_output(run_dir, monkeypatch):
             translation.translate(model, sources[:1], **bad)
 
 
-def test_evaluate_reports_sacrebleu_bleu_and_chrf_on_another_corpus(run_dir):
+def test_evaluate_reports_sacrebleu_bleu_and_chrf_on_another_corpus(run_dir, run_npformer):
     pytest.importorskip("sacrebleu")
-    out = npformer("evaluate", "--checkpoint", str(run_dir / "run" / "last.npz"),
+    out = run_npformer("evaluate", "--checkpoint", str(run_dir / "run" / "last.npz"),
                    "--data", str(run_dir / "corpus.tsv"), "--beam", "1", "--json")
     assert out.returncode == 0, out.stderr
     result = last_json(out.stdout)
@@ -110,15 +100,15 @@ def test_evaluate_reports_sacrebleu_bleu_and_chrf_on_another_corpus(run_dir):
     assert "nrefs:1" in result["bleu_signature"]
 
 
-def test_resume_continues_a_translation_run(run_dir):
-    out = npformer("train", "--out", str(run_dir / "run"), "--resume", "--steps", "8", "--json", "--no-progress")
+def test_resume_continues_a_translation_run(run_dir, run_npformer):
+    out = run_npformer("train", "--out", str(run_dir / "run"), "--resume", "--steps", "8", "--json", "--no-progress")
     assert out.returncode == 0, out.stderr
     assert last_json(out.stdout)["steps"] == 8
 
 
-def test_plot_writes_pngs(run_dir):
+def test_plot_writes_pngs(run_dir, run_npformer):
     pytest.importorskip("matplotlib")
-    out = npformer("plot", str(run_dir / "run"), "--sentence", "God created the earth.", "--json")
+    out = run_npformer("plot", str(run_dir / "run"), "--sentence", "God created the earth.", "--json")
     assert out.returncode == 0, out.stderr
     files = last_json(out.stdout)["files"]
     names = sorted(os.path.basename(f) for f in files)
@@ -129,15 +119,15 @@ def test_plot_writes_pngs(run_dir):
             assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
-def test_translate_with_a_missing_checkpoint_is_one_line_exit_2(tmp_path):
-    out = npformer("translate", "--checkpoint", str(tmp_path / "nope.npz"), "hello")
+def test_translate_with_a_missing_checkpoint_is_one_line_exit_2(tmp_path, run_npformer):
+    out = run_npformer("translate", "--checkpoint", str(tmp_path / "nope.npz"), "hello")
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "nope.npz" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_demo_runs_within_a_tiny_budget(tmp_path):
+def test_demo_runs_within_a_tiny_budget(tmp_path, run_npformer):
     pytest.importorskip("sacrebleu")
-    out = npformer("demo", "--minutes", "0.6", "--eval-minutes", "0.25", "--eval-sentences", "4", "--beam", "1",
+    out = run_npformer("demo", "--minutes", "0.6", "--eval-minutes", "0.25", "--eval-sentences", "4", "--beam", "1",
                    "--show", "1", "--out", str(tmp_path / "demo"), "--json", "--no-progress")
     assert out.returncode == 0, out.stderr
     result = last_json(out.stdout)

@@ -1,7 +1,7 @@
 """A user's mistake on the command line: exit code 2, one line on stderr that names
 the option or file, nothing on stdout, never a traceback, and no training started.
-(Resume and task-setting errors: tests/train/test_train_cli.py; gradcheck's
---dtype: tests/test_gradcheck.py.)
+(Resume and task-setting errors: tests/commands/test_train.py; gradcheck's
+--dtype: tests/commands/test_gradcheck.py.)
 """
 import pytest
 
