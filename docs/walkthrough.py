@@ -17,7 +17,8 @@
 # This walkthrough is for someone who knows the chain rule but has never taken a
 # Transformer apart. It runs top to bottom on a CPU in under a minute:
 #
-#     python docs/walkthrough.py
+#     python docs/walkthrough.py                 # pictures go to runs/walkthrough/
+#     python docs/walkthrough.py --out docs/img  # remakes the docs' pictures
 #
 # and, because it is written in jupytext's "percent" format, it also opens as a
 # notebook (`jupytext --to notebook docs/walkthrough.py`).
@@ -35,6 +36,7 @@
 # scalar loss L with respect to the array X, and has X's shape.
 
 # %%
+import argparse
 import os
 import sys
 import time
@@ -65,8 +67,12 @@ import numpy as np  # noqa: E402
 from npformer import ops  # noqa: E402
 from npformer.gradcheck import check_gradients  # noqa: E402
 
-# Pictures go to $WALKTHROUGH_OUT, by default docs/img/ next to this file.
-OUT = Path(os.environ.get("WALKTHROUGH_OUT") or (ROOT or Path.cwd()) / "docs" / "img")
+# Pictures go to --out DIR, by default runs/walkthrough/ (which git ignores). As a
+# notebook, the kernel's own arguments are ignored and the default applies.
+_parser = argparse.ArgumentParser(description="Backpropagation through a Transformer, by hand.")
+_parser.add_argument("--out", default=os.path.join("runs", "walkthrough"),
+                     help="folder for the pictures (default runs/walkthrough; docs/img remakes the docs')")
+OUT = Path(_parser.parse_known_args()[0].out)
 np.set_printoptions(precision=3, suppress=True, linewidth=110)
 T_START = time.perf_counter()
 
@@ -384,7 +390,7 @@ def enc_forward(x, p):
 y, enc_cache = enc_forward(x, enc_p)
 print("\nshapes through the layer:")
 print("  input x                     ", x.shape)
-print("  self-attention weights P    ", enc_cache.attn.attn.P.shape)
+print("  self-attention weights P    ", enc_cache.self_attn.weights.shape)
 print("  FFN hidden layer (ReLU)     ", enc_cache.ffn.relu.positive.shape, "  (B, T, d_ff)")
 print("  output                      ", y.shape, "\n")
 result = check_gradients(enc_forward, encoder_layer_backward, dict(x=x, p=enc_p), "encoder layer")
@@ -478,7 +484,7 @@ print(f"planted bug 'embedding without scatter-add': {'caught' if not buggy.pass
 # %% [markdown]
 # The lesson: a gradient check only catches what its inputs exercise. Use float64,
 # a random upstream gradient, gamma != 1, repeated tokens, a batch larger than
-# one and masks that really mask something (STYLE.md §6). Training would not
+# one and masks that really mask something. Training would not
 # reliably reveal such bugs either: Adam is blind to a constant factor on a
 # gradient (one off by 1/batch trains just as well), and a model with a slightly
 # wrong gradient often still learns, only worse.
@@ -621,7 +627,7 @@ if plt is not None:
     for i, layer in enumerate(fwd_cache.decoder):
         for j in range(cfg.h):
             ax = axes[i, j]
-            ax.imshow(layer.cross_attn.attn.P[0, j], cmap="viridis", vmin=0, vmax=1)
+            ax.imshow(layer.cross_attn.weights[0, j], cmap="viridis", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(f"layer {i}, head {j}", fontsize=7)

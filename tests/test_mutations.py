@@ -1,7 +1,8 @@
 """Planted bugs: the gradient checks and the property checks must catch each one.
 
 Each mutant below is a copy of an npformer op with ONE line changed, the kind
-of bug STYLE.md §6 warns about. A test patches it in where the op is looked
+of bug that has shipped in real NumPy Transformers (a gradient off by 1/batch,
+a LayerNorm dx that forgets gamma) and that training alone would hide. A test patches it in where the op is looked
 up (``npformer.ops.<op>`` for the op cases, ``npformer.ops.multihead.<op>`` for
 multi-head attention, which imported the attention ops by name) and asserts
 that ``check_gradients`` fails on every op case that uses it, and that the

@@ -27,8 +27,8 @@ DERIVATIONS = ROOT / "docs" / "derivations.md"
 def walkthrough(tmp_path_factory):
     """(returncode, stdout + stderr, output dir) of one run of the walkthrough."""
     out = tmp_path_factory.mktemp("walkthrough")
-    env = dict(os.environ, WALKTHROUGH_OUT=str(out), MPLBACKEND="Agg")
-    proc = subprocess.run([sys.executable, str(WALKTHROUGH.relative_to(ROOT))], cwd=ROOT, env=env,
+    env = dict(os.environ, MPLBACKEND="Agg")
+    proc = subprocess.run([sys.executable, str(WALKTHROUGH.relative_to(ROOT)), "--out", str(out)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
     return proc.returncode, proc.stdout + proc.stderr, out
 
