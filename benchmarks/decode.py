@@ -79,7 +79,7 @@ def time_runs(cfg, params, src, be, args):
         for search in ("greedy", f"beam{args.beam}"):
             row = {"search": search, "L": L}
             for use_cache in (True, False):
-                def run():
+                def run(L=L, search=search, use_cache=use_cache):
                     kw = dict(max_len=L, min_len=L, use_cache=use_cache)
                     if search == "greedy":
                         out = greedy_decode(params, cfg, src, **kw)

@@ -102,8 +102,10 @@ def main(argv=None):
             grads = bwd(dy, cache)
             if not (_finite(be.xp, y) and _finite(be.xp, grads)):
                 raise SystemExit(f"{preset} {name}: non-finite output or gradient")
-            t_f, _ = common.median_time(lambda: fwd(*inputs), warmup=1, repeats=args.repeats, sync=be.synchronize)
-            t_b, _ = common.median_time(lambda: bwd(dy, cache), warmup=1, repeats=args.repeats, sync=be.synchronize)
+            t_f, _ = common.median_time(lambda fwd=fwd, inputs=inputs: fwd(*inputs), warmup=1,
+                                        repeats=args.repeats, sync=be.synchronize)
+            t_b, _ = common.median_time(lambda bwd=bwd, dy=dy, cache=cache: bwd(dy, cache), warmup=1,
+                                        repeats=args.repeats, sync=be.synchronize)
             timed.append({"preset": preset, "op": name, "forward_ms": 1e3 * t_f, "backward_ms": 1e3 * t_b})
         total = sum(r["forward_ms"] + r["backward_ms"] for r in timed)
         for r in timed:

@@ -386,7 +386,7 @@ def main(argv=None):
         step = train_step_fn(model, make_optimizer(model, lr=args.lr))
         losses = check_loss_decreases(step, batch, args.check_steps)
         with common.OtherLoad() as load:
-            med, times = common.median_time(lambda: step(*batch), warmup=args.warmup,
+            med, times = common.median_time(lambda step=step: step(*batch), warmup=args.warmup,
                                             repeats=args.repeats)
         rows.append({
             "attention": variant, "step_s": med, "step_min_s": min(times),

@@ -32,7 +32,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -141,7 +140,7 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5, help="timed steps per worker")
     ap.add_argument("--rounds", type=int, default=6,
-                    help="alternating npformer/torch worker rounds (default 6: fewer do not average out a shared machine)")
+                    help="alternating npformer/torch worker rounds (default 6; see benchmarks/README.md)")
     ap.add_argument("--check-steps", type=int, default=3)
     ap.add_argument("--steps", type=int, default=None, help="shorthand: --repeats N --rounds 1 (smoke runs)")
     ap.add_argument("--no-torch", action="store_true")

@@ -64,7 +64,8 @@ CASES = [
     (["train", "--data", "{d}/bad.tsv"], "translation trains until --steps N or for --minutes M"),
     # files: missing, unreadable, malformed, or of another kind
     (["train", "--data", "{d}/missing.tsv", "--steps", "1", "--no-progress"], "corpus file not found: {d}/missing.tsv"),
-    (["train", "--data", "{d}/bad.tsv", "--steps", "1", "--no-progress"], "{d}/bad.tsv line 3: expected 'source<TAB>target'"),
+    (["train", "--data", "{d}/bad.tsv", "--steps", "1", "--no-progress"],
+     "{d}/bad.tsv line 3: expected 'source<TAB>target'"),
     (["train", "--data", "{d}", "--steps", "1", "--no-progress"], "{d}: is a directory"),
     (TASK + ["--steps", "1", "--out", "{d}/bad.tsv"], "--out: {d}/bad.tsv exists and is not a directory"),
     (TASK + ["--steps", "1", "--out", "{d}/bad.tsv/run"], "--out: cannot create {d}/bad.tsv/run (Not a directory)"),

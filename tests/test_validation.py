@@ -22,12 +22,15 @@ CFG = preset("tiny", vocab_size=12, d_model=16, d_ff=32, n_layers=1, h=2, max_le
 B, h, T_q, T_k, d_k = 2, 2, 3, 5, 4
 
 
-def qkv(be, rng=np.random.default_rng(0)):
+QKV_RNG, PARAMS_RNG = np.random.default_rng(0), np.random.default_rng(1)  # shared by the calls below
+
+
+def qkv(be, rng=QKV_RNG):
     r = lambda *s: be.asarray(rng.standard_normal(s))  # noqa: E731
     return r(B, h, T_q, d_k), r(B, h, T_k, d_k), r(B, h, T_k, d_k)
 
 
-def attn_params(be, d_model=8, rng=np.random.default_rng(1)):
+def attn_params(be, d_model=8, rng=PARAMS_RNG):
     return {k: be.asarray(rng.standard_normal((d_model, d_model) if k[0] == "W" else (d_model,)))
             for k in ops.multihead.PARAM_NAMES}
 

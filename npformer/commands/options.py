@@ -75,7 +75,8 @@ def add_decoding_args(p, beam=4, alpha=0.6, max_len_a=1.0, max_len_b=50) -> None
                    help=f"length penalty alpha of the beam search (default {alpha:g})")
     p.add_argument("--max-len-a", type=number_at_least(0), default=max_len_a,
                    help=f"outputs get at most A * (source tokens) + B tokens (default A = {max_len_a:g})")
-    p.add_argument("--max-len-b", type=int_at_least(0), default=max_len_b, help=f"see --max-len-a (default B = {max_len_b})")
+    p.add_argument("--max-len-b", type=int_at_least(0), default=max_len_b,
+                   help=f"see --max-len-a (default B = {max_len_b})")
 
 
 def decoding_settings(args) -> dict:

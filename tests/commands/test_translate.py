@@ -2,6 +2,7 @@
 evaluate, plot; and the demo on the bundled corpus with a tiny budget."""
 import gzip
 import json
+import os
 
 import pytest
 

@@ -1,0 +1,79 @@
+"""Imports run one way, from the ops up to the command line:
+
+    backend -> ops -> model -> decode / train -> translation -> commands -> cli
+
+A module may import from its own layer or any layer below, never from one
+above (a function-level import counts too). Read from ``npformer``'s source
+with ``ast``, so a new module is checked as soon as it exists.
+"""
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "npformer"
+
+# Lowest first. A module belongs to the layer of the longest prefix listed here.
+LAYERS = [
+    ("npformer", "npformer._cpu", "npformer.backend", "npformer.special_tokens"),
+    ("npformer.ops", "npformer.gradcheck", "npformer.workers", "npformer.data"),
+    ("npformer.model",),
+    ("npformer.checkpoint",),
+    ("npformer.decode", "npformer.train", "npformer.checks"),
+    ("npformer.translation", "npformer.plot"),
+    ("npformer.commands",),
+    ("npformer.cli", "npformer.__main__"),
+]
+RANK = {prefix: rank for rank, prefixes in enumerate(LAYERS) for prefix in prefixes}
+
+
+def layer(module: str) -> int:
+    parts = module.split(".")
+    for n in range(len(parts), 0, -1):
+        if ".".join(parts[:n]) in RANK:
+            return RANK[".".join(parts[:n])]
+    raise KeyError(f"{module} is in no layer: add it to LAYERS")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported(path: Path) -> set:
+    """Every npformer module ``path`` imports (``from npformer import checkpoint``
+    counts as npformer.checkpoint)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for a in node.names:
+                sub = f"{node.module}.{a.name}"
+                is_module = (PACKAGE.parent / Path(*sub.split("."))).with_suffix(".py").is_file() or \
+                    (PACKAGE.parent / Path(*sub.split(".")) / "__init__.py").is_file()
+                names.add(sub if is_module else node.module)
+    return {n for n in names if n == "npformer" or n.startswith("npformer.")}
+
+
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: module_name(p))
+def test_no_module_imports_from_a_layer_above_it(path):
+    me = module_name(path)
+    above = sorted(m for m in imported(path) if layer(m) > layer(me))
+    assert not above, f"{me} (layer {layer(me)}) imports from higher layers: {above}"
+
+
+def test_commands_share_only_through_options():
+    for path in (PACKAGE / "commands").glob("*.py"):
+        siblings = {m for m in imported(path) if m.startswith("npformer.commands.")}
+        assert siblings <= {"npformer.commands.options"}, f"{path.name} imports {siblings}"
+
+
+def test_the_check_can_fail():
+    """The layer table puts a known upward import where the test would refuse it."""
+    assert layer("npformer.cli") > layer("npformer.commands.train") > layer("npformer.translation") \
+        > layer("npformer.train.trainer") > layer("npformer.model.config") > layer("npformer.ops.linear")
+    assert imported(PACKAGE / "commands" / "demo.py") >= {"npformer.commands.options", "npformer.translation"}
