@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 
 # Our matrices are tiny: starting BLAS threads costs more than it saves (and on a
-# busy machine it can make every matmul 10x slower). This must happen before NumPy
+# busy machine it can make every matmul much slower). This must happen before NumPy
 # is first imported; it does nothing if you already set these variables.
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
