@@ -1,4 +1,5 @@
-"""One fixture runs every test on every backend: numpy always, cupy where a GPU is usable."""
+"""One fixture runs every test on every backend: numpy and cupysim (CuPy's rules simulated on
+the CPU) always, cupy where a GPU is usable."""
 import os
 
 import pytest
@@ -10,7 +11,7 @@ settings.register_profile("ci", deadline=None, max_examples=25, derandomize=True
 settings.register_profile("dev", deadline=None, max_examples=25)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-BACKENDS = ["numpy", pytest.param("cupy", marks=pytest.mark.skipif(
+BACKENDS = ["numpy", "cupysim", pytest.param("cupy", marks=pytest.mark.skipif(
     not cupy_available(), reason="CuPy or a GPU is not available"))]
 
 

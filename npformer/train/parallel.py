@@ -22,10 +22,14 @@ sentence at a time (attention never mixes sentences), so only the summation
 order differs from the unsplit batch: gradients agree to float rounding
 (tests/train/test_parallel.py checks it with dropout off).
 
-Dropout: shard s draws its masks from its own generator, seeded each step from
-the run's generator, so a run is reproducible for a given worker count and a
-resumed run continues exactly; different worker counts give different (equally
-valid) dropout masks.
+Dropout: worker s draws its masks from its own generator, built once per run
+(``worker_generators``) and saved in checkpoints, so a run is reproducible for
+a given worker count and a resumed run continues exactly; different worker
+counts give different (equally valid) dropout masks.
+
+On a GPU the batch arrives as host arrays: the shards and their token counts
+are cut on the host and each shard is sent to the device, so nothing here
+waits for the device.
 
 The same workers also share the update: Adam and the gradient norm touch every
 parameter once, element-wise, so the parameter arrays are dealt out to the
@@ -40,9 +44,17 @@ from npformer.model.transformer import loss_and_grads
 from npformer.workers import Workers, as_workers
 
 
+def worker_generators(backend, seed: int, n: int) -> list:
+    """``n`` dropout generators for the workers: the first seeded with ``seed`` itself
+    (one worker draws exactly as ``backend.rng(seed)``), the others from (seed, i)."""
+    seeds = [seed] + [int(np.random.SeedSequence([seed, i]).generate_state(1)[0]) for i in range(1, n)]
+    return [backend.rng(s) for s in seeds]
+
+
 def shard_rows(tgt_out, pad_id: int, n: int) -> list[tuple[slice, int]]:
     """At most ``n`` contiguous row ranges of the batch with about equal numbers
-    of non-pad targets each, as ``(rows, N_s)`` pairs; no shard has N_s = 0."""
+    of non-pad targets each, as ``(rows, N_s)`` pairs; no shard has N_s = 0.
+    ``tgt_out`` is best a host array (on a device, counting reads it back once)."""
     counts = backend_of(tgt_out).to_host((tgt_out != pad_id).sum(axis=1))  # (B,)
     B, n = len(counts), min(n, len(counts))
     ends = np.cumsum(counts)
@@ -64,28 +76,29 @@ def sum_into(first: dict, others: list[dict], workers: Workers) -> dict:
     return first
 
 
-def parallel_loss_and_grads(params, cfg, src, tgt_in, tgt_out, rng=None, workers=None):
+def parallel_loss_and_grads(params, cfg, src, tgt_in, tgt_out, rngs=None, workers=None):
     """``loss_and_grads`` of the whole batch, computed shard by shard on the workers.
 
-    Returns ``(loss, grads, n_tokens)`` like ``loss_and_grads``. With one worker
-    (or one shard) it is ``loss_and_grads`` itself, drawing dropout from ``rng``.
+    src, tgt_in, tgt_out: the batch, best as host arrays (each shard is sent to
+    the parameters' device). ``rngs``: one dropout generator per worker
+    (``worker_generators``), or None for no dropout. Returns ``(loss, grads, N)``:
+    the loss a 0-d array on the device, N the batch's number of targets (an int).
+    With one worker it is ``loss_and_grads`` of the whole batch, drawing from ``rngs[0]``.
     """
     workers = as_workers(workers)
-    shards = shard_rows(tgt_out, cfg.pad_id, workers.n) if workers.n > 1 else []
-    if len(shards) < 2:
-        return loss_and_grads(params, cfg, src, tgt_in, tgt_out, rng)
-    be = backend_of(src, tgt_in, tgt_out)
+    be = backend_of(*params.values())
+    shards = shard_rows(tgt_out, cfg.pad_id, workers.n)
+    if not shards:
+        raise ValueError("parallel_loss_and_grads: every target is padding; expected at least one "
+                         "non-pad token")
     N = sum(n_s for _, n_s in shards)
-    # One generator per shard, seeded from the run's: reproducible, and the run's
-    # generator state (saved in checkpoints) still determines everything after.
-    rngs = [None] * len(shards) if rng is None else [be.rng(int(seed)) for seed in
-                                                      rng.integers(0, 2 ** 63 - 1, size=len(shards))]
 
     def run(i):
         s, n_s = shards[i]
-        return loss_and_grads(params, cfg, src[s], tgt_in[s], tgt_out[s], rngs[i], dloss=n_s / N)
+        return loss_and_grads(params, cfg, be.asarray(src[s]), be.asarray(tgt_in[s]), be.asarray(tgt_out[s]),
+                              None if rngs is None else rngs[i], dloss=n_s / N)
 
     results = workers.map(run, range(len(shards)))
-    loss = sum(r[0] * n_s / N for r, (_, n_s) in zip(results, shards))
+    loss = sum(r[0] * (n_s / N) for r, (_, n_s) in zip(results, shards))
     grads = sum_into(results[0][1], [r[1] for r in results[1:]], workers)
     return loss, grads, N

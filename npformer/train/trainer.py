@@ -2,17 +2,21 @@
 
 One step t = 1, 2, ...:
     batch          = batches(t)                         a pure function of t: resumable
+    check the batch on the host                         (ids in range, some targets)
     loss, g        = loss_and_grads(params, batch, rng)  forward + backward, dropout from rng
                                                         (split over the CPU workers: parallel.py)
-    ||g||          = global norm; clipped to ``clip`` if set
+    ||g||          = global norm
+    read loss and ||g|| to the host, together           the step's one wait for a GPU
     stop if loss or ||g|| is not finite                  (before the update: params stay good)
     lr_t           = factor * d_model^-0.5 * min(t^-0.5, t * warmup^-1.5)      §5.3
-    params        <- Adam(params, g, lr_t)
+    params        <- Adam(params, s g, lr_t)            s = min(1, clip / ||g||) if clip is set
 
 Everything that changes during training lives in a ``TrainState``: the
-parameters, Adam's moments, the step, the dropout generator and a history of
-logged records. A checkpoint stores all of it (``save_state``/``load_state``),
-so stopping at step k and resuming gives the same losses as never stopping.
+parameters, Adam's moments, the step, the dropout generators (one per worker)
+and a history of logged records. On a device backend the parameters are a
+``FlatDict`` (flat.py), so that Adam updates them in one kernel. A checkpoint
+stores all of it (``save_state``/``load_state``), so stopping at step k and
+resuming gives the same losses as never stopping.
 
 Every ``eval_every`` steps ``eval_fn(params) -> {metric: value}`` runs and its
 record joins the history; when its ``best_key`` (lower is better, default
@@ -34,10 +38,11 @@ from npformer.backend import get_backend
 from npformer.data.batching import Batch
 from npformer.model.config import TransformerConfig
 from npformer.model.params import init_params, params_backend
-from npformer.model.transformer import transformer_forward
+from npformer.model.transformer import check_batch, transformer_forward
 from npformer.ops.cross_entropy import cross_entropy_forward
-from npformer.train.optim import Adam, clip_grad_norm, global_norm
-from npformer.train.parallel import parallel_loss_and_grads
+from npformer.train.flat import FlatDict
+from npformer.train.optim import Adam, clip_scale, squared_norm
+from npformer.train.parallel import parallel_loss_and_grads, worker_generators
 from npformer.train.progress import Progress
 from npformer.train.schedule import noam_lr
 from npformer.workers import Workers, as_workers
@@ -51,11 +56,17 @@ class TrainingDiverged(RuntimeError):
 class TrainState:
     params: dict
     optimizer: Adam
-    rng: object               # the backend generator that draws dropout masks
+    rngs: list                # the backend generators that draw dropout masks, one per worker
     seed: int
     step: int = 0             # updates done so far
     history: list = field(default_factory=list)  # {"kind": "train"|"eval", "step", ...}
     workers: Workers = field(default_factory=Workers)  # threads sharing each step (npformer/workers.py)
+
+
+def trainable(params: dict) -> dict:
+    """The parameters in the layout training wants: a FlatDict on a device backend
+    (one kernel updates them all), the dict itself on the host."""
+    return FlatDict(params) if params_backend(params).on_device else params
 
 
 def init_state(cfg: TransformerConfig, seed: int = 0, backend=None, dtype: str = "float32",
@@ -63,29 +74,35 @@ def init_state(cfg: TransformerConfig, seed: int = 0, backend=None, dtype: str =
     """Fresh parameters and optimizer; the same ``seed`` (and number of
     ``workers``, default 1) gives the same run."""
     be = get_backend(backend)
-    params = init_params(cfg, seed=seed, dtype=dtype, backend=be)
-    return TrainState(params, Adam(params), be.rng(seed), seed, workers=as_workers(workers))
+    params = trainable(init_params(cfg, seed=seed, dtype=dtype, backend=be))
+    workers = as_workers(workers)
+    return TrainState(params, Adam(params), worker_generators(be, seed, workers.n), seed, workers=workers)
 
 
 # --- saving and resuming -------------------------------------------------
 def rng_state(state: TrainState) -> dict:
-    """JSON-serialisable generator state. NumPy exposes it (``bit_generator.state``);
-    CuPy keeps it on the device without an API, so there only the seed is saved."""
-    bit_generator = getattr(state.rng, "bit_generator", None)
-    saved = bit_generator.state if isinstance(state.rng, np.random.Generator) else None
-    return {"seed": state.seed, "bit_generator": saved}
+    """JSON-serialisable generator states. NumPy exposes them (``bit_generator.state``);
+    CuPy keeps them on the device without an API, so there only the seed is saved."""
+    saved = [g.bit_generator.state if isinstance(g, np.random.Generator) else None for g in state.rngs]
+    if any(s is None for s in saved):
+        saved = None
+    return {"seed": state.seed, "bit_generator": saved[0] if saved else None,
+            "worker_bit_generators": saved[1:] if saved else None}
 
 
-def restore_rng(be, saved: dict, step: int):
-    """A generator continuing where ``saved`` left off. Without a saved NumPy state
-    (a CuPy run, or a NumPy state resumed on CuPy) the stream restarts from a
-    seed derived from (seed, step): resuming is then not bit-identical."""
-    if saved.get("bit_generator") is not None and be.name == "numpy":
-        rng = np.random.default_rng()
-        rng.bit_generator.state = saved["bit_generator"]
-        return rng
+def restore_rngs(be, saved: dict, step: int, n: int) -> list:
+    """``n`` generators continuing where ``saved`` left off. Without saved NumPy
+    states for all ``n`` (a CuPy run, a NumPy state resumed on CuPy, another
+    worker count) the streams restart from seeds derived from (seed, step):
+    resuming is then not bit-identical."""
+    states = [saved.get("bit_generator")] + list(saved.get("worker_bit_generators") or [])
+    if be.name == "numpy" and len(states) == n and all(s is not None for s in states):
+        rngs = [np.random.default_rng() for _ in range(n)]
+        for g, s in zip(rngs, states):
+            g.bit_generator.state = s
+        return rngs
     derived = int(np.random.SeedSequence([saved["seed"], step]).generate_state(1)[0])
-    return be.rng(derived)
+    return worker_generators(be, derived, n)
 
 
 def save_state(path, state: TrainState, cfg: TransformerConfig, tokenizer: dict | None = None,
@@ -101,26 +118,29 @@ def load_state(path, backend=None, workers=None):
     if ckpt.optimizer is None or ckpt.rng_state is None:
         raise ValueError(f"checkpoint {ckpt.path}: has no optimizer or rng state; it cannot be resumed")
     be = get_backend(backend)
-    optimizer = Adam(ckpt.params)
+    params = trainable(ckpt.params)
+    optimizer = Adam(params)
     optimizer.load_state_dict(ckpt.optimizer)
-    rng = restore_rng(be, ckpt.rng_state, ckpt.step)
-    state = TrainState(ckpt.params, optimizer, rng, int(ckpt.rng_state["seed"]), ckpt.step, ckpt.history,
-                       as_workers(workers))
+    workers = as_workers(workers)
+    rngs = restore_rngs(be, ckpt.rng_state, ckpt.step, workers.n)
+    state = TrainState(params, optimizer, rngs, int(ckpt.rng_state["seed"]), ckpt.step, ckpt.history, workers)
     return state, ckpt
 
 
 # --- evaluation ----------------------------------------------------------
 def evaluate_loss(params, cfg: TransformerConfig, batches, workers=None) -> float:
     """Token-weighted mean loss (label-smoothed, as trained) over ``batches``,
-    teacher-forced and without dropout; ``workers`` take several batches at once."""
+    teacher-forced and without dropout; ``workers`` take several batches at once.
+    The sum stays on the device until the end: one read for all the batches."""
     be = params_backend(params)
 
     def batch_loss(b):
+        n_tokens = check_batch(cfg, b.src, b.tgt_in, b.tgt_out)
         logits, _ = transformer_forward(params, cfg, be.asarray(b.src), be.asarray(b.tgt_in))
-        loss, ce = cross_entropy_forward(logits, be.asarray(b.tgt_out), cfg.pad_id, cfg.eps_ls)
-        return float(loss) * ce.n_tokens, ce.n_tokens
+        loss, _ = cross_entropy_forward(logits, be.asarray(b.tgt_out), cfg.pad_id, cfg.eps_ls)
+        return loss.astype(be.xp.float64) * n_tokens, n_tokens
     sums = as_workers(workers).map(batch_loss, batches)
-    return sum(s for s, _ in sums) / sum(n for _, n in sums)
+    return float(sum(s for s, _ in sums)) / sum(n for _, n in sums)
 
 
 def best_so_far(history: list, key: str = "val_loss") -> float | None:
@@ -145,18 +165,25 @@ def train_step(state: TrainState, cfg: TransformerConfig, batch: Batch, lr: floa
                clip: float | None = None) -> tuple[float, float, int]:
     """One update of ``state`` at learning rate ``lr``: ``(loss, gradient norm, n_tokens)``.
 
-    Raises ``TrainingDiverged`` (and leaves the parameters alone) when the loss
-    or the gradient norm is not finite.
+    The batch is checked on the host before anything is sent to the device. The
+    loss and the squared gradient norm come back to the host in one read, which
+    on a GPU is the step's only wait. Raises ``TrainingDiverged`` (and leaves the
+    parameters alone) when the loss or the gradient norm is not finite.
     """
     be = params_backend(state.params)
-    src, tgt_in, tgt_out = (be.asarray(a) for a in (batch.src, batch.tgt_in, batch.tgt_out))
-    loss, grads, n_tokens = parallel_loss_and_grads(state.params, cfg, src, tgt_in, tgt_out, state.rng,
-                                                    state.workers)
-    norm = clip_grad_norm(grads, clip, state.workers) if clip else global_norm(grads, state.workers)
+    check_batch(cfg, batch.src, batch.tgt_in, batch.tgt_out)
+    loss, grads, n_tokens = parallel_loss_and_grads(state.params, cfg, batch.src, batch.tgt_in, batch.tgt_out,
+                                                    state.rngs, state.workers)
+    if be.on_device:
+        grads = FlatDict(grads)  # one buffer: the norm and Adam are then one kernel each
+    sq_norm = squared_norm(grads, state.workers)
+    loss, sq_norm = (float(x) for x in be.to_host(be.xp.stack([be.xp.asarray(loss, dtype=sq_norm.dtype),
+                                                                 sq_norm])))
+    norm = math.sqrt(sq_norm)
     if not (math.isfinite(loss) and math.isfinite(norm)):
         raise TrainingDiverged(f"step {state.step + 1}: loss {loss}, gradient norm {norm}; "
                                "stopped before the update")
-    state.optimizer.update(state.params, grads, lr, state.workers)
+    state.optimizer.update(state.params, grads, lr, state.workers, grad_scale=clip_scale(norm, clip))
     be.synchronize()  # the step's time must include the queued device work
     state.step += 1
     return loss, norm, n_tokens

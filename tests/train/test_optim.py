@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from npformer.train.optim import Adam, clip_grad_norm, global_norm
+from npformer.train.trainer import trainable
 
 
 def adam_reference(theta, grads, lrs, beta1=0.9, beta2=0.98, eps=1e-9):
@@ -23,7 +24,7 @@ def test_adam_matches_scalar_reference(be):
     theta0 = rng.normal(size=(3, 4))
     grad_seq = [rng.normal(size=(3, 4)) for _ in range(5)]
     lrs = [1e-3, 2e-3, 3e-3, 2e-3, 1e-3]
-    params = {"w": be.asarray(theta0.copy())}
+    params = trainable({"w": be.asarray(theta0.copy())})  # a FlatDict on a device: the fused update
     opt = Adam(params)
     for g, lr in zip(grad_seq, lrs):
         opt.update(params, {"w": be.asarray(g)}, lr)
@@ -78,7 +79,7 @@ def test_adam_defaults_are_the_papers():
 
 
 def test_adam_keeps_float32(be):
-    params = {"w": be.xp.ones((4, 4), dtype="float32"), "b": be.xp.zeros(4, dtype="float32")}
+    params = trainable({"w": be.xp.ones((4, 4), dtype="float32"), "b": be.xp.zeros(4, dtype="float32")})
     opt = Adam(params)
     grads = {k: be.xp.full(p.shape, 0.5, dtype="float32") for k, p in params.items()}
     w_before = params["w"]
