@@ -7,9 +7,10 @@
 The singleton axes broadcast over heads (and, for padding, over queries).
 """
 from npformer.backend import backend_of
+from npformer.special_tokens import PAD_ID
 
 
-def padding_mask(ids, pad_id=0):
+def padding_mask(ids, pad_id=PAD_ID):
     """(B, L) ids -> (B, 1, 1, L): key position is a real token."""
     return (ids != pad_id)[:, None, None, :]
 
@@ -19,7 +20,7 @@ def lookahead_mask(T, xp):
     return xp.tril(xp.ones((T, T), dtype=bool))[None, None]
 
 
-def target_mask(tgt_in, pad_id=0):
+def target_mask(tgt_in, pad_id=PAD_ID):
     """(B, T) decoder input ids -> (B, 1, T, T): no future and no padding keys."""
     xp = backend_of(tgt_in).xp
     return padding_mask(tgt_in, pad_id) & lookahead_mask(tgt_in.shape[1], xp)
