@@ -28,7 +28,8 @@ Use it to check code for a GPU on a machine without one:
     NPFORMER_BACKEND=cupysim python -m pytest ...       npformer train --backend cupysim ...
 
 What it does not simulate: speed, memory, the exact random streams of CuPy's
-generators, and CUDA C kernels (``ElementwiseKernel``, ``RawKernel``). Fused
+generators, CuPy's silent wrapping of out-of-range indices (they raise
+``IndexError`` here, as in NumPy), and CUDA C kernels (``ElementwiseKernel``, ``RawKernel``). Fused
 element-wise code should use ``cupy.fuse``, whose Python body runs here as it is.
 """
 from __future__ import annotations

@@ -22,7 +22,6 @@ from npformer.data.pipeline import TranslationData, eval_batches
 from npformer.decode import beam_search, greedy_decode
 from npformer.decode.shared import EXTRA_OUTPUT_LENGTH, output_length_rule
 from npformer.model.config import TransformerConfig
-from npformer.model.params import params_backend
 from npformer.train.trainer import evaluate_loss
 from npformer.workers import as_workers
 
@@ -67,13 +66,12 @@ def translate(model: Translator, sentences, beam_size: int = 4, alpha: float = 0
         raise ValueError(f"max_len_a, max_len_b: expected a number >= 0 and an integer >= 0, "
                          f"got {max_len_a!r}, {max_len_b!r}")
     sentences = list(sentences)
-    be = params_backend(model.params)
     ids = [model.tokenizer.encode(s)[:model.cfg.max_len] or [model.cfg.eos_id] for s in sentences]
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     chunks = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
 
     def decode(chunk):
-        src = be.asarray(pad_sequences([ids[i] for i in chunk], model.cfg.pad_id))
+        src = pad_sequences([ids[i] for i in chunk], model.cfg.pad_id)  # host: checked, then sent
         # outputs may not outgrow the positional table either
         max_len = output_length_rule([len(ids[i]) for i in chunk], max_len_a, max_len_b, model.cfg.max_len)
         if beam_size == 1:
