@@ -3,7 +3,8 @@
 One step t = 1, 2, ...:
     batch          = batches(t)                         a pure function of t: resumable
     loss, g        = loss_and_grads(params, batch, rng)  forward + backward, dropout from rng
-                                                        (split over the CPU workers: parallel.py)
+                                                        (split over the CPU workers: parallel.py,
+                                                        and over the ranks of an MPI run: ranks.py)
     ||g||          = global norm; clipped to ``clip`` if set
     stop if loss or ||g|| is not finite                  (before the update: params stay good)
     lr_t           = factor * d_model^-0.5 * min(t^-0.5, t * warmup^-1.5)      §5.3
@@ -18,6 +19,11 @@ Every ``eval_every`` steps ``eval_fn(params) -> {metric: value}`` runs and its
 record joins the history; when its ``best_key`` (lower is better, default
 "val_loss") improves, ``out_dir/best.npz`` is written. Every ``save_every``
 steps and at the end, ``out_dir/last.npz`` is written.
+
+On several ranks (``state.comm``), every rank runs this loop on the same
+batches and keeps the same parameters; rank 0 alone shows progress, evaluates
+and writes checkpoints while the others wait for it, and the ranks agree on
+when a time budget runs out.
 """
 from __future__ import annotations
 
@@ -32,6 +38,7 @@ import numpy as np
 from npformer import checkpoint
 from npformer.backend import backend_of, get_backend
 from npformer.data.batching import Batch
+from npformer.distributed.communicator import Communicator, SingleProcess
 from npformer.model.config import TransformerConfig
 from npformer.model.params import init_params
 from npformer.model.transformer import transformer_forward
@@ -39,6 +46,7 @@ from npformer.ops.cross_entropy import cross_entropy_forward
 from npformer.train.optim import Adam, clip_grad_norm, global_norm
 from npformer.train.parallel import Workers, as_workers, parallel_loss_and_grads
 from npformer.train.progress import Progress
+from npformer.train.ranks import check_parameters_agree, ranks_loss_and_grads
 from npformer.train.schedule import noam_lr
 
 
@@ -55,15 +63,17 @@ class TrainState:
     step: int = 0             # updates done so far
     history: list = field(default_factory=list)  # {"kind": "train"|"eval", "step", ...}
     workers: Workers = field(default_factory=Workers)  # threads sharing each step (parallel.py)
+    comm: Communicator = field(default_factory=SingleProcess)  # the ranks sharing each step (ranks.py)
 
 
 def init_state(cfg: TransformerConfig, seed: int = 0, backend=None, dtype: str = "float32",
-               workers=None) -> TrainState:
+               workers=None, comm: Communicator | None = None) -> TrainState:
     """Fresh parameters and optimizer; the same ``seed`` (and number of
     ``workers``, default 1) gives the same run."""
     be = get_backend(backend)
     params = init_params(cfg, seed=seed, dtype=dtype, backend=be)
-    return TrainState(params, Adam(params), be.rng(seed), seed, workers=as_workers(workers))
+    return TrainState(params, Adam(params), be.rng(seed), seed, workers=as_workers(workers),
+                      comm=comm or SingleProcess())
 
 
 # --- saving and resuming -------------------------------------------------
@@ -94,7 +104,8 @@ def save_state(path, state: TrainState, cfg: TransformerConfig, tokenizer: dict 
                            tokenizer=tokenizer, extra=extra)
 
 
-def load_state(path, backend=None, expected_config: TransformerConfig | None = None, workers=None):
+def load_state(path, backend=None, expected_config: TransformerConfig | None = None, workers=None,
+               comm: Communicator | None = None):
     """``(TrainState, Checkpoint)`` from a checkpoint saved by ``save_state``."""
     ckpt = checkpoint.load(path, backend=backend, expected_config=expected_config)
     if ckpt.optimizer is None or ckpt.rng_state is None:
@@ -104,7 +115,7 @@ def load_state(path, backend=None, expected_config: TransformerConfig | None = N
     optimizer.load_state_dict(ckpt.optimizer)
     rng = restore_rng(be, ckpt.rng_state, ckpt.step)
     state = TrainState(ckpt.params, optimizer, rng, int(ckpt.rng_state["seed"]), ckpt.step, ckpt.history,
-                       as_workers(workers))
+                       as_workers(workers), comm or SingleProcess())
     return state, ckpt
 
 
@@ -149,8 +160,13 @@ def train_step(state: TrainState, cfg: TransformerConfig, batch: Batch, lr: floa
     """
     be = backend_of(*state.params.values())
     src, tgt_in, tgt_out = (be.asarray(a) for a in (batch.src, batch.tgt_in, batch.tgt_out))
-    loss, grads, n_tokens = parallel_loss_and_grads(state.params, cfg, src, tgt_in, tgt_out, state.rng,
-                                                    state.workers)
+    if state.comm.size > 1:
+        loss, grads, n_tokens = ranks_loss_and_grads(state.params, cfg, src, tgt_in, tgt_out, state.rng,
+                                                     state.workers, state.comm,
+                                                     f"step {state.step + 1}'s gradient all-reduce")
+    else:
+        loss, grads, n_tokens = parallel_loss_and_grads(state.params, cfg, src, tgt_in, tgt_out, state.rng,
+                                                        state.workers)
     norm = clip_grad_norm(grads, clip, state.workers) if clip else global_norm(grads, state.workers)
     if not (math.isfinite(loss) and math.isfinite(norm)):
         raise TrainingDiverged(f"step {state.step + 1}: loss {loss}, gradient norm {norm}; "
@@ -185,11 +201,16 @@ def train(state: TrainState, cfg: TransformerConfig, batches: Callable[[int], Ba
     last_path = os.path.join(out_dir, "last.npz") if out_dir else None
     best_path = os.path.join(out_dir, "best.npz") if out_dir else None
     saved_at = state.step if last_path and os.path.exists(last_path) else None
+    comm = state.comm
+    lead = comm.rank == 0  # the rank that shows progress, evaluates and saves
 
     def save(path):
-        return save_state(path, state, cfg, tokenizer=tokenizer, extra=checkpoint_extra)
+        if lead:
+            save_state(path, state, cfg, tokenizer=tokenizer, extra=checkpoint_extra)
 
     def evaluate():
+        if not lead:
+            return
         metrics = eval_fn(state.params)
         best = best_so_far(state.history, best_key)
         state.history.append({"kind": "eval", "step": state.step, **metrics})
@@ -199,11 +220,16 @@ def train(state: TrainState, cfg: TransformerConfig, batches: Callable[[int], Ba
 
     start, before = time.perf_counter(), elapsed_so_far(state.history)
     bar = Progress(total=steps, initial=state.step, seconds=None if minutes is None else 60 * minutes,
-                   enabled=progress)
+                   enabled=progress and lead)
+    if comm.size > 1:
+        bar.write(f"training on {comm.describe()}, {state.workers.n} worker thread(s) each")
+
+    def out_of_time():  # on every rank at once: one rank's clock stopping the others mid-step would hang them
+        return minutes is not None and comm.any(time.perf_counter() - start >= 60 * minutes,
+                                                "the time-budget check")
     window, total = _Window(), _Window()  # since the last train record / in this call
     try:
-        while (steps is None or state.step < steps) and (
-                minutes is None or time.perf_counter() - start < 60 * minutes):
+        while (steps is None or state.step < steps) and not out_of_time():
             t = state.step + 1
             lr = noam_lr(t, cfg.d_model, warmup, lr_factor)
             batch = batches(t)
@@ -220,11 +246,16 @@ def train(state: TrainState, cfg: TransformerConfig, batches: Callable[[int], Ba
             bar.update(t, window.loss_sum / window.tokens, lr, total.tokens / total.seconds)
             if log_every and t % log_every == 0:
                 state.history.append(window.close(t, lr, before + time.perf_counter() - start))
+            waits = False
             if eval_fn and eval_every and t % eval_every == 0:
                 evaluate()
+                waits = True
             if last_path and save_every and t % save_every == 0:
                 save(last_path)
                 saved_at = t
+                waits = True
+            if waits and comm.size > 1:
+                comm.barrier(f"the wait for rank 0's evaluation and checkpoint at step {t}")
         if window.steps:
             state.history.append(window.close(state.step, lr, before + time.perf_counter() - start))
         last_eval = next((r["step"] for r in reversed(state.history) if r.get("kind") == "eval"), None)
@@ -232,6 +263,8 @@ def train(state: TrainState, cfg: TransformerConfig, batches: Callable[[int], Ba
             evaluate()
         if last_path and saved_at != state.step:
             save(last_path)
+        if comm.size > 1:
+            check_parameters_agree(state)
     finally:
         bar.close()
     return state
