@@ -21,8 +21,8 @@ Dropout: the run's generator draws one seed per shard, P x W of them on every
 rank, so the generators stay in step across ranks (rank 0's, saved in the
 checkpoint, is everyone's) and shard s's masks depend only on s. A run on P
 ranks of W threads therefore draws the same masks as a run on P' ranks of W'
-threads whenever P x W = P' x W', and computes the same floats, since two
-partial sums are added in the same order either way.
+threads whenever P x W = P' x W'; 2 ranks of 1 thread and 1 process of 2
+threads even compute the same floats (one addition of two partial sums).
 """
 from __future__ import annotations
 
