@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -60,23 +61,40 @@ def test_two_ranks_print_one_json_line_and_train_like_one_process(mpiexec, tmp_p
     np.testing.assert_allclose(a, b, rtol=2e-6)  # float32 rounding: only the summation order differs
 
 
-def start_long_run(mpiexec, run_dir, log, *launcher_options):
-    return subprocess.Popen([mpiexec, *launcher_options, "-n", "2", *NPFORMER, *REVERSE, "--steps", "100000",
-                             "--eval-every", "2", "--out", str(run_dir)],
-                            stdout=log, stderr=subprocess.STDOUT, env=mpi_env(), start_new_session=True)
+class LongRun:
+    """An endless two-rank run in the background; its output (stdout and stderr)
+    gathered by a thread, through a pipe."""
 
+    def __init__(self, mpiexec, run_dir, *launcher_options):
+        self.proc = subprocess.Popen([mpiexec, *launcher_options, "-n", "2", *NPFORMER, *REVERSE, "--steps",
+                                      "100000", "--eval-every", "2", "--out", str(run_dir)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=mpi_env(),
+                                     start_new_session=True)
+        self.chunks = []
+        self.reader = threading.Thread(target=lambda: self.chunks.extend(iter(lambda: self.proc.stdout.read1(4096),
+                                                                              b"")))
+        self.reader.start()
 
-def wait_for(condition, seconds, proc):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert proc.poll() is None, "the run ended before it was interrupted"
-        assert time.monotonic() < deadline, "timed out waiting for the run"
-        time.sleep(0.2)
+    @property
+    def output(self) -> str:
+        return b"".join(self.chunks).decode(errors="replace")
 
+    def wait_for(self, condition, seconds):
+        deadline = time.monotonic() + seconds
+        while not condition():
+            assert self.proc.poll() is None, "the run ended before it was interrupted:\n" + self.output
+            assert time.monotonic() < deadline, "timed out waiting for the run:\n" + self.output
+            time.sleep(0.2)
 
-def rank_pid(log_path, rank):
-    found = re.search(rf"rank {rank} pid (\d+)", log_path.read_text(errors="replace"))
-    return int(found.group(1)) if found else None
+    def rank_pid(self, rank):
+        found = re.search(rf"rank {rank} pid (\d+)", self.output)
+        return int(found.group(1)) if found else None
+
+    def close(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self.reader.join()
 
 
 @pytest.mark.parametrize("cleanup", ["launcher", "watchdog"])
@@ -88,20 +106,18 @@ def test_a_killed_rank_stops_the_other_within_60_s(mpiexec, tmp_path, cleanup):
         if not hydra(mpiexec):
             pytest.skip("-disable-auto-cleanup is an MPICH (Hydra) option")
         options = ["-disable-auto-cleanup"]
-    log_path, run_dir = tmp_path / "log", tmp_path / "run"
-    with open(log_path, "wb") as log:
-        proc = start_long_run(mpiexec, run_dir, log, *options)
-        try:
-            wait_for(lambda: (run_dir / "last.npz").exists() and rank_pid(log_path, 1), 240, proc)
-            pid = rank_pid(log_path, 1)
-            os.kill(pid, signal.SIGKILL)
-            killed = time.monotonic()
-            rc = proc.wait(timeout=90)
-            assert time.monotonic() - killed < 60
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-    output = log_path.read_text(errors="replace")
+    run_dir = tmp_path / "run"
+    job = LongRun(mpiexec, run_dir, *options)
+    try:
+        job.wait_for(lambda: (run_dir / "last.npz").exists() and job.rank_pid(1), 240)
+        pid = job.rank_pid(1)
+        os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        rc = job.proc.wait(timeout=90)
+        assert time.monotonic() - killed < 60
+    finally:
+        job.close()
+    output = job.output
     assert rc != 0
     if cleanup == "watchdog":
         assert f"rank 0 of 2: stopping every rank: rank 1 (pid {pid}) on this machine exited or was killed" in output
