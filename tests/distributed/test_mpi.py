@@ -179,5 +179,6 @@ def test_resume_on_another_number_of_ranks_says_so_and_continues(mpiexec, tmp_pa
     assert "resuming a run trained on 2 rank(s) x 1 thread(s) on 1 x 1" in again.stderr
     assert json.loads(again.stdout.splitlines()[-1])["steps"] == 8
     whole = run([*NPFORMER, *REVERSE, "--steps", "8", *steps, "--out", str(tmp_path / "whole")])
+    assert whole.returncode == 0, whole.stderr
     np.testing.assert_allclose(losses(tmp_path / "run" / "last.npz"), losses(tmp_path / "whole" / "last.npz"),
                                rtol=2e-6)
