@@ -113,7 +113,7 @@ def main(argv=None):
     ap.add_argument("--lengths", type=int, nargs="+", default=[16, 64, 256])
     ap.add_argument("--beam", type=int, default=4)
     ap.add_argument("--dtype", default="float32")
-    ap.add_argument("--backend", default=None, help="numpy (default) or cupy")
+    ap.add_argument("--backend", default=None, help="numpy (default), cupy, or cupysim")
     ap.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)

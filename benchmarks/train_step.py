@@ -22,7 +22,13 @@ load, and torch.set_num_threads. npformer's step is the training loop's own
 (``train_step``: forward, loss, backward, gradient norm, Adam), split over
 ``--workers`` data-parallel threads (npformer/train/parallel.py; default: one
 per thread on NumPy), each with one BLAS thread. On a GPU (``--backend cupy``) the clock is
-read after a device synchronise and PyTorch runs on CUDA.
+read after a device synchronise and PyTorch runs on CUDA. TF32 (tensor cores
+rounding float32 matrix-product inputs to 10 mantissa bits) is off on both
+sides unless ``--tf32`` turns it on for both: CuPy through ``CUPY_TF32=1``,
+PyTorch through ``torch.backends.cuda.matmul.allow_tf32``; each side reports
+what it ran with (``tf32``). GPU memory (``peak_gpu_mib``) is each caching
+allocator's high-water mark: CuPy's memory pool size, PyTorch's
+``max_memory_reserved``.
 """
 from __future__ import annotations
 
@@ -51,9 +57,12 @@ def worker(args) -> dict:
     sys.path.insert(0, ROOT)
     from benchmarks import common
     common.set_threads(args.threads)
+    os.environ["CUPY_TF32"] = "1" if args.tf32 else "0"  # read when CuPy loads
     if args.worker == "torch":
         import torch
         common.set_threads(args.threads)
+        torch.backends.cuda.matmul.allow_tf32 = args.tf32
+        torch.backends.cudnn.allow_tf32 = args.tf32
     import npformer  # noqa: F401  (before numpy: OpenBLAS kernel choice, see npformer/_cpu.py)
     import numpy as np
     from benchmarks.torch_reference import make_batch
@@ -75,6 +84,10 @@ def worker(args) -> dict:
         def step():  # the training loop's own step: forward, loss, backward, norm, Adam
             return train_step(state, cfg, batch, 1e-4)[0]
         dtypes = sorted({str(p.dtype) for p in state.params.values()})
+        tf32 = be.name == "cupy" and os.environ.get("CUPY_TF32") == "1"
+
+        def gpu_peak_mib():
+            return be.xp.get_default_memory_pool().total_bytes() / 2 ** 20 if be.name == "cupy" else None
     else:
         from benchmarks.torch_reference import build, make_optimizer, train_step_fn
         device = "cuda" if args.backend == "cupy" else "cpu"
@@ -86,13 +99,18 @@ def worker(args) -> dict:
         def step():
             return tstep(src, tgt_in, tgt_out)
         dtypes = sorted({str(p.dtype) for p in model.parameters()})
+        tf32 = device == "cuda" and bool(torch.backends.cuda.matmul.allow_tf32)
+
+        def gpu_peak_mib():
+            return torch.cuda.max_memory_reserved() / 2 ** 20 if device == "cuda" else None
 
     losses = [step() for _ in range(args.check_steps)]
     if not all(np.isfinite(losses)) or not losses[-1] < losses[0]:
         raise SystemExit(f"{args.worker}: computation check failed, losses {losses}")
     median, times = common.median_time(step, warmup=args.warmup, repeats=args.repeats, sync=sync)
     return {"framework": args.worker, "times": times, "losses": losses, "dtypes": dtypes,
-            "peak_rss_mib": common.peak_rss_mib(), "base_rss_mib": base_rss}
+            "peak_rss_mib": common.peak_rss_mib(), "base_rss_mib": base_rss, "tf32": tf32,
+            "peak_gpu_mib": gpu_peak_mib()}
 
 
 # ------------------------------------------------------------------ driver
@@ -102,6 +120,8 @@ def run_worker(args, framework) -> dict:
            "--backend", args.backend, "--batch", str(args.batch),
            "--src-len", str(args.src_len), "--tgt-len", str(args.tgt_len), "--vocab", str(args.vocab),
            "--warmup", str(args.warmup), "--repeats", str(args.repeats), "--check-steps", str(args.check_steps)]
+    if args.tf32:
+        cmd.append("--tf32")
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"{framework} worker failed:\n{out.stderr[-3000:]}")
@@ -121,16 +141,18 @@ def summarize(runs, flops, toks, peak_gflops) -> dict:
     med = statistics.median(times)
     peak_rss = max(r["peak_rss_mib"] for r in runs)
     mem = max(r["peak_rss_mib"] - r["base_rss_mib"] for r in runs)
+    gpu = [r["peak_gpu_mib"] for r in runs if r.get("peak_gpu_mib") is not None]
     return {"step_s_median": med, "step_s_min": min(times), "tokens_per_s": toks / med,
             "gflops": flops / med / 1e9, "mfu": flops / med / 1e9 / peak_gflops,
-            "peak_rss_mib": peak_rss, "peak_mem_mib": mem, "n_steps_timed": len(times),
+            "peak_rss_mib": peak_rss, "peak_mem_mib": mem, "peak_gpu_mib": max(gpu) if gpu else None,
+            "tf32": runs[0]["tf32"], "n_steps_timed": len(times),
             "check_losses": runs[0]["losses"], "dtypes": runs[0]["dtypes"]}
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="small", choices=("tiny", "small", "base"))
-    ap.add_argument("--backend", default="numpy", choices=("numpy", "cupy"))
+    ap.add_argument("--backend", default="numpy", choices=("numpy", "cupy", "cupysim"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=None,
                     help="npformer's data-parallel worker threads (default: --threads on numpy, 1 on cupy)")
@@ -145,6 +167,7 @@ def main(argv=None):
     ap.add_argument("--check-steps", type=int, default=3)
     ap.add_argument("--steps", type=int, default=None, help="shorthand: --repeats N --rounds 1 (smoke runs)")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--tf32", action="store_true", help="on a GPU: allow TF32 matrix products on both sides")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--worker", choices=("npformer", "torch"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -167,6 +190,7 @@ def main(argv=None):
     toks = batch_tokens(src, tgt_out)["total"]
     flops = train_flops(args.preset, B, S, T, V)
     if args.backend == "cupy":
+        os.environ["CUPY_TF32"] = "1" if args.tf32 else "0"  # the peak is measured as the steps run
         from npformer.backend import get_backend
         be = get_backend("cupy")
         peak = common.matmul_peak_gflops("float32", n=8192, xp=be.xp, sync=be.synchronize)
@@ -186,13 +210,16 @@ def main(argv=None):
               "matmul_peak_gflops": peak, "other_load_cores": load.other_cores,
               "blas_tuning": blas_tuning(), "machine": common.machine_info(), **npf}
     rows = [{"framework": "npformer", **{k: npf[k] for k in ("step_s_median", "tokens_per_s", "gflops", "mfu",
-                                                              "peak_rss_mib", "peak_mem_mib")}}]
+                                                              "peak_rss_mib", "peak_mem_mib", "peak_gpu_mib",
+                                                              "tf32")}}]
     if with_torch:
         tor = summarize(runs["torch"], flops, toks, peak)
         result.update({"torch_" + k: v for k, v in tor.items() if k not in ("dtypes",)})
         result["torch_step_s_median"] = tor["step_s_median"]
         result["ratio"] = {"time": npf["step_s_median"] / tor["step_s_median"],
                            "peak_mem": npf["peak_mem_mib"] / tor["peak_mem_mib"]}
+        if npf["peak_gpu_mib"] and tor["peak_gpu_mib"]:
+            result["ratio"]["peak_gpu_mem"] = npf["peak_gpu_mib"] / tor["peak_gpu_mib"]
         rows.append({"framework": "pytorch", **{k: tor[k] for k in rows[0] if k != "framework"}})
     if not args.json:
         m = result["machine"]

@@ -6,11 +6,14 @@ primitives that are not portable between NumPy and CuPy:
   * ``scatter_add(target, indices, values)``: ``target[indices] += values`` with
     repeated indices accumulated (plain fancy-index ``+=`` drops repeats);
   * ``rng(seed)``: a random generator living on the device;
-  * ``to_host(a)``: a NumPy copy of any array;
+  * ``to_host(a)``: a NumPy copy of any array (on a GPU, a read that waits for it);
   * ``synchronize()``: wait for queued device work (before reading a clock).
 
+Three backends: ``numpy`` (the CPU), ``cupy`` (a GPU) and ``cupysim``, CuPy's
+rules simulated on the CPU for finding GPU faults without a GPU (cupysim.py).
+
 Ops never import numpy for array math. They ask ``backend_of(*arrays)`` for the
-backend that owns their inputs, which also refuses to mix CPU and GPU arrays.
+backend that owns their inputs, which also refuses to mix host and device arrays.
 """
 from __future__ import annotations
 
@@ -19,16 +22,23 @@ from typing import Any
 
 import numpy as np
 
-BACKEND_NAMES = ("numpy", "cupy")
+BACKEND_NAMES = ("numpy", "cupy", "cupysim")
+# The oldest CuPy whose API npformer uses throughout (cupy_api.json lists it)
+MIN_CUPY = (13, 0)
 DTYPES = ("float32", "float64")
 
 
 class Backend:
-    """An array namespace plus the non-portable primitives, for one device."""
+    """An array namespace plus the non-portable primitives, for one device.
 
-    def __init__(self, name: str, xp: Any):
+    ``on_device`` is True where arrays live apart from the host (CuPy, cupysim):
+    there every read of a value back to the host waits for the device, and ids
+    are validated on the host before they are sent (model/checks.py)."""
+
+    def __init__(self, name: str, xp: Any, on_device: bool = False):
         self.name = name
         self.xp = xp
+        self.on_device = on_device
 
     def __repr__(self) -> str:
         return f"Backend({self.name!r})"
@@ -43,21 +53,38 @@ class Backend:
     def scatter_add(self, target, indices, values) -> None:
         """In place: ``target[indices[n]] += values[n]`` for every n, repeats summed.
 
-        target (V, d), indices (N,) int, values (N, d). On NumPy we sort the
-        indices and sum each run of equal ones with ``np.add.reduceat`` (several
-        times faster than ``np.add.at``, and the summation order is fixed);
-        CuPy (v8+) has ``cupyx.scatter_add``.
+        target (V, d), indices (N,) int, values (N, d). Both forms sort the
+        indices, so that equal ones sit in runs, and add each run's sum to its
+        row; the summation order is fixed, so the result is the same bit for bit
+        at every call (atomic adds, as in ``cupy.add.at``, are not).
+          * host: ``np.add.reduceat`` sums each run exactly.
+          * device: running sums in float64, C[i] = sum_{j<i} values[order[j]];
+            a run [lo, hi) sums to C[hi] - C[lo], and float64 keeps that
+            difference exact to far below float32's precision. Every row of a
+            run writes the same total, so the duplicate writes of the final
+            fancy-index assignment agree. No step needs a value on the host.
         """
-        if self.name == "numpy":
-            if len(indices) == 0:
-                return
+        xp = self.xp
+        if len(indices) == 0:
+            return
+        if not self.on_device:
             order = np.argsort(indices, kind="stable")
             sorted_idx = indices[order]
             starts = np.flatnonzero(np.concatenate(([True], sorted_idx[1:] != sorted_idx[:-1])))
             target[sorted_idx[starts]] += np.add.reduceat(values[order], starts, axis=0)
-        else:
-            import cupyx
-            cupyx.scatter_add(target, indices, values)
+            return
+        order = xp.argsort(indices)  # stable on CuPy
+        sorted_idx = indices[order]  # (N,)
+        running = xp.zeros((len(indices) + 1, values.shape[1]), dtype=xp.float64)  # (N+1, d)
+        xp.cumsum(values[order], axis=0, dtype=xp.float64, out=running[1:])
+        lo = xp.searchsorted(sorted_idx, sorted_idx, side="left")  # (N,) start of each row's run
+        hi = xp.searchsorted(sorted_idx, sorted_idx, side="right")  # (N,) its end
+        target[sorted_idx] += (running[hi] - running[lo]).astype(target.dtype)
+
+    def fuse(self, fn):
+        """``fn``, an element-wise function of arrays and scalars, compiled into one
+        kernel on a device (``cupy.fuse``); on the host, ``fn`` itself."""
+        return self.xp.fuse(fn) if self.on_device else fn
 
     def rng(self, seed: int | None = None):
         """A ``Generator`` on this device with ``random(size, dtype)`` and
@@ -66,7 +93,7 @@ class Backend:
 
     def to_host(self, a) -> np.ndarray:
         """A NumPy array holding ``a``'s values (a copy when ``a`` is on the GPU)."""
-        if self.name == "cupy":
+        if self.on_device:
             return self.xp.asnumpy(a)
         return np.asarray(a)
 
@@ -75,7 +102,7 @@ class Backend:
         return self.xp.asarray(a, dtype=dtype)
 
     def synchronize(self) -> None:
-        if self.name == "cupy":
+        if self.on_device:
             self.xp.cuda.Device().synchronize()
 
 
@@ -98,6 +125,10 @@ def get_backend(name: str | None = None) -> Backend:
         raise ValueError(f"backend: unknown backend {name!r}; expected one of {', '.join(BACKEND_NAMES)}")
     if name in _CACHE:
         return _CACHE[name]
+    if name == "cupysim":
+        from npformer import cupysim
+        _CACHE[name] = Backend("cupysim", cupysim.xp, on_device=True)
+        return _CACHE[name]
     try:
         import cupy
     except ImportError as e:
@@ -110,8 +141,21 @@ def get_backend(name: str | None = None) -> Backend:
         raise RuntimeError(f"backend 'cupy' requested: CuPy is installed but no GPU is usable ({e})") from e
     if n_gpus == 0:
         raise RuntimeError("backend 'cupy' requested: CuPy is installed but no GPU is visible")
-    _CACHE[name] = Backend("cupy", cupy)
+    check_cupy_version(cupy.__version__)
+    _CACHE[name] = Backend("cupy", cupy, on_device=True)
     return _CACHE[name]
+
+
+def check_cupy_version(version: str) -> None:
+    """Refuse a CuPy older than ``MIN_CUPY`` with a message that says what to install."""
+    try:
+        major_minor = tuple(int(p) for p in version.split(".")[:2])
+    except ValueError:
+        return  # a development build: let it try
+    if major_minor < MIN_CUPY:
+        raise RuntimeError(f"backend 'cupy': CuPy {version} is too old; npformer needs CuPy >= "
+                           f"{MIN_CUPY[0]}.{MIN_CUPY[1]} (pip install 'npformer[gpu]', or the cupy wheel "
+                           "for your CUDA version, e.g. cupy-cuda12x)")
 
 
 def cupy_available() -> bool:
@@ -126,6 +170,9 @@ def cupy_available() -> bool:
 def _array_backend_name(a) -> str | None:
     if isinstance(a, np.ndarray) or isinstance(a, np.generic):
         return "numpy"
+    declared = getattr(type(a), "__npformer_backend__", None)  # cupysim's arrays say so
+    if declared is not None:
+        return declared
     module = type(a).__module__
     if module.startswith("cupy"):
         return "cupy"

@@ -66,7 +66,8 @@ def decoding_settings(args) -> dict:
 
 def _add_backend_args(p, dtype_default="float32", workers=True):
     p.add_argument("--backend", default=None, choices=BACKEND_NAMES,
-                   help="numpy (CPU) or cupy (GPU); default $NPFORMER_BACKEND, else numpy")
+                   help="numpy (CPU), cupy (GPU), or cupysim (CuPy's rules simulated on the CPU, "
+                        "for finding GPU faults without a GPU); default $NPFORMER_BACKEND, else numpy")
     p.add_argument("--dtype", default=dtype_default, choices=DTYPES, help=f"default {dtype_default}")
     if workers:
         p.add_argument("--workers", type=int_at_least(1), default=None,

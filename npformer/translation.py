@@ -14,7 +14,6 @@ import math
 from dataclasses import dataclass
 
 from npformer import checkpoint
-from npformer.backend import backend_of
 from npformer.data.batching import pad_sequences
 from npformer.data.bpe import BPETokenizer
 from npformer.decode import beam_search, greedy_decode
@@ -63,14 +62,13 @@ def translate(model: Translator, sentences, beam_size: int = 4, alpha: float = 0
         raise ValueError(f"max_len_a, max_len_b: expected a number >= 0 and an integer >= 0, "
                          f"got {max_len_a!r}, {max_len_b!r}")
     sentences = list(sentences)
-    be = backend_of(model.params[next(iter(model.params))])
     limit = max_src_len or model.cfg.max_len
     ids = [model.tokenizer.encode(s)[:limit] or [model.cfg.eos_id] for s in sentences]
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     chunks = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
 
     def decode(chunk):
-        src = be.asarray(pad_sequences([ids[i] for i in chunk], model.cfg.pad_id))
+        src = pad_sequences([ids[i] for i in chunk], model.cfg.pad_id)  # host: checked, then sent
         # outputs may not outgrow the positional table either
         max_len = output_length_limits([len(ids[i]) for i in chunk], max_len_a, max_len_b, model.cfg.max_len)
         if beam_size == 1:

@@ -1,4 +1,5 @@
-"""One fixture runs every test on every backend: numpy always, cupy where a GPU is usable."""
+"""One fixture runs every test on every backend: numpy and cupysim (CuPy's rules simulated on
+the CPU) always, cupy where a GPU is usable."""
 import os
 
 import pytest
@@ -10,8 +11,9 @@ settings.register_profile("ci", deadline=None, max_examples=25, derandomize=True
 settings.register_profile("dev", deadline=None, max_examples=25)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-BACKENDS = ["numpy", pytest.param("cupy", marks=pytest.mark.skipif(
-    not cupy_available(), reason="CuPy or a GPU is not available"))]
+# NPFORMER_REQUIRE_CUPY=1 (benchmarks/gpu_check.sh) turns a missing GPU into errors, not skips
+BACKENDS = ["numpy", "cupysim", "cupy" if os.environ.get("NPFORMER_REQUIRE_CUPY") == "1" else pytest.param(
+    "cupy", marks=pytest.mark.skipif(not cupy_available(), reason="CuPy or a GPU is not available"))]
 
 
 @pytest.fixture(params=BACKENDS)

@@ -81,12 +81,13 @@ def beam_search(params, cfg, src, beam_size=4, alpha=0.6, max_len=None, min_len=
     With ``n_best`` = n, instead a list of B lists of the n best ``Hypothesis`` (best first;
     fewer if fewer finished). max_len, min_len and use_cache are as in ``greedy_decode``.
     """
-    be = check_src(params, cfg, src)
+    be, src_on_device = check_src(params, cfg, src)
     k = check_int(beam_size, "beam_size", 1)
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0.0 <= alpha < float("inf"):
         raise ValueError(f"alpha: expected a finite number >= 0 (the paper uses 0.6), got {alpha!r}")
     alpha = float(alpha)
-    limits = output_limits(cfg, src, max_len)  # (B,) host
+    limits = output_limits(cfg, src, max_len)  # (B,) host; from a host src, no read
+    src = src_on_device
     min_len = check_int(min_len, "min_len", 0)
     if n_best is not None:
         n_best = check_int(n_best, "n_best", 1, k)
@@ -104,8 +105,10 @@ def beam_search(params, cfg, src, beam_size=4, alpha=0.6, max_len=None, min_len=
         logp = next_log_probs(decoder.step(be.asarray(tokens)), cfg, t, min_len)  # (A*k, V)
         cand = (be.asarray(scores.reshape(A * k, 1), dtype=logp.dtype) + logp).reshape(A, k * V)
         top = xp.argpartition(-cand, k - 1, axis=1)[:, :k]  # (A, k): the k best, unordered
-        top_scores = be.to_host(xp.take_along_axis(cand, top, axis=1)).astype(np.float64)  # (A, k)
-        top = be.to_host(top)
+        # scores and ids come back in one read (ids < A k V are exact in float64)
+        picked = be.to_host(xp.concatenate([xp.take_along_axis(cand, top, axis=1).astype(xp.float64),
+                                            top.astype(xp.float64)], axis=1))  # (A, 2k)
+        top_scores, top = picked[:, :k], picked[:, k:].astype(np.int64)  # (A, k), (A, k)
 
         parent = np.zeros((A, k), dtype=np.int64)  # (A, k) beam each new live hypothesis extends
         new_tok = np.full((A, k), cfg.eos_id, dtype=np.int64)  # empty slots feed EOS (ignored)

@@ -27,8 +27,9 @@ def greedy_decode(params, cfg, src, max_len=None, use_cache=True, min_len=0, ret
     min_len: EOS is not allowed before this many tokens (0 = no minimum).
     return_logits: also return a list of B host arrays (n_steps_b, V), one row per step.
     """
-    be = check_src(params, cfg, src)
-    limits = output_limits(cfg, src, max_len)  # (B,) host
+    be, src_on_device = check_src(params, cfg, src)
+    limits = output_limits(cfg, src, max_len)  # (B,) host; from a host src, no read
+    src = src_on_device
     min_len = check_int(min_len, "min_len", 0)
     B = src.shape[0]
     decoder = make_decoder(params, cfg, src, int(limits.max()), use_cache)

@@ -181,13 +181,17 @@ def reorder(state: DecoderState, index) -> DecoderState:
     Only the ``length`` filled positions are copied; ``state`` itself is left unchanged.
     """
     xp = backend_of(state.src_mask).xp
-    index = xp.asarray(index)
+    if isinstance(index, (list, tuple)):
+        index = np.asarray(index, dtype=np.int64)
     B = state.batch_size
     if index.ndim != 1 or index.dtype.kind not in "iu":
         raise ValueError(f"index: expected a 1-D integer array, got dtype {index.dtype} and shape {index.shape}")
-    if index.size and (int(index.min()) < 0 or int(index.max()) >= B):
+    # the range is checked where the index lives on the host (the decoders' case):
+    # on a device the check would read it back
+    if not backend_of(index).on_device and index.size and (int(index.min()) < 0 or int(index.max()) >= B):
         raise ValueError(f"index: rows must be in [0, {B}), "
                          f"got values in [{int(index.min())}, {int(index.max())}]")
+    index = xp.asarray(index)
     t = state.length
     layers = []
     for kv in state.layers:

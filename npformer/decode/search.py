@@ -46,12 +46,18 @@ def check_int(value, name, lo, hi=None):
 
 
 def check_src(params, cfg: TransformerConfig, src):
-    """src must be a (B, S) integer array with ids in [0, V), on the parameters' device."""
+    """``(backend, src on the parameters' device)`` for a (B, S) integer array with ids
+    in [0, V). A host (NumPy) ``src`` is checked there and then sent to the device:
+    the way to have the ids' values checked when the model lives on a GPU."""
     if not hasattr(src, "dtype") or not hasattr(src, "ndim"):
         raise TypeError(f"src: expected a (batch, length) integer array of token ids, got {type(src).__name__}")
     check_ids(src, "src", cfg.vocab_size, cfg.max_len)
     check_params(params, cfg)
-    return backend_of(src, params[embedding_keys(cfg)["src"]])
+    be = backend_of(params[embedding_keys(cfg)["src"]])
+    if backend_of(src).on_device:
+        backend_of(src, params[embedding_keys(cfg)["src"]])  # one device, or a clear error
+        return be, src
+    return be, be.asarray(src)
 
 
 def output_limits(cfg: TransformerConfig, src, max_len=None) -> np.ndarray:

@@ -6,9 +6,9 @@ Rows added to ``npformer gradcheck``:
     model_dropout                       the same with dropout on, under a fixed mask
     model_directional                   all parameters at once along one random direction
 
-A "fixed mask" means every forward call draws its dropout masks from a fresh
-generator with the same seed, so the function being differentiated is
-deterministic and the finite differences are meaningful.
+A "fixed mask" means every forward call gets the same dropout masks
+(``ReplayedDraws``), so the function being differentiated is deterministic and
+the finite differences are meaningful.
 """
 from __future__ import annotations
 
@@ -24,6 +24,30 @@ from npformer.model.params import init_params
 from npformer.model.sublayer import subdict
 from npformer.model.transformer import transformer_backward, transformer_forward
 from npformer.ops.cross_entropy import cross_entropy_backward, cross_entropy_forward
+
+class ReplayedDraws:
+    """A dropout generator whose draws repeat at every forward call: the first call
+    draws from ``backend.rng(seed)``, later ones (after ``rewind``) get copies of the
+    same draws, in order. One generator per check, not one per forward (on a GPU,
+    setting up a generator is costly); copies, since dropout overwrites its draw."""
+
+    def __init__(self, backend, seed: int):
+        self._rng, self._draws, self._next = backend.rng(seed), [], 0
+
+    def rewind(self) -> "ReplayedDraws":
+        self._next = 0
+        return self
+
+    def random(self, size, dtype):
+        if self._next == len(self._draws):
+            self._draws.append(self._rng.random(size, dtype=dtype))
+        draw = self._draws[self._next]
+        if draw.shape != tuple(size) or draw.dtype != dtype:
+            raise ValueError(f"ReplayedDraws: call {self._next} asks for {dtype} {tuple(size)}, "
+                             f"the first forward drew {draw.dtype} {draw.shape}")
+        self._next += 1
+        return draw.copy()
+
 
 TINY = TransformerConfig(vocab_size=13, d_model=8, h=2, d_ff=16, n_layers=2, p_drop=0.2,
                          eps_ls=0.1, max_len=16)
@@ -50,16 +74,17 @@ def tiny_batch(cfg, be, seed=0, B=2, S=5, T=4):
 def model_loss_fns(cfg, src, tgt_in, tgt_out, dropout_seed=None, be=None):
     """forward(params) -> (loss, cache), backward(dloss, cache) -> (grads,) for the gradchecker."""
     be = get_backend(be)
+    draws = None if dropout_seed is None else ReplayedDraws(be, dropout_seed)
 
     def forward(params):
-        rng = None if dropout_seed is None else be.rng(dropout_seed)
+        rng = None if draws is None else draws.rewind()
         logits, cache = transformer_forward(params, cfg, src, tgt_in, rng)
         loss, ce = cross_entropy_forward(logits, tgt_out, cfg.pad_id, cfg.eps_ls)
         return loss, (cache, ce)
 
     def backward(dloss, caches):
         cache, ce = caches
-        return (transformer_backward(cross_entropy_backward(float(dloss), ce), cache),)
+        return (transformer_backward(cross_entropy_backward(dloss, ce), cache),)
 
     return forward, backward
 
@@ -77,11 +102,13 @@ def run_model_checks(be=None, seed=0, max_entries=12):
     y = be.asarray(rng.standard_normal((2, 4, cfg.d_model)))
     src_mask, tgt_mask = padding_mask(src, cfg.pad_id), target_mask(tgt_in, cfg.pad_id)
 
+    enc_draws, dec_draws = ReplayedDraws(be, seed), ReplayedDraws(be, seed)
+
     def enc_fwd(x, p):
-        return encoder_layer_forward(x, p, cfg.h, src_mask, cfg.p_drop, be.rng(seed))
+        return encoder_layer_forward(x, p, cfg.h, src_mask, cfg.p_drop, enc_draws.rewind())
 
     def dec_fwd(y, memory, p):
-        return decoder_layer_forward(y, memory, p, cfg.h, tgt_mask, src_mask, cfg.p_drop, be.rng(seed))
+        return decoder_layer_forward(y, memory, p, cfg.h, tgt_mask, src_mask, cfg.p_drop, dec_draws.rewind())
 
     results.append(check_gradients(enc_fwd, encoder_layer_backward,
                                    dict(x=x, p=subdict(params, "encoder.0.")), "encoder_layer"))

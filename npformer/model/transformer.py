@@ -42,7 +42,12 @@ def positional_table(cfg: TransformerConfig, xp, dtype):
 
 
 def check_ids(ids, name, vocab, max_len):
-    """Validate a (B, L) integer id array: a clear error instead of a wrong answer."""
+    """Validate a (B, L) integer id array: a clear error instead of a wrong answer.
+
+    The value range is checked only where the ids live on the host: on a GPU it
+    would read them back and stall the device at every call. Code that sends ids
+    to a device checks them here first, while they are still host arrays
+    (``check_batch``, the decoders' ``check_src``)."""
     if not hasattr(ids, "dtype") or ids.dtype.kind not in "iu":
         raise TypeError(f"{name}: expected an integer array of token ids, got "
                         f"{getattr(ids, 'dtype', type(ids).__name__)}")
@@ -52,9 +57,26 @@ def check_ids(ids, name, vocab, max_len):
         raise ValueError(f"{name}: empty batch or sequence, shape {ids.shape}")
     if ids.shape[1] > max_len:
         raise ValueError(f"{name}: length {ids.shape[1]} exceeds the positional table's max_len={max_len}")
+    if backend_of(ids).on_device:
+        return
     lo, hi = int(ids.min()), int(ids.max())
     if lo < 0 or hi >= vocab:
         raise ValueError(f"{name}: token ids must be in [0, {vocab}), got values in [{lo}, {hi}]")
+
+
+def check_batch(cfg: TransformerConfig, src, tgt_in, tgt_out) -> int:
+    """Validate a training batch (src (B, S), tgt_in and tgt_out (B, T), ideally host
+    arrays) before any work on it; returns N, its number of non-pad targets."""
+    check_ids(src, "src", cfg.vocab_size, cfg.max_len)
+    check_ids(tgt_in, "tgt_in", cfg.target_vocab, cfg.max_len)
+    check_ids(tgt_out, "tgt_out", cfg.target_vocab, cfg.max_len)
+    if tgt_out.shape != tgt_in.shape or src.shape[0] != tgt_in.shape[0]:
+        raise ValueError(f"batch: src {src.shape}, tgt_in {tgt_in.shape} and tgt_out {tgt_out.shape} "
+                         "must have one batch size, and tgt_in and tgt_out one length")
+    n_tokens = int(backend_of(tgt_out).to_host((tgt_out != cfg.pad_id).sum()))
+    if n_tokens == 0:
+        raise ValueError("batch: every target is padding; expected at least one non-pad token")
+    return n_tokens
 
 
 class EmbedCache(NamedTuple):
@@ -134,11 +156,13 @@ def transformer_backward(dlogits, cache: TransformerCache):
 def loss_and_grads(params, cfg: TransformerConfig, src, tgt_in, tgt_out, rng=None, dloss=1.0):
     """Label-smoothed loss of one batch and the gradient of every parameter.
 
-    Returns ``(loss: float, grads: dict, n_tokens: int)``. The gradients are of
-    ``dloss * loss``: a part of a batch passes its share of the targets here, so
-    that the parts' gradients add up to the whole batch's (train/parallel.py).
+    Returns ``(loss, grads, n_tokens)``, loss and n_tokens 0-d arrays on the
+    parameters' device (reading them is the caller's choice: on a GPU each read
+    waits for the device). The gradients are of ``dloss * loss``: a part of a
+    batch passes its share of the targets here, so that the parts' gradients
+    add up to the whole batch's (train/parallel.py).
     """
     logits, cache = transformer_forward(params, cfg, src, tgt_in, rng)
     loss, ce = cross_entropy_forward(logits, tgt_out, cfg.pad_id, cfg.eps_ls)
     grads = transformer_backward(cross_entropy_backward(dloss, ce), cache)
-    return float(loss), grads, ce.n_tokens
+    return loss, grads, ce.n_tokens

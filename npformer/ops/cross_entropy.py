@@ -16,6 +16,12 @@ Fusing softmax and the loss gives this simple form and avoids log(0): never
 differentiate through log(softmax) separately.
 
 Shapes: logits (..., V), targets (...) int  (e.g. (B, T, V) and (B, T)).
+
+Nothing here reads a value back to the host, so on a GPU the loss stays queued
+with the rest of the step: N and the loss are 0-d device arrays. The checks
+that need values (ids in [0, V), at least one target) run only where the
+targets already live on the host; a caller on a GPU checks its batch on the
+host before sending it (model/checks.py, ``check_batch``).
 """
 from typing import NamedTuple
 
@@ -26,14 +32,15 @@ class CrossEntropyCache(NamedTuple):
     p: object         # (..., V) softmax of the logits
     targets: object   # (...) int
     valid: object     # (...) bool: target is not pad
-    n_tokens: int     # N
+    n_tokens: object  # N, a 0-d integer array
     eps_ls: float
 
 
 def cross_entropy_forward(logits, targets, pad_id=0, eps_ls=0.1):
     """Mean label-smoothed cross-entropy over non-pad targets. Returns ``(loss, cache)``,
     loss a 0-d array in the logits' dtype."""
-    xp = backend_of(logits, targets).xp
+    be = backend_of(logits, targets)
+    xp = be.xp
     V = logits.shape[-1]
     if targets.shape != logits.shape[:-1]:
         raise ValueError(f"cross-entropy: targets shape {targets.shape} does not match logits "
@@ -41,13 +48,14 @@ def cross_entropy_forward(logits, targets, pad_id=0, eps_ls=0.1):
     if targets.dtype.kind not in "iu":
         raise TypeError(f"cross-entropy: targets must be integer token ids, got {targets.dtype}")
     valid = targets != pad_id  # (...)
-    n_tokens = int(valid.sum())
-    if n_tokens == 0:
-        raise ValueError("cross-entropy: every target is padding; expected at least one non-pad token")
-    lo, hi = int(targets.min()), int(targets.max())  # a negative id would silently index from the end
-    if lo < 0 or hi >= V:
-        raise ValueError(f"cross-entropy: targets must be in [0, {V}) (V = logits.shape[-1]), "
-                         f"got values in [{lo}, {hi}]")
+    n_tokens = valid.sum()  # ()  N
+    if not be.on_device:
+        if int(n_tokens) == 0:
+            raise ValueError("cross-entropy: every target is padding; expected at least one non-pad token")
+        lo, hi = int(targets.min()), int(targets.max())  # a negative id would silently index from the end
+        if lo < 0 or hi >= V:
+            raise ValueError(f"cross-entropy: targets must be in [0, {V}) (V = logits.shape[-1]), "
+                             f"got values in [{lo}, {hi}]")
     eps_ls = float(eps_ls)
     # everything relative to the row max m: lse - m = log s, so no two large
     # numbers are ever subtracted (float32 logits of 1e4 keep full precision)
@@ -57,20 +65,25 @@ def cross_entropy_forward(logits, targets, pad_id=0, eps_ls=0.1):
     xp.exp(e, out=e)  # in place: one (..., V) buffer serves z - m, exp and finally p
     s = e.sum(axis=-1, keepdims=True)  # (..., 1)
     loss_n = xp.log(s[..., 0]) - (1.0 - eps_ls) * zm_true - (eps_ls / V) * zm_sum  # (...)
-    loss = (loss_n * valid).sum() / n_tokens
+    loss = (loss_n * valid).sum() / n_tokens.astype(logits.dtype)  # ()
     e /= s  # e is now p = softmax(logits), reused by the backward
     return loss, CrossEntropyCache(e, targets, valid, n_tokens, eps_ls)
 
 
 def cross_entropy_backward(dloss, cache: CrossEntropyCache):
-    """Returns ``dlogits`` (..., V) = dloss * valid * (softmax - q) / N."""
+    """Returns ``dlogits`` (..., V) = dloss * valid * (softmax - q) / N.
+
+    ``dloss`` is a number or a 0-d array. q is (1 - eps_ls) at the target and
+    eps_ls / V everywhere, so dz = w p - w eps_ls / V, then minus (1 - eps_ls) w
+    at each row's one target entry (a scatter with no repeats: one target per row).
+    """
     p, targets, valid, n_tokens, eps_ls = cache
     xp = backend_of(p).xp
     V = p.shape[-1]
-    w = (valid * (float(dloss) / n_tokens)).astype(p.dtype)[..., None]  # (..., 1)
+    w = (valid * (dloss / n_tokens)).astype(p.dtype)[..., None]  # (..., 1)
     dz = p * w  # (..., V)
     if eps_ls:
         dz -= w * (eps_ls / V)
-    onehot_w = xp.take_along_axis(dz, targets[..., None], axis=-1) - (1.0 - eps_ls) * w
-    xp.put_along_axis(dz, targets[..., None], onehot_w, axis=-1)
+    rows = dz.reshape(-1, V)  # (N_all, V) view
+    rows[xp.arange(rows.shape[0]), targets.reshape(-1)] -= (1.0 - eps_ls) * w.reshape(-1)
     return dz

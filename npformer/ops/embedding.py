@@ -23,10 +23,14 @@ class EmbeddingCache(NamedTuple):
 
 
 def embedding_forward(ids, E, scale=1.0):
+    """``(y, cache)``. The ids' range is checked where they live on the host; on a
+    device that check would read them back at every call, so callers check their
+    host arrays before sending them (model/transformer.py, ``check_ids``)."""
     V = E.shape[0]
     if ids.dtype.kind not in "iu":
         raise TypeError(f"embedding: ids must be integer token ids, got {ids.dtype}")
-    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= V):  # -1 would silently pick row V-1
+    on_host = not backend_of(ids, E).on_device
+    if on_host and ids.size and (int(ids.min()) < 0 or int(ids.max()) >= V):  # -1 would pick row V-1
         raise ValueError(f"embedding: ids must be in [0, {V}) (V = E.shape[0]), got values in "
                          f"[{int(ids.min())}, {int(ids.max())}]")
     scale = float(scale)  # a NumPy float64 scalar would upcast float32 embeddings

@@ -24,10 +24,14 @@ sentence at a time (attention never mixes sentences), so only the summation
 order differs from the unsplit batch: gradients agree to float rounding
 (tests/train/test_parallel.py checks it with dropout off).
 
-Dropout: shard s draws its masks from its own generator, seeded each step from
-the run's generator, so a run is reproducible for a given worker count and a
-resumed run continues exactly; different worker counts give different (equally
-valid) dropout masks.
+Dropout: worker s draws its masks from its own generator, built once per run
+(``worker_generators``) and saved in checkpoints, so a run is reproducible for
+a given worker count and a resumed run continues exactly; different worker
+counts give different (equally valid) dropout masks.
+
+On a GPU the batch arrives as host arrays: the shards and their token counts
+are cut on the host and each shard is sent to the device, so nothing here
+waits for the device.
 
 The same workers also share the update: Adam and the gradient norm touch every
 parameter once, element-wise, so the parameter arrays are dealt out to the
@@ -42,6 +46,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from npformer.backend import backend_of
+from npformer.distributed.buckets import Buckets
 from npformer.model.transformer import loss_and_grads
 
 
@@ -146,9 +151,20 @@ def as_workers(workers) -> Workers:
     return workers if isinstance(workers, Workers) else Workers(workers)
 
 
+def worker_generators(backend, seed: int, n: int, first: int = 0) -> list:
+    """The dropout generators of shards ``first .. first + n - 1``, built once per run.
+    Shard 0's is seeded with ``seed`` itself (one worker draws exactly as
+    ``backend.rng(seed)``), shard i's from (seed, i); a rank of an MPI run builds
+    those of its own shards, so shard i draws the same masks whatever the layout."""
+    seeds = [seed if i == 0 else int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
+             for i in range(first, first + n)]
+    return [backend.rng(s) for s in seeds]
+
+
 def shard_rows(tgt_out, pad_id: int, n: int) -> list[tuple[slice, int]]:
     """At most ``n`` contiguous row ranges of the batch with about equal numbers
-    of non-pad targets each, as ``(rows, N_s)`` pairs; no shard has N_s = 0."""
+    of non-pad targets each, as ``(rows, N_s)`` pairs; no shard has N_s = 0.
+    ``tgt_out`` is best a host array (on a device, counting reads it back once)."""
     counts = backend_of(tgt_out).to_host((tgt_out != pad_id).sum(axis=1))  # (B,)
     B, n = len(counts), min(n, len(counts))
     ends = np.cumsum(counts)
@@ -170,28 +186,46 @@ def sum_into(first: dict, others: list[dict], workers: Workers) -> dict:
     return first
 
 
-def parallel_loss_and_grads(params, cfg, src, tgt_in, tgt_out, rng=None, workers=None):
-    """``loss_and_grads`` of the whole batch, computed shard by shard on the workers.
+def parallel_loss_and_grads(params, cfg, src, tgt_in, tgt_out, rngs=None, workers=None, comm=None,
+                            what: str = "the gradient all-reduce"):
+    """``loss_and_grads`` of the whole batch, computed shard by shard on the workers,
+    and over the ranks of ``comm`` (an MPI run: train/ranks.py).
 
-    Returns ``(loss, grads, n_tokens)`` like ``loss_and_grads``. With one worker
-    (or one shard) it is ``loss_and_grads`` itself, drawing dropout from ``rng``.
+    src, tgt_in, tgt_out: the batch, best as host arrays (each shard is sent to
+    the parameters' device). The batch is cut into at most P x W shards (P ranks
+    of W workers); rank r computes shards rW .. rW + W - 1, its worker w shard
+    rW + w. ``rngs``: the dropout generators of this rank's shards
+    (``worker_generators``), or None for no dropout. Returns ``(loss, grads, N)``,
+    N the whole batch's number of targets (an int); the loss is a 0-d array on
+    the device, or a host float after the ranks' sum. With one worker and one
+    rank it is ``loss_and_grads`` of the whole batch, drawing from ``rngs[0]``.
     """
     workers = as_workers(workers)
-    shards = shard_rows(tgt_out, cfg.pad_id, workers.n) if workers.n > 1 else []
-    if len(shards) < 2:
-        return loss_and_grads(params, cfg, src, tgt_in, tgt_out, rng)
-    be = backend_of(src, tgt_in, tgt_out)
+    P, r = (1, 0) if comm is None else (comm.size, comm.rank)
+    be = backend_of(*params.values())
+    shards = shard_rows(tgt_out, cfg.pad_id, workers.n * P)
+    if not shards:
+        raise ValueError("parallel_loss_and_grads: every target is padding; expected at least one "
+                         "non-pad token")
     N = sum(n_s for _, n_s in shards)
-    # One generator per shard, seeded from the run's: reproducible, and the run's
-    # generator state (saved in checkpoints) still determines everything after.
-    rngs = [None] * len(shards) if rng is None else [be.rng(int(seed)) for seed in
-                                                      rng.integers(0, 2 ** 63 - 1, size=len(shards))]
+    first = r * workers.n
+    mine = range(first, min(first + workers.n, len(shards)))  # empty: a rank with no sentences
 
     def run(i):
         s, n_s = shards[i]
-        return loss_and_grads(params, cfg, src[s], tgt_in[s], tgt_out[s], rngs[i], dloss=n_s / N)
+        return loss_and_grads(params, cfg, be.asarray(src[s]), be.asarray(tgt_in[s]), be.asarray(tgt_out[s]),
+                              None if rngs is None else rngs[i - first], dloss=n_s / N)
 
-    results = workers.map(run, range(len(shards)))
-    loss = sum(r[0] * n_s / N for r, (_, n_s) in zip(results, shards))
-    grads = sum_into(results[0][1], [r[1] for r in results[1:]], workers)
+    results = workers.map(run, mine)
+    # in float64, so that ranks and threads add the same numbers in the same order
+    loss = sum(res[0].astype(be.xp.float64) * (shards[i][1] / N) for res, i in zip(results, mine))
+    if P == 1:
+        return loss, sum_into(results[0][1], [res[1] for res in results[1:]], workers), N
+    # ranks: this rank's sum goes into a few contiguous buckets, summed over the ranks in place
+    if comm.buckets is None or not comm.buckets.matches(params):
+        comm.buckets = Buckets(params)
+    grads = comm.buckets.fill([res[1] for res in results], workers)
+    del results  # the threads' gradients: the buckets hold their sum now
+    comm.allreduce_sum(comm.buckets.buffers, what)
+    loss, = comm.sum_floats([float(loss)], "the loss's sum over ranks")
     return loss, grads, N

@@ -6,6 +6,7 @@ P ranks, each with W worker threads (parallel.py), share every step's batch:
     split        the batch's sentences into at most P x W token-balanced shards
                  (``parallel.shard_rows``), in order: rank r takes shards
                  rW .. rW + W - 1, its thread w shard rW + w
+                 (``parallel.parallel_loss_and_grads`` does all of this step)
     backward     shard s seeded with dloss = N_s / N, where N counts the targets
                  of the whole batch (every rank has it, so all agree on N)
     sum          each rank adds its threads' gradients into a few contiguous
@@ -17,12 +18,13 @@ so the step computes sum_s (N_s / N) dloss_s/dtheta, the whole batch's
 gradient (the derivation is in parallel.py), whatever P and W are. Only the
 summation order depends on the split.
 
-Dropout: the run's generator draws one seed per shard, P x W of them on every
-rank, so the generators stay in step across ranks (rank 0's, saved in the
-checkpoint, is everyone's) and shard s's masks depend only on s. A run on P
-ranks of W threads therefore draws the same masks as a run on P' ranks of W'
-threads whenever P x W = P' x W'; 2 ranks of 1 thread and 1 process of 2
-threads even compute the same floats (one addition of two partial sums).
+Dropout: shard s draws from its own generator, built once per run from
+(seed, s) (``parallel.worker_generators``); rank r builds those of its shards.
+A run on P ranks of W threads therefore draws the same masks as a run on P'
+ranks of W' threads whenever P x W = P' x W'; 2 ranks of 1 thread and 1
+process of 2 threads even compute the same floats (one addition of two
+partial sums). A checkpoint gathers every rank's generator states, so a resume
+on the same P x W continues exactly.
 """
 from __future__ import annotations
 
@@ -30,44 +32,8 @@ import hashlib
 import os
 
 from npformer.backend import backend_of
-from npformer.distributed.buckets import Buckets
 from npformer.distributed.communicator import RanksDisagree, digest
-from npformer.model.transformer import loss_and_grads
-from npformer.train.parallel import as_workers, available_cores, default_workers, make_workers, shard_rows
-
-
-def rank_shards(tgt_out, pad_id: int, workers: int, rank: int, ranks: int):
-    """``(shards, mine)``: the batch's ``shard_rows`` for ``ranks x workers`` shards
-    and the indices of those that rank ``rank`` computes (possibly none)."""
-    shards = shard_rows(tgt_out, pad_id, workers * ranks)
-    return shards, range(rank * workers, min((rank + 1) * workers, len(shards)))
-
-
-def ranks_loss_and_grads(params, cfg, src, tgt_in, tgt_out, rng, workers, comm,
-                         what: str = "the gradient all-reduce"):
-    """``(loss, grads, N)`` of the whole batch, like ``loss_and_grads``, computed by
-    every rank of ``comm`` together; ``grads`` are views into the summed buckets
-    (valid until the next call)."""
-    workers = as_workers(workers)
-    be = backend_of(src, tgt_in, tgt_out)
-    shards, mine = rank_shards(tgt_out, cfg.pad_id, workers.n, comm.rank, comm.size)
-    N = sum(n_s for _, n_s in shards)
-    seeds = None if rng is None else [int(s) for s in rng.integers(0, 2 ** 63 - 1, size=len(shards))]
-
-    def run(i):
-        s, n_s = shards[i]
-        return loss_and_grads(params, cfg, src[s], tgt_in[s], tgt_out[s],
-                              None if seeds is None else be.rng(seeds[i]), dloss=n_s / N)
-
-    results = workers.map(run, mine)
-    local_loss = sum(r[0] * shards[i][1] / N for r, i in zip(results, mine))
-    if comm.buckets is None or not comm.buckets.matches(params):
-        comm.buckets = Buckets(params)
-    grads = comm.buckets.fill([r[1] for r in results], workers)
-    del results  # the threads' gradients: the buckets hold their sum now
-    comm.allreduce_sum(comm.buckets.buffers, what)
-    loss, = comm.sum_floats([local_loss], "the loss's sum over ranks")
-    return loss, grads, N
+from npformer.train.parallel import available_cores, default_workers, make_workers
 
 
 def workers_per_rank(n: int | None, backend, comm):
@@ -94,17 +60,16 @@ def parameters_digest(params: dict) -> str:
 
 def fingerprint(state, cfg, **more) -> dict:
     """What every rank must agree on before the first step: the model, the state it
-    starts from (parameters, step, generator) and the layout, plus ``more`` (the
+    starts from (parameters, optimizer, step, seed) and the layout, plus ``more`` (the
     run settings, digests of the vocabulary and of the first batch)."""
     from npformer import __version__
-    from npformer.train.trainer import rng_state
     be = backend_of(*state.params.values())
     return {"npformer": __version__, "config": cfg.to_dict(), "backend": be.name,
             "dtype": str(next(iter(state.params.values())).dtype), "workers": state.workers.n,
             "step": state.step, "parameters": parameters_digest(state.params),
             "optimizer": digest({"t": state.optimizer.t, "m": parameters_digest(state.optimizer.m),
                                  "v": parameters_digest(state.optimizer.v)}),
-            "generator": digest(rng_state(state)), **more}
+            "seed": state.seed, **more}
 
 
 def check_parameters_agree(state) -> None:

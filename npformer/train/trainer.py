@@ -2,17 +2,20 @@
 
 One step t = 1, 2, ...:
     batch          = batches(t)                         a pure function of t: resumable
+    check the batch on the host                         (ids in range, some targets)
     loss, g        = loss_and_grads(params, batch, rng)  forward + backward, dropout from rng
                                                         (split over the CPU workers: parallel.py,
                                                         and over the ranks of an MPI run: ranks.py)
-    ||g||          = global norm; clipped to ``clip`` if set
+    ||g||          = global norm
+    read loss and ||g|| to the host, together           the step's one wait for a GPU
     stop if loss or ||g|| is not finite                  (before the update: params stay good)
     lr_t           = factor * d_model^-0.5 * min(t^-0.5, t * warmup^-1.5)      §5.3
-    params        <- Adam(params, g, lr_t)
+    params        <- Adam(params, s g, lr_t)            s = min(1, clip / ||g||) if clip is set
 
 Everything that changes during training lives in a ``TrainState``: the
-parameters, Adam's moments, the step, the dropout generator and a history of
-logged records. A checkpoint stores all of it (``save_state``/``load_state``),
+parameters, Adam's moments, the step, the dropout generators (one per worker)
+and a history of logged records. On a device backend the parameters are a
+``FlatDict`` (flat.py), so that Adam updates them in one kernel. A checkpoint stores all of it (``save_state``/``load_state``),
 so stopping at step k and resuming gives the same losses as never stopping.
 
 Every ``eval_every`` steps ``eval_fn(params) -> {metric: value}`` runs and its
@@ -41,12 +44,13 @@ from npformer.data.batching import Batch
 from npformer.distributed.communicator import Communicator, SingleProcess
 from npformer.model.config import TransformerConfig
 from npformer.model.params import init_params
-from npformer.model.transformer import transformer_forward
+from npformer.model.transformer import check_batch, transformer_forward
 from npformer.ops.cross_entropy import cross_entropy_forward
-from npformer.train.optim import Adam, clip_grad_norm, global_norm
-from npformer.train.parallel import Workers, as_workers, parallel_loss_and_grads
+from npformer.train.flat import FlatDict
+from npformer.train.optim import Adam, clip_scale, squared_norm
+from npformer.train.parallel import Workers, as_workers, parallel_loss_and_grads, worker_generators
 from npformer.train.progress import Progress
-from npformer.train.ranks import check_parameters_agree, ranks_loss_and_grads
+from npformer.train.ranks import check_parameters_agree
 from npformer.train.schedule import noam_lr
 
 
@@ -58,7 +62,7 @@ class TrainingDiverged(RuntimeError):
 class TrainState:
     params: dict
     optimizer: Adam
-    rng: object               # the backend generator that draws dropout masks
+    rngs: list                # the backend generators that draw dropout masks, one per worker
     seed: int
     step: int = 0             # updates done so far
     history: list = field(default_factory=list)  # {"kind": "train"|"eval", "step", ...}
@@ -66,41 +70,61 @@ class TrainState:
     comm: Communicator = field(default_factory=SingleProcess)  # the ranks sharing each step (ranks.py)
 
 
+def trainable(params: dict) -> dict:
+    """The parameters in the layout training wants: a FlatDict on a device backend
+    (one kernel updates them all), the dict itself on the host."""
+    return FlatDict(params) if backend_of(*params.values()).on_device else params
+
+
 def init_state(cfg: TransformerConfig, seed: int = 0, backend=None, dtype: str = "float32",
                workers=None, comm: Communicator | None = None) -> TrainState:
     """Fresh parameters and optimizer; the same ``seed`` (and number of
     ``workers``, default 1) gives the same run."""
     be = get_backend(backend)
-    params = init_params(cfg, seed=seed, dtype=dtype, backend=be)
-    return TrainState(params, Adam(params), be.rng(seed), seed, workers=as_workers(workers),
-                      comm=comm or SingleProcess())
+    params = trainable(init_params(cfg, seed=seed, dtype=dtype, backend=be))
+    workers, comm = as_workers(workers), comm or SingleProcess()
+    rngs = worker_generators(be, seed, workers.n, first=comm.rank * workers.n)
+    return TrainState(params, Adam(params), rngs, seed, workers=workers, comm=comm)
 
 
 # --- saving and resuming -------------------------------------------------
 def rng_state(state: TrainState) -> dict:
-    """JSON-serialisable generator state. NumPy exposes it (``bit_generator.state``);
-    CuPy keeps it on the device without an API, so there only the seed is saved."""
-    bit_generator = getattr(state.rng, "bit_generator", None)
-    saved = bit_generator.state if isinstance(state.rng, np.random.Generator) else None
-    return {"seed": state.seed, "bit_generator": saved}
+    """JSON-serialisable generator states, of every shard's generator (on several
+    ranks, gathered from all of them: every rank must call this together). NumPy
+    exposes them (``bit_generator.state``); CuPy keeps them on the device without
+    an API, so there only the seed is saved."""
+    saved = [g.bit_generator.state if isinstance(g, np.random.Generator) else None for g in state.rngs]
+    if state.comm.size > 1:
+        saved = [s for rank in state.comm.allgather(saved, "the gathering of the dropout generators")
+                 for s in rank]
+    if any(s is None for s in saved):
+        saved = None
+    return {"seed": state.seed, "bit_generator": saved[0] if saved else None,
+            "worker_bit_generators": saved[1:] if saved else None}
 
 
-def restore_rng(be, saved: dict, step: int):
-    """A generator continuing where ``saved`` left off. Without a saved NumPy state
-    (a CuPy run, or a NumPy state resumed on CuPy) the stream restarts from a
-    seed derived from (seed, step): resuming is then not bit-identical."""
-    if saved.get("bit_generator") is not None and be.name == "numpy":
-        rng = np.random.default_rng()
-        rng.bit_generator.state = saved["bit_generator"]
-        return rng
+def restore_rngs(be, saved: dict, step: int, n: int, comm=None) -> list:
+    """The generators of this rank's ``n`` shards, continuing where ``saved`` left
+    off. Without saved NumPy states for all P x n shards (a CuPy run, a NumPy
+    state resumed on CuPy, another layout) the streams restart from seeds
+    derived from (seed, step): resuming is then not bit-identical."""
+    P, r = (1, 0) if comm is None else (comm.size, comm.rank)
+    states = [saved.get("bit_generator")] + list(saved.get("worker_bit_generators") or [])
+    if be.name == "numpy" and len(states) == P * n and all(s is not None for s in states):
+        rngs = [np.random.default_rng() for _ in range(n)]
+        for g, s in zip(rngs, states[r * n:(r + 1) * n]):
+            g.bit_generator.state = s
+        return rngs
     derived = int(np.random.SeedSequence([saved["seed"], step]).generate_state(1)[0])
-    return be.rng(derived)
+    return worker_generators(be, derived, n, first=r * n)
 
 
 def save_state(path, state: TrainState, cfg: TransformerConfig, tokenizer: dict | None = None,
-               extra: dict | None = None) -> str:
+               extra: dict | None = None, generators: dict | None = None) -> str:
+    """Write a checkpoint; ``generators`` is ``rng_state(state)`` when the caller has
+    it already (on several ranks it is gathered by all of them, before rank 0 saves)."""
     return checkpoint.save(path, state.params, cfg, optimizer=state.optimizer.state_dict(),
-                           step=state.step, rng_state=rng_state(state), history=state.history,
+                           step=state.step, rng_state=generators or rng_state(state), history=state.history,
                            tokenizer=tokenizer, extra=extra)
 
 
@@ -111,26 +135,30 @@ def load_state(path, backend=None, expected_config: TransformerConfig | None = N
     if ckpt.optimizer is None or ckpt.rng_state is None:
         raise ValueError(f"checkpoint {ckpt.path}: has no optimizer or rng state; it cannot be resumed")
     be = get_backend(backend)
-    optimizer = Adam(ckpt.params)
+    params = trainable(ckpt.params)
+    optimizer = Adam(params)
     optimizer.load_state_dict(ckpt.optimizer)
-    rng = restore_rng(be, ckpt.rng_state, ckpt.step)
-    state = TrainState(ckpt.params, optimizer, rng, int(ckpt.rng_state["seed"]), ckpt.step, ckpt.history,
-                       as_workers(workers), comm or SingleProcess())
+    workers, comm = as_workers(workers), comm or SingleProcess()
+    rngs = restore_rngs(be, ckpt.rng_state, ckpt.step, workers.n, comm)
+    state = TrainState(params, optimizer, rngs, int(ckpt.rng_state["seed"]), ckpt.step, ckpt.history, workers,
+                       comm)
     return state, ckpt
 
 
 # --- evaluation ----------------------------------------------------------
 def evaluate_loss(params, cfg: TransformerConfig, batches, workers=None) -> float:
     """Token-weighted mean loss (label-smoothed, as trained) over ``batches``,
-    teacher-forced and without dropout; ``workers`` take several batches at once."""
+    teacher-forced and without dropout; ``workers`` take several batches at once.
+    The sum stays on the device until the end: one read for all the batches."""
     be = backend_of(*params.values())
 
     def batch_loss(b):
+        n_tokens = check_batch(cfg, b.src, b.tgt_in, b.tgt_out)
         logits, _ = transformer_forward(params, cfg, be.asarray(b.src), be.asarray(b.tgt_in))
-        loss, ce = cross_entropy_forward(logits, be.asarray(b.tgt_out), cfg.pad_id, cfg.eps_ls)
-        return float(loss) * ce.n_tokens, ce.n_tokens
+        loss, _ = cross_entropy_forward(logits, be.asarray(b.tgt_out), cfg.pad_id, cfg.eps_ls)
+        return loss.astype(be.xp.float64) * n_tokens, n_tokens
     sums = as_workers(workers).map(batch_loss, batches)
-    return sum(s for s, _ in sums) / sum(n for _, n in sums)
+    return float(sum(s for s, _ in sums)) / sum(n for _, n in sums)
 
 
 def best_so_far(history: list, key: str = "val_loss") -> float | None:
@@ -155,23 +183,26 @@ def train_step(state: TrainState, cfg: TransformerConfig, batch: Batch, lr: floa
                clip: float | None = None) -> tuple[float, float, int]:
     """One update of ``state`` at learning rate ``lr``: ``(loss, gradient norm, n_tokens)``.
 
-    Raises ``TrainingDiverged`` (and leaves the parameters alone) when the loss
-    or the gradient norm is not finite.
+    The batch is checked on the host before anything is sent to the device. The
+    loss and the squared gradient norm come back to the host in one read, which
+    on a GPU is the step's only wait. Raises ``TrainingDiverged`` (and leaves the
+    parameters alone) when the loss or the gradient norm is not finite.
     """
     be = backend_of(*state.params.values())
-    src, tgt_in, tgt_out = (be.asarray(a) for a in (batch.src, batch.tgt_in, batch.tgt_out))
-    if state.comm.size > 1:
-        loss, grads, n_tokens = ranks_loss_and_grads(state.params, cfg, src, tgt_in, tgt_out, state.rng,
-                                                     state.workers, state.comm,
-                                                     f"step {state.step + 1}'s gradient all-reduce")
-    else:
-        loss, grads, n_tokens = parallel_loss_and_grads(state.params, cfg, src, tgt_in, tgt_out, state.rng,
-                                                        state.workers)
-    norm = clip_grad_norm(grads, clip, state.workers) if clip else global_norm(grads, state.workers)
+    check_batch(cfg, batch.src, batch.tgt_in, batch.tgt_out)
+    loss, grads, n_tokens = parallel_loss_and_grads(state.params, cfg, batch.src, batch.tgt_in, batch.tgt_out,
+                                                    state.rngs, state.workers, state.comm,
+                                                    f"step {state.step + 1}'s gradient all-reduce")
+    if be.on_device:
+        grads = FlatDict(grads)  # one buffer: the norm and Adam are then one kernel each
+    sq_norm = squared_norm(grads, state.workers)
+    loss, sq_norm = (float(x) for x in be.to_host(be.xp.stack([be.xp.asarray(loss, dtype=sq_norm.dtype),
+                                                                 sq_norm])))
+    norm = math.sqrt(sq_norm)
     if not (math.isfinite(loss) and math.isfinite(norm)):
         raise TrainingDiverged(f"step {state.step + 1}: loss {loss}, gradient norm {norm}; "
                                "stopped before the update")
-    state.optimizer.update(state.params, grads, lr, state.workers)
+    state.optimizer.update(state.params, grads, lr, state.workers, grad_scale=clip_scale(norm, clip))
     be.synchronize()  # the step's time must include the queued device work
     state.step += 1
     return loss, norm, n_tokens
@@ -204,11 +235,11 @@ def train(state: TrainState, cfg: TransformerConfig, batches: Callable[[int], Ba
     comm = state.comm
     lead = comm.rank == 0  # the rank that shows progress, evaluates and saves
 
-    def save(path):
+    def save(path, generators):
         if lead:
-            save_state(path, state, cfg, tokenizer=tokenizer, extra=checkpoint_extra)
+            save_state(path, state, cfg, tokenizer=tokenizer, extra=checkpoint_extra, generators=generators)
 
-    def evaluate():
+    def evaluate(generators):
         if not lead:
             return
         metrics = eval_fn(state.params)
@@ -216,7 +247,18 @@ def train(state: TrainState, cfg: TransformerConfig, batches: Callable[[int], Ba
         state.history.append({"kind": "eval", "step": state.step, **metrics})
         bar.write(f"step {state.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
         if best_path and best_key in metrics and (best is None or metrics[best_key] < best):
-            save(best_path)
+            save(best_path, generators)
+
+    def evaluate_and_save(do_eval: bool, do_save: bool) -> None:
+        """Rank 0 evaluates and saves; every rank first gives its generators' states
+        to the checkpoint, and afterwards waits for rank 0."""
+        generators = rng_state(state)  # on several ranks: gathered from all of them
+        if do_eval:
+            evaluate(generators)
+        if do_save:
+            save(last_path, generators)
+        if comm.size > 1:
+            comm.barrier(f"the wait for rank 0's evaluation and checkpoint at step {state.step}")
 
     start, before = time.perf_counter(), elapsed_so_far(state.history)
     bar = Progress(total=steps, initial=state.step, seconds=None if minutes is None else 60 * minutes,
@@ -246,23 +288,19 @@ def train(state: TrainState, cfg: TransformerConfig, batches: Callable[[int], Ba
             bar.update(t, window.loss_sum / window.tokens, lr, total.tokens / total.seconds)
             if log_every and t % log_every == 0:
                 state.history.append(window.close(t, lr, before + time.perf_counter() - start))
-            waits = False
-            if eval_fn and eval_every and t % eval_every == 0:
-                evaluate()
-                waits = True
-            if last_path and save_every and t % save_every == 0:
-                save(last_path)
-                saved_at = t
-                waits = True
-            if waits and comm.size > 1:
-                comm.barrier(f"the wait for rank 0's evaluation and checkpoint at step {t}")
+            do_eval = bool(eval_fn and eval_every and t % eval_every == 0)
+            do_save = bool(last_path and save_every and t % save_every == 0)
+            if do_eval or do_save:
+                evaluate_and_save(do_eval, do_save)
+                saved_at = t if do_save else saved_at
         if window.steps:
             state.history.append(window.close(state.step, lr, before + time.perf_counter() - start))
         last_eval = next((r["step"] for r in reversed(state.history) if r.get("kind") == "eval"), None)
-        if eval_fn and last_eval != state.step:
-            evaluate()
-        if last_path and saved_at != state.step:
-            save(last_path)
+        # rank 0 alone keeps the evaluation records: its decision is everyone's
+        do_eval = comm.bcast(bool(eval_fn and last_eval != state.step), 0, "the end-of-run evaluation")
+        do_save = bool(last_path and saved_at != state.step)
+        if do_eval or do_save:
+            evaluate_and_save(do_eval, do_save)
         if comm.size > 1:
             check_parameters_agree(state)
     finally:

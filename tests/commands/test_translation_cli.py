@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from npformer.backend import backend_of
 from npformer.data.corpus import DEFAULT_CORPUS
 
 ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
@@ -81,7 +82,7 @@ def test_translate_length_rule_bounds_every_output(run_dir, monkeypatch):
     def spy(real):
         def decode(params, cfg, src, max_len=None, **kw):
             out = real(params, cfg, src, max_len=max_len, **kw)
-            for row, limit, o in zip(translation.backend_of(src).to_host(src), max_len, out):
+            for row, limit, o in zip(backend_of(src).to_host(src), max_len, out):
                 seen[tuple(int(t) for t in row if t != cfg.pad_id)] = (limit, len(o))
             return out
         return decode

@@ -157,3 +157,15 @@ def test_stopping_early_loses_nothing(be, tiny, monkeypatch, alpha):
         [[(h.tokens, round(h.score, 12)) for h in hyps] for hyps in late]
     if alpha < 1:  # with alpha = 2 the bound is loose and this model never stops early
         assert early_work < sum(steps)
+
+
+@pytest.mark.parametrize("be", ["cupysim"], indirect=True)
+def test_a_beam_step_reads_the_host_once(be, tiny):
+    """The k best scores and their ids come back together, once per step."""
+    from npformer.cupysim import host_reads
+    cfg, params, src = tiny
+    src, n = be.to_host(src), 6
+    with host_reads() as reads:
+        out = beam_search(params, cfg, src, beam_size=3, max_len=n, min_len=n)
+    assert all(len(o) == n for o in out)
+    assert len(reads) == n, reads

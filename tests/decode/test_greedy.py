@@ -94,8 +94,9 @@ def test_input_errors(be, tiny, decode):
         (src.astype("float64"), TypeError, "src: expected an integer array"),
         (be.to_host(src).tolist(), TypeError, "src: expected a .*array.*got list"),
         (src[0], ValueError, r"src: expected shape \(batch, length\), got \(7,\)"),
-        (src + cfg.vocab_size, ValueError, r"src: token ids must be in \[0, 17\)"),
-        (src - 1, ValueError, r"src: token ids must be in \[0, 17\), got values in \[-1"),
+        # values are checked on the host: a caller with a GPU model passes host ids
+        (be.to_host(src) + cfg.vocab_size, ValueError, r"src: token ids must be in \[0, 17\)"),
+        (be.to_host(src) - 1, ValueError, r"src: token ids must be in \[0, 17\), got values in \[-1"),
         (src[:, :0], ValueError, "src: empty batch or sequence"),
     ]
     for arg, error, message in bad:
@@ -111,3 +112,18 @@ def test_input_errors(be, tiny, decode):
         decode(params, cfg, src, min_len=-1)
     with pytest.raises(TypeError, match="use_cache: expected True or False"):
         decode(params, cfg, src, use_cache="yes")
+
+
+
+@pytest.mark.parametrize("be", ["cupysim"], indirect=True)
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_a_greedy_step_reads_the_host_once(be, tiny, use_cache):
+    """On a device, the chosen tokens are the one thing a step brings back to the host."""
+    from npformer.cupysim import host_reads
+    cfg, params, src = tiny
+    src = be.to_host(src)  # host ids: checked on the host, then sent
+    n, reads_per_step = 9, 1
+    with host_reads() as reads:
+        out = greedy_decode(params, cfg, src, max_len=n, min_len=n, use_cache=use_cache)
+    assert all(len(o) == n for o in out)
+    assert len(reads) == n * reads_per_step, reads

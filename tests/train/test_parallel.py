@@ -10,7 +10,8 @@ from npformer.model.params import init_params
 from npformer.model.transformer import loss_and_grads
 from npformer.train import parallel
 from npformer.train.optim import Adam, clip_grad_norm, global_norm
-from npformer.train.parallel import Workers, balanced_groups, parallel_loss_and_grads, shard_rows
+from npformer.train.parallel import (Workers, balanced_groups, parallel_loss_and_grads, shard_rows,
+                                     worker_generators)
 from npformer.train.tasks import SequenceTask
 from npformer.train.trainer import evaluate_loss, init_state, load_state, save_state, train
 
@@ -77,7 +78,7 @@ def test_one_worker_is_loss_and_grads_itself():
     params = init_params(TINY, seed=1, dtype="float32")
     batch = padded_batch()
     a = loss_and_grads(params, TINY, *batch, BE.rng(5))
-    b = parallel_loss_and_grads(params, TINY, *batch, BE.rng(5), Workers(1))
+    b = parallel_loss_and_grads(params, TINY, *batch, [BE.rng(5)], Workers(1))
     assert a[0] == b[0] and a[2] == b[2]
     assert all(np.array_equal(a[1][k], b[1][k]) for k in a[1])
 
@@ -98,9 +99,9 @@ def test_shards_draw_different_dropout_masks_reproducibly(workers):
     params = init_params(TINY.replace(p_drop=0.5), seed=1, dtype="float32")
     cfg = TINY.replace(p_drop=0.5)
     batch = padded_batch()
-    a = parallel_loss_and_grads(params, cfg, *batch, BE.rng(3), workers[2])
-    b = parallel_loss_and_grads(params, cfg, *batch, BE.rng(3), workers[2])
-    c = parallel_loss_and_grads(params, cfg, *batch, BE.rng(4), workers[2])
+    a = parallel_loss_and_grads(params, cfg, *batch, worker_generators(BE, 3, 2), workers[2])
+    b = parallel_loss_and_grads(params, cfg, *batch, worker_generators(BE, 3, 2), workers[2])
+    c = parallel_loss_and_grads(params, cfg, *batch, worker_generators(BE, 4, 2), workers[2])
     assert a[0] == b[0] and all(np.array_equal(a[1][k], b[1][k]) for k in a[1])
     assert a[0] != c[0]
 
