@@ -14,14 +14,15 @@
 #                  small again with TF32 on on both
 #   5. decode      cached and uncached greedy and beam decoding
 #   6. demo        npformer demo --backend cupy with a short budget (GPU_CHECK_DEMO_MINUTES,
-#                  default 1.5); its BLEU needs sacreBLEU, else the demo says so
+#                  default 2, half a minute of it decoding); its BLEU needs sacreBLEU, which
+#                  the demo asks for before it starts
 # Figures and logs go to GPU_CHECK_OUT (default: a new temporary folder). The last
 # line printed is the JSON object with every stage's status, seconds and figures;
 # the exit status is 0 only if every stage passed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 backend=${GPU_CHECK_BACKEND:-cupy}
-demo_minutes=${GPU_CHECK_DEMO_MINUTES:-1.5}
+demo_minutes=${GPU_CHECK_DEMO_MINUTES:-2}
 out=${GPU_CHECK_OUT:-$(mktemp -d)}
 mkdir -p "$out"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -91,7 +92,7 @@ stage decode 120 "$py" benchmarks/decode.py --preset small --backend "$backend" 
 
 # 6. a short demo
 stage demo $(( ${demo_minutes%.*} * 60 + 150 )) "$py" -m npformer demo --backend "$backend" \
-  --minutes "$demo_minutes" --no-progress --json --out "$out/demo"
+  --minutes "$demo_minutes" --eval-minutes 0.5 --no-progress --json --out "$out/demo"
 
 "$py" - "$out" "$select" <<'EOF'
 import json, os, re, sys

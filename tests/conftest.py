@@ -1,6 +1,7 @@
 """One fixture runs every test on every backend: numpy and cupysim (CuPy's rules simulated on
 the CPU) always, cupy where a GPU is usable."""
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -20,3 +21,17 @@ BACKENDS = ["numpy", "cupysim", "cupy" if os.environ.get("NPFORMER_REQUIRE_CUPY"
 def be(request):
     """The backend under test."""
     return get_backend(request.param)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def cli_env() -> dict:
+    """The environment of every test's ``npformer`` subprocess: this checkout's package
+    first on the path (whatever is installed), one BLAS thread (tests run side by
+    side on a small machine), and no tracebacks for user errors (NPFORMER_DEBUG unset)."""
+    env = {k: v for k, v in os.environ.items() if k != "NPFORMER_DEBUG"}
+    env.update(PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+               OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    return env

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "npformer"
 # Lowest first. A module belongs to the layer of the longest prefix listed here.
 LAYERS = [
     ("npformer", "npformer._cpu", "npformer.backend", "npformer.cupysim", "npformer.special_tokens"),
-    ("npformer.ops", "npformer.gradcheck", "npformer.workers", "npformer.data"),
+    ("npformer.ops", "npformer.gradcheck", "npformer.workers", "npformer.distributed", "npformer.data"),
     ("npformer.model",),
     ("npformer.checkpoint",),
     ("npformer.decode", "npformer.train", "npformer.checks"),

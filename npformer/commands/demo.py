@@ -13,6 +13,10 @@ source's length + 5 tokens, chosen on the dev set for a model this young (see
 
 The demo exists to print a score, so without sacreBLEU (the ``eval`` extra) it
 refuses to start rather than train for ten minutes it cannot report on.
+
+Under an MPI launcher (``mpiexec -n P npformer demo``) the P ranks train
+together (npformer/train/ranks.py); rank 0 then decodes and scores the test
+set alone.
 """
 from __future__ import annotations
 
@@ -40,27 +44,42 @@ DEMO_DECODING = dict(beam=2, alpha=1.0, max_len_a=1.2, max_len_b=5)
 
 def cmd_demo(args) -> int:
     require("sacrebleu", "the demo's test-set BLEU and chrF")
+    from npformer.distributed import launch
+    from npformer.train.trainer import TrainingDiverged
+    with launch(args.backend, "demo", agreed=(TrainingDiverged,)) as comm:
+        return demo_on(args, comm)
+
+
+def demo_on(args, comm) -> int:
+    """``npformer demo`` as one rank of ``comm`` (SingleProcess without a launcher)."""
     from npformer.data.pipeline import batch_schedule, prepare
+    from npformer.distributed.communicator import digest
+    from npformer.train.ranks import fingerprint, workers_per_rank
     from npformer.train.trainer import init_state, throughput, train
     from npformer.translation import Translator, dev_evaluator, evaluate_pairs
-    from npformer.workers import make_workers
 
     t0 = time.perf_counter()
-    workers = make_workers(args.workers, args.backend)
+    workers = workers_per_rank(args.workers, args.backend, comm)
     # The decoding reserve shrinks with the workers that share the test set.
     eval_minutes = args.eval_minutes if args.eval_minutes is not None else max(0.6, 1.2 / workers.n)
     if args.minutes <= eval_minutes:
         raise ValueError(f"--minutes {args.minutes:g} must exceed --eval-minutes {eval_minutes:g}")
-    say = (lambda *a: None) if args.json else (lambda *a: print(*a, flush=True))
+    say = (lambda *a: None) if args.json or comm.rank != 0 else (lambda *a: print(*a, flush=True))
     say(f"npformer demo: {args.minutes:g} minutes on the bundled English->Spanish corpus (small preset)")
     data = prepare(num_merges=DEMO["merges"], splits_wanted=("train", "dev"))
     cfg = model_config({**DEMO, "vocab_size": data.tokenizer.vocab_size})
     say(f"  BPE: {data.tokenizer.vocab_size} shared subwords; {len(data.splits['train'])} training pairs; "
         f"model: N={cfg.n_layers}, d_model={cfg.d_model}, h={cfg.h}, d_ff={cfg.d_ff}")
-    say(f"  {workers.n} worker thread(s) share each batch (data parallel; --workers)")
-    state = init_state(cfg, seed=args.seed, backend=args.backend, dtype=args.dtype, workers=workers)
+    say(f"  {workers.n} worker thread(s) share each batch (data parallel; --workers)"
+        + (f" on each of {comm.size} ranks" if comm.size > 1 else ""))
+    state = init_state(cfg, seed=args.seed, backend=args.backend, dtype=args.dtype, workers=workers, comm=comm)
     batches = batch_schedule(*data.ids["train"], max_tokens=DEMO["max_tokens"], seed=args.seed,
                              max_len=DEMO["max_len"])
+    if comm.size > 1:  # the ranks must have learned the same vocabulary and drawn the same batches
+        first = batches(1)
+        comm.check_same(fingerprint(state, cfg, settings={"seed": args.seed, "minutes": args.minutes},
+                                    vocabulary=digest(data.tokenizer.to_dict()),
+                                    data=digest([digest(first.src), digest(first.tgt_out)])))
     evaluate = dev_evaluator(data, cfg, DEMO["max_tokens"], bleu_sentences=0, workers=workers)
     train_minutes = args.minutes - eval_minutes - (time.perf_counter() - t0) / 60
     out = args.out
@@ -71,6 +90,8 @@ def cmd_demo(args) -> int:
           checkpoint_extra={"settings": {**DEMO, "seed": args.seed, "vocab_size": cfg.vocab_size,
                                          "dtype": args.dtype}})
     trained_minutes = (time.perf_counter() - t0) / 60
+    if comm.rank != 0:  # rank 0 decodes and scores the test set
+        return 0
 
     model = Translator(state.params, cfg, data.tokenizer)
     test = data.splits["test"]
@@ -86,6 +107,7 @@ def cmd_demo(args) -> int:
               "chrf_signature": scores["chrf_signature"], "test_sentences": scores["n_sentences"],
               "beam": args.beam, "alpha": args.alpha,
               "max_len_a": args.max_len_a, "max_len_b": args.max_len_b, "steps": state.step, "workers": workers.n,
+              "ranks": comm.size,
               "tokens_per_s": throughput(state.history), "minutes": round(minutes, 2),
               "train_minutes": round(trained_minutes, 2),
               "final_loss": next((r["loss"] for r in reversed(state.history) if r["kind"] == "train"), None),

@@ -24,12 +24,18 @@ and refuses options that contradict them; ``--steps`` counts all steps, so
 Progress goes to stderr. With ``--json`` the last stdout line is one JSON object:
 task, steps, minutes, final_loss, val_loss, exact_match (tasks), dev_bleu and
 dev_chrf (translation with sacreBLEU installed), tokens_per_s, heldout_size,
-workers, and checkpoint (with --out). Metrics a run does not have are null.
+workers, ranks, and checkpoint (with --out). Metrics a run does not have are null.
+
+Under an MPI launcher (``mpiexec -n P npformer train ...``) the P processes
+train one model together (npformer/train/ranks.py). Before the first step they
+compare their settings, model, vocabulary, first batch and starting state, and
+refuse to start unless all agree; rank 0 alone prints and writes checkpoints.
 """
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from typing import Callable, NamedTuple
 
@@ -142,48 +148,47 @@ def make_source(settings: dict, tokenizer: dict | None, workers=None) -> DataSou
 
 
 def cmd_train(args) -> int:
-    from npformer.train.trainer import init_state, load_state, throughput, train
-    from npformer.workers import make_workers
+    from npformer.distributed import launch
+    from npformer.train.trainer import TrainingDiverged
+    with launch(args.backend, "train", agreed=(TrainingDiverged,)) as comm:
+        return train_on(args, comm)
+
+
+def run_fingerprint(state, cfg, settings: dict, source: DataSource) -> dict:
+    """What the ranks of one run must share (train/ranks.py ``fingerprint``)."""
+    from npformer.distributed.communicator import digest
+    from npformer.train.ranks import fingerprint
+    batch = source.batches(state.step + 1)
+    return fingerprint(state, cfg, settings=settings, vocabulary=digest(source.tokenizer),
+                       data=digest([digest(batch.src), digest(batch.tgt_in), digest(batch.tgt_out)]))
+
+
+def train_on(args, comm) -> int:
+    """``npformer train`` as one rank of ``comm`` (SingleProcess without a launcher)."""
+    from npformer.train.trainer import throughput, train
 
     last = os.path.join(args.out, "last.npz") if args.out else None
-    if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise ValueError(f"--out: {args.out} exists and is not a directory")
-    workers = make_workers(args.workers, args.backend)
-    if args.resume:
-        if not args.out:
-            raise ValueError("--resume needs --out RUN_DIR (it continues RUN_DIR/last.npz)")
-        state, ck = load_state(last, backend=args.backend, workers=workers)
-        if "settings" not in ck.extra:
-            raise ValueError(f"--resume: {last} has no run settings; it was not written by `npformer train`")
-        settings = run_settings(args, ck.extra["settings"])
-        steps = budget_steps(args, settings, resumed=True)
-        source = make_source(settings, ck.tokenizer, workers)
-        cfg = ck.config
-    else:
-        if last and os.path.exists(last):
-            raise ValueError(f"--out: {last} exists; pass --resume to continue it, or choose another RUN_DIR")
-        settings = run_settings(args, None)
-        steps = budget_steps(args, settings, resumed=False)
-        source = make_source(settings, None, workers)
-        cfg = model_config(settings)
-        state = init_state(cfg, seed=settings["seed"], backend=args.backend, dtype=settings["dtype"],
-                           workers=workers)
-        if args.out:  # now, not at the first save: a directory we cannot create must not cost a run
-            try:
-                os.makedirs(args.out, exist_ok=True)
-            except OSError as e:
-                raise ValueError(f"--out: cannot create {args.out} ({e.strerror})") from None
-            if not os.access(args.out, os.W_OK):
-                raise ValueError(f"--out: cannot write to {args.out}")
-    settings["steps"] = steps
+    try:
+        state, cfg, settings, source, steps, layout_note = set_up(args, comm, last)
+        mine = run_fingerprint(state, cfg, settings, source) if comm.size > 1 else None
+    except Exception as e:  # every rank learns of it at the start-up check, and stops
+        comm.check_same(e)
+        raise
+    comm.check_same(mine)
+    if layout_note and comm.rank == 0:
+        print(f"npformer train: {layout_note}", file=sys.stderr, flush=True)
+    workers = state.workers
 
     start_step, t0 = state.step, time.perf_counter()
     train(state, cfg, source.batches, steps=steps, minutes=args.minutes, warmup=settings["warmup"],
           lr_factor=settings["lr_factor"], clip=settings["clip"],
           eval_fn=lambda params: source.evaluate(params, cfg), eval_every=args.eval_every,
-          out_dir=args.out, save_every=args.eval_every, progress=not args.no_progress,
-          checkpoint_extra={"settings": settings}, tokenizer=source.tokenizer)
+          out_dir=args.out, save_every=args.eval_every, log_every=args.log_every, progress=not args.no_progress,
+          checkpoint_extra={"settings": settings, "layout": {"ranks": comm.size, "workers": workers.n}},
+          tokenizer=source.tokenizer)
     minutes = (time.perf_counter() - t0) / 60
+    if comm.rank != 0:  # rank 0 reports
+        return 0
 
     trained = [r for r in state.history if r["kind"] == "train" and r["step"] > start_step]
     final_eval = [r for r in state.history if r["kind"] == "eval"][-1]
@@ -193,7 +198,7 @@ def cmd_train(args) -> int:
         "val_loss": final_eval["val_loss"], "exact_match": final_eval.get("exact_match"),
         "dev_bleu": final_eval.get("dev_bleu"), "dev_chrf": final_eval.get("dev_chrf"),
         "tokens_per_s": throughput(trained),
-        "heldout_size": source.heldout_size, "workers": workers.n,
+        "heldout_size": source.heldout_size, "workers": workers.n, "ranks": comm.size,
     }
     if args.out:
         result["checkpoint"] = last
@@ -211,6 +216,59 @@ def cmd_train(args) -> int:
         if args.out:
             print(f"checkpoint: {last}")
     return 0
+
+
+def layout_change(saved: dict | None, ranks: int, workers: int) -> str | None:
+    """What resuming a run saved by ``saved`` ranks x workers on ``ranks`` x ``workers`` changes."""
+    if not saved or (saved["ranks"], saved["workers"]) == (ranks, workers):
+        return None
+    was, now = f"{saved['ranks']} rank(s) x {saved['workers']} thread(s)", f"{ranks} x {workers}"
+    if saved["ranks"] * saved["workers"] == ranks * workers:
+        return f"resuming a run trained on {was} on {now}: the same {ranks * workers} shards per batch, " \
+               "so it continues as if uninterrupted"
+    return (f"resuming a run trained on {was} on {now}: each batch is split into {ranks * workers} shards "
+            f"instead of {saved['ranks'] * saved['workers']}, so dropout draws other (equally valid) masks "
+            "than an uninterrupted run would; the gradients are the same up to float rounding")
+
+
+def set_up(args, comm, last):
+    """``(state, cfg, settings, source, steps, note)`` of a new or resumed run."""
+    from npformer.train.ranks import workers_per_rank
+    from npformer.train.trainer import init_state, load_state
+
+    if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out: {args.out} exists and is not a directory")
+    workers = workers_per_rank(args.workers, args.backend, comm)
+    note = None
+    if args.resume:
+        if not args.out:
+            raise ValueError("--resume needs --out RUN_DIR (it continues RUN_DIR/last.npz)")
+        state, ck = load_state(last, backend=args.backend, workers=workers, comm=comm)
+        note = layout_change(ck.extra.get("layout"), comm.size, workers.n)
+        if "settings" not in ck.extra:
+            raise ValueError(f"--resume: {last} has no run settings; it was not written by `npformer train`")
+        settings = run_settings(args, ck.extra["settings"])
+        steps = budget_steps(args, settings, resumed=True)
+        source = make_source(settings, ck.tokenizer, workers)
+        cfg = ck.config
+    else:
+        if last and os.path.exists(last):
+            raise ValueError(f"--out: {last} exists; pass --resume to continue it, or choose another RUN_DIR")
+        settings = run_settings(args, None)
+        steps = budget_steps(args, settings, resumed=False)
+        source = make_source(settings, None, workers)
+        cfg = model_config(settings)
+        state = init_state(cfg, seed=settings["seed"], backend=args.backend, dtype=settings["dtype"],
+                           workers=workers, comm=comm)
+        if args.out:  # now, not at the first save: a directory we cannot create must not cost a run
+            try:
+                os.makedirs(args.out, exist_ok=True)
+            except OSError as e:
+                raise ValueError(f"--out: cannot create {args.out} ({e.strerror})") from None
+            if not os.access(args.out, os.W_OK):
+                raise ValueError(f"--out: cannot write to {args.out}")
+    settings["steps"] = steps
+    return state, cfg, settings, source, steps, note
 
 
 def add_parser(sub) -> None:
@@ -270,6 +328,9 @@ def add_parser(sub) -> None:
     out = p.add_argument_group("output")
     out.add_argument("--eval-every", type=int_at_least(0), default=500,
                      help="evaluate on held-out data and write RUN_DIR/last.npz every N steps (default 500)")
+    out.add_argument("--log-every", type=int_at_least(1), default=10,
+                     help="add a train record (mean loss, lr, gradient norm, tokens/s) to the run's history "
+                          "every N steps (default 10)")
     out.add_argument("--out", metavar="RUN_DIR", help="write checkpoints last.npz and best.npz here")
     out.add_argument("--resume", action="store_true", help="continue RUN_DIR/last.npz with its settings")
     out.add_argument("--no-progress", action="store_true", help="no progress bar or log lines on stderr")

@@ -40,14 +40,18 @@ from __future__ import annotations
 import numpy as np
 
 from npformer.backend import backend_of
+from npformer.distributed.buckets import Buckets
 from npformer.model.transformer import loss_and_grads
 from npformer.workers import Workers, as_workers
 
 
-def worker_generators(backend, seed: int, n: int) -> list:
-    """``n`` dropout generators for the workers: the first seeded with ``seed`` itself
-    (one worker draws exactly as ``backend.rng(seed)``), the others from (seed, i)."""
-    seeds = [seed] + [int(np.random.SeedSequence([seed, i]).generate_state(1)[0]) for i in range(1, n)]
+def worker_generators(backend, seed: int, n: int, first: int = 0) -> list:
+    """The dropout generators of shards ``first .. first + n - 1``, built once per run.
+    Shard 0's is seeded with ``seed`` itself (one worker draws exactly as
+    ``backend.rng(seed)``), shard i's from (seed, i); a rank of an MPI run builds
+    those of its own shards, so shard i draws the same masks whatever the layout."""
+    seeds = [seed if i == 0 else int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
+             for i in range(first, first + n)]
     return [backend.rng(s) for s in seeds]
 
 
@@ -76,29 +80,46 @@ def sum_into(first: dict, others: list[dict], workers: Workers) -> dict:
     return first
 
 
-def parallel_loss_and_grads(params, cfg, src, tgt_in, tgt_out, rngs=None, workers=None):
-    """``loss_and_grads`` of the whole batch, computed shard by shard on the workers.
+def parallel_loss_and_grads(params, cfg, src, tgt_in, tgt_out, rngs=None, workers=None, comm=None,
+                            what: str = "the gradient all-reduce"):
+    """``loss_and_grads`` of the whole batch, computed shard by shard on the workers,
+    and over the ranks of ``comm`` (an MPI run: train/ranks.py).
 
     src, tgt_in, tgt_out: the batch, best as host arrays (each shard is sent to
-    the parameters' device). ``rngs``: one dropout generator per worker
-    (``worker_generators``), or None for no dropout. Returns ``(loss, grads, N)``:
-    the loss a 0-d array on the device, N the batch's number of targets (an int).
-    With one worker it is ``loss_and_grads`` of the whole batch, drawing from ``rngs[0]``.
+    the parameters' device). The batch is cut into at most P x W shards (P ranks
+    of W workers); rank r computes shards rW .. rW + W - 1, its worker w shard
+    rW + w. ``rngs``: the dropout generators of this rank's shards
+    (``worker_generators``), or None for no dropout. Returns ``(loss, grads, N)``,
+    N the whole batch's number of targets (an int); the loss is a 0-d array on
+    the device, or a host float after the ranks' sum. With one worker and one
+    rank it is ``loss_and_grads`` of the whole batch, drawing from ``rngs[0]``.
     """
     workers = as_workers(workers)
+    P, r = (1, 0) if comm is None else (comm.size, comm.rank)
     be = backend_of(*params.values())
-    shards = shard_rows(tgt_out, cfg.pad_id, workers.n)
+    shards = shard_rows(tgt_out, cfg.pad_id, workers.n * P)
     if not shards:
         raise ValueError("parallel_loss_and_grads: every target is padding; expected at least one "
                          "non-pad token")
     N = sum(n_s for _, n_s in shards)
+    first = r * workers.n
+    mine = range(first, min(first + workers.n, len(shards)))  # empty: a rank with no sentences
 
     def run(i):
         s, n_s = shards[i]
         return loss_and_grads(params, cfg, be.asarray(src[s]), be.asarray(tgt_in[s]), be.asarray(tgt_out[s]),
-                              None if rngs is None else rngs[i], dloss=n_s / N)
+                              None if rngs is None else rngs[i - first], dloss=n_s / N)
 
-    results = workers.map(run, range(len(shards)))
-    loss = sum(r[0] * (n_s / N) for r, (_, n_s) in zip(results, shards))
-    grads = sum_into(results[0][1], [r[1] for r in results[1:]], workers)
+    results = workers.map(run, mine)
+    # in float64, so that ranks and threads add the same numbers in the same order
+    loss = sum(res[0].astype(be.xp.float64) * (shards[i][1] / N) for res, i in zip(results, mine))
+    if P == 1:
+        return loss, sum_into(results[0][1], [res[1] for res in results[1:]], workers), N
+    # ranks: this rank's sum goes into a few contiguous buckets, summed over the ranks in place
+    if comm.buckets is None or not comm.buckets.matches(params):
+        comm.buckets = Buckets(params)
+    grads = comm.buckets.fill([res[1] for res in results], workers)
+    del results  # the threads' gradients: the buckets hold their sum now
+    comm.allreduce_sum(comm.buckets.buffers, what)
+    loss, = comm.sum_floats([float(loss)], "the loss's sum over ranks")
     return loss, grads, N

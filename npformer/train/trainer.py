@@ -4,7 +4,8 @@ One step t = 1, 2, ...:
     batch          = batches(t)                         a pure function of t: resumable
     check the batch on the host                         (ids in range, some targets)
     loss, g        = loss_and_grads(params, batch, rng)  forward + backward, dropout from rng
-                                                        (split over the CPU workers: parallel.py)
+                                                        (split over the CPU workers: parallel.py,
+                                                        and over the ranks of an MPI run: ranks.py)
     ||g||          = global norm
     read loss and ||g|| to the host, together           the step's one wait for a GPU
     stop if loss or ||g|| is not finite                  (before the update: params stay good)
@@ -22,6 +23,11 @@ Every ``eval_every`` steps ``eval_fn(params) -> {metric: value}`` runs and its
 record joins the history; when its ``best_key`` (lower is better, default
 "val_loss") improves, ``out_dir/best.npz`` is written. Every ``save_every``
 steps and at the end, ``out_dir/last.npz`` is written.
+
+On several ranks (``state.comm``), every rank runs this loop on the same
+batches and keeps the same parameters; rank 0 alone shows progress, evaluates
+and writes checkpoints while the others wait for it, and the ranks agree on
+when a time budget runs out.
 """
 from __future__ import annotations
 
@@ -36,6 +42,7 @@ import numpy as np
 from npformer import checkpoint
 from npformer.backend import get_backend
 from npformer.data.batching import Batch
+from npformer.distributed.communicator import Communicator, SingleProcess
 from npformer.model.config import TransformerConfig
 from npformer.model.params import init_params, params_backend
 from npformer.model.transformer import check_batch, transformer_forward
@@ -44,6 +51,7 @@ from npformer.train.flat import FlatDict
 from npformer.train.optim import Adam, clip_scale, squared_norm
 from npformer.train.parallel import parallel_loss_and_grads, worker_generators
 from npformer.train.progress import Progress
+from npformer.train.ranks import check_parameters_agree
 from npformer.train.schedule import noam_lr
 from npformer.workers import Workers, as_workers
 
@@ -61,6 +69,7 @@ class TrainState:
     step: int = 0             # updates done so far
     history: list = field(default_factory=list)  # {"kind": "train"|"eval", "step", ...}
     workers: Workers = field(default_factory=Workers)  # threads sharing each step (npformer/workers.py)
+    comm: Communicator = field(default_factory=SingleProcess)  # the ranks sharing each step (ranks.py)
 
 
 def trainable(params: dict) -> dict:
@@ -70,49 +79,58 @@ def trainable(params: dict) -> dict:
 
 
 def init_state(cfg: TransformerConfig, seed: int = 0, backend=None, dtype: str = "float32",
-               workers=None) -> TrainState:
+               workers=None, comm: Communicator | None = None) -> TrainState:
     """Fresh parameters and optimizer; the same ``seed`` (and number of
     ``workers``, default 1) gives the same run."""
     be = get_backend(backend)
     params = trainable(init_params(cfg, seed=seed, dtype=dtype, backend=be))
-    workers = as_workers(workers)
-    return TrainState(params, Adam(params), worker_generators(be, seed, workers.n), seed, workers=workers)
+    workers, comm = as_workers(workers), comm or SingleProcess()
+    rngs = worker_generators(be, seed, workers.n, first=comm.rank * workers.n)
+    return TrainState(params, Adam(params), rngs, seed, workers=workers, comm=comm)
 
 
 # --- saving and resuming -------------------------------------------------
 def rng_state(state: TrainState) -> dict:
-    """JSON-serialisable generator states. NumPy exposes them (``bit_generator.state``);
-    CuPy keeps them on the device without an API, so there only the seed is saved."""
+    """JSON-serialisable generator states, of every shard's generator (on several
+    ranks, gathered from all of them: every rank must call this together). NumPy
+    exposes them (``bit_generator.state``); CuPy keeps them on the device without
+    an API, so there only the seed is saved."""
     saved = [g.bit_generator.state if isinstance(g, np.random.Generator) else None for g in state.rngs]
+    if state.comm.size > 1:
+        saved = [s for rank in state.comm.allgather(saved, "the gathering of the dropout generators")
+                 for s in rank]
     if any(s is None for s in saved):
         saved = None
     return {"seed": state.seed, "bit_generator": saved[0] if saved else None,
             "worker_bit_generators": saved[1:] if saved else None}
 
 
-def restore_rngs(be, saved: dict, step: int, n: int) -> list:
-    """``n`` generators continuing where ``saved`` left off. Without saved NumPy
-    states for all ``n`` (a CuPy run, a NumPy state resumed on CuPy, another
-    worker count) the streams restart from seeds derived from (seed, step):
-    resuming is then not bit-identical."""
+def restore_rngs(be, saved: dict, step: int, n: int, comm=None) -> list:
+    """The generators of this rank's ``n`` shards, continuing where ``saved`` left
+    off. Without saved NumPy states for all P x n shards (a CuPy run, a NumPy
+    state resumed on CuPy, another layout) the streams restart from seeds
+    derived from (seed, step): resuming is then not bit-identical."""
+    P, r = (1, 0) if comm is None else (comm.size, comm.rank)
     states = [saved.get("bit_generator")] + list(saved.get("worker_bit_generators") or [])
-    if be.name == "numpy" and len(states) == n and all(s is not None for s in states):
+    if be.name == "numpy" and len(states) == P * n and all(s is not None for s in states):
         rngs = [np.random.default_rng() for _ in range(n)]
-        for g, s in zip(rngs, states):
+        for g, s in zip(rngs, states[r * n:(r + 1) * n]):
             g.bit_generator.state = s
         return rngs
     derived = int(np.random.SeedSequence([saved["seed"], step]).generate_state(1)[0])
-    return worker_generators(be, derived, n)
+    return worker_generators(be, derived, n, first=r * n)
 
 
 def save_state(path, state: TrainState, cfg: TransformerConfig, tokenizer: dict | None = None,
-               extra: dict | None = None) -> str:
+               extra: dict | None = None, generators: dict | None = None) -> str:
+    """Write a checkpoint; ``generators`` is ``rng_state(state)`` when the caller has
+    it already (on several ranks it is gathered by all of them, before rank 0 saves)."""
     return checkpoint.save(path, state.params, cfg, optimizer=state.optimizer.state_dict(),
-                           step=state.step, rng_state=rng_state(state), history=state.history,
+                           step=state.step, rng_state=generators or rng_state(state), history=state.history,
                            tokenizer=tokenizer, extra=extra)
 
 
-def load_state(path, backend=None, workers=None):
+def load_state(path, backend=None, workers=None, comm: Communicator | None = None):
     """``(TrainState, Checkpoint)`` from a checkpoint saved by ``save_state``."""
     ckpt = checkpoint.load(path, backend=backend)
     if ckpt.optimizer is None or ckpt.rng_state is None:
@@ -121,9 +139,10 @@ def load_state(path, backend=None, workers=None):
     params = trainable(ckpt.params)
     optimizer = Adam(params)
     optimizer.load_state_dict(ckpt.optimizer)
-    workers = as_workers(workers)
-    rngs = restore_rngs(be, ckpt.rng_state, ckpt.step, workers.n)
-    state = TrainState(params, optimizer, rngs, int(ckpt.rng_state["seed"]), ckpt.step, ckpt.history, workers)
+    workers, comm = as_workers(workers), comm or SingleProcess()
+    rngs = restore_rngs(be, ckpt.rng_state, ckpt.step, workers.n, comm)
+    state = TrainState(params, optimizer, rngs, int(ckpt.rng_state["seed"]), ckpt.step, ckpt.history, workers,
+                       comm)
     return state, ckpt
 
 
@@ -173,7 +192,8 @@ def train_step(state: TrainState, cfg: TransformerConfig, batch: Batch, lr: floa
     be = params_backend(state.params)
     check_batch(cfg, batch.src, batch.tgt_in, batch.tgt_out)
     loss, grads, n_tokens = parallel_loss_and_grads(state.params, cfg, batch.src, batch.tgt_in, batch.tgt_out,
-                                                    state.rngs, state.workers)
+                                                    state.rngs, state.workers, state.comm,
+                                                    f"step {state.step + 1}'s gradient all-reduce")
     if be.on_device:
         grads = FlatDict(grads)  # one buffer: the norm and Adam are then one kernel each
     sq_norm = squared_norm(grads, state.workers)
@@ -213,25 +233,46 @@ def train(state: TrainState, cfg: TransformerConfig, batches: Callable[[int], Ba
     last_path = os.path.join(out_dir, "last.npz") if out_dir else None
     best_path = os.path.join(out_dir, "best.npz") if out_dir else None
     saved_at = state.step if last_path and os.path.exists(last_path) else None
+    comm = state.comm
+    lead = comm.rank == 0  # the rank that shows progress, evaluates and saves
 
-    def save(path):
-        return save_state(path, state, cfg, tokenizer=tokenizer, extra=checkpoint_extra)
+    def save(path, generators):
+        if lead:
+            save_state(path, state, cfg, tokenizer=tokenizer, extra=checkpoint_extra, generators=generators)
 
-    def evaluate():
+    def evaluate(generators):
+        if not lead:
+            return
         metrics = eval_fn(state.params)
         best = best_so_far(state.history, best_key)
         state.history.append({"kind": "eval", "step": state.step, **metrics})
         bar.write(f"step {state.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
         if best_path and best_key in metrics and (best is None or metrics[best_key] < best):
-            save(best_path)
+            save(best_path, generators)
+
+    def evaluate_and_save(do_eval: bool, do_save: bool) -> None:
+        """Rank 0 evaluates and saves; every rank first gives its generators' states
+        to the checkpoint, and afterwards waits for rank 0."""
+        generators = rng_state(state)  # on several ranks: gathered from all of them
+        if do_eval:
+            evaluate(generators)
+        if do_save:
+            save(last_path, generators)
+        if comm.size > 1:
+            comm.barrier(f"the wait for rank 0's evaluation and checkpoint at step {state.step}")
 
     start, before = time.perf_counter(), elapsed_so_far(state.history)
     bar = Progress(total=steps, initial=state.step, seconds=None if minutes is None else 60 * minutes,
-                   enabled=progress)
+                   enabled=progress and lead)
+    if comm.size > 1:
+        bar.write(f"training on {comm.describe()}, {state.workers.n} worker thread(s) each")
+
+    def out_of_time():  # on every rank at once: one rank's clock stopping the others mid-step would hang them
+        return minutes is not None and comm.any(time.perf_counter() - start >= 60 * minutes,
+                                                "the time-budget check")
     window, total = _Window(), _Window()  # since the last train record / in this call
     try:
-        while (steps is None or state.step < steps) and (
-                minutes is None or time.perf_counter() - start < 60 * minutes):
+        while (steps is None or state.step < steps) and not out_of_time():
             t = state.step + 1
             lr = noam_lr(t, cfg.d_model, warmup, lr_factor)
             batch = batches(t)
@@ -248,18 +289,21 @@ def train(state: TrainState, cfg: TransformerConfig, batches: Callable[[int], Ba
             bar.update(t, window.loss_sum / window.tokens, lr, total.tokens / total.seconds)
             if log_every and t % log_every == 0:
                 state.history.append(window.close(t, lr, before + time.perf_counter() - start))
-            if eval_fn and eval_every and t % eval_every == 0:
-                evaluate()
-            if last_path and save_every and t % save_every == 0:
-                save(last_path)
-                saved_at = t
+            do_eval = bool(eval_fn and eval_every and t % eval_every == 0)
+            do_save = bool(last_path and save_every and t % save_every == 0)
+            if do_eval or do_save:
+                evaluate_and_save(do_eval, do_save)
+                saved_at = t if do_save else saved_at
         if window.steps:
             state.history.append(window.close(state.step, lr, before + time.perf_counter() - start))
         last_eval = next((r["step"] for r in reversed(state.history) if r.get("kind") == "eval"), None)
-        if eval_fn and last_eval != state.step:
-            evaluate()
-        if last_path and saved_at != state.step:
-            save(last_path)
+        # rank 0 alone keeps the evaluation records: its decision is everyone's
+        do_eval = comm.bcast(bool(eval_fn and last_eval != state.step), 0, "the end-of-run evaluation")
+        do_save = bool(last_path and saved_at != state.step)
+        if do_eval or do_save:
+            evaluate_and_save(do_eval, do_save)
+        if comm.size > 1:
+            check_parameters_agree(state)
     finally:
         bar.close()
     return state
