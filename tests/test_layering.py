@@ -15,7 +15,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "npformer"
 
 # Lowest first. A module belongs to the layer of the longest prefix listed here.
 LAYERS = [
-    ("npformer", "npformer._cpu", "npformer.backend", "npformer.cupysim", "npformer.special_tokens"),
+    ("npformer", "npformer._cpu", "npformer.backend", "npformer.cupysim", "npformer.special_tokens",
+     "npformer.flat"),
     ("npformer.ops", "npformer.gradcheck", "npformer.workers", "npformer.distributed", "npformer.data"),
     ("npformer.model",),
     ("npformer.checkpoint",),

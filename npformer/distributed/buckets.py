@@ -3,10 +3,10 @@ big messages instead of one per parameter (the base preset has 253).
 
 The parameter dict's arrays are laid out, in the dict's order, one after the
 other in flat buffers of about ``bucket_bytes`` each (an array larger than
-that gets a buffer of its own). ``views[k]`` is parameter k's gradient as a
-reshaped view into its buffer, so that after ``fill`` the all-reduce of the
-buffers in place *is* the all-reduce of every gradient, with no copy back;
-the optimizer then reads and scales the views.
+that gets a buffer of its own): each bucket is a ``FlatDict`` (npformer/flat.py).
+``views[k]`` is parameter k's gradient as a reshaped view into its buffer, so
+that after ``fill`` the all-reduce of the buffers in place *is* the all-reduce
+of every gradient, with no copy back; the optimizer then reads the views.
 
 ``fill(parts)`` writes the sum of the worker threads' gradient dicts into the
 views: ((g_1 + g_2) + g_3) + ..., the order in which ``parallel.sum_into``
@@ -15,6 +15,7 @@ adds them, so ranks and threads give the same floats.
 from __future__ import annotations
 
 from npformer.backend import backend_of
+from npformer.flat import FlatDict
 
 # PyTorch's DistributedDataParallel uses 25 MiB buckets: big enough that a ring
 # all-reduce runs at bandwidth, small enough to keep a few of them in flight.
@@ -34,18 +35,16 @@ class Buckets:
             raise TypeError(f"buckets: the arrays must share one dtype, got {sorted(map(str, dtypes))}")
         dtype = dtypes.pop()
         self.shapes = {k: tuple(a.shape) for k, a in template.items()}
-        self.layout = []  # per buffer: [(key, offset, size)]
-        used = bucket_bytes  # start a new buffer at once
+        groups, used = [], bucket_bytes  # start a new bucket at once
         for k, a in template.items():
             if used and used + a.size * dtype.itemsize > bucket_bytes:
-                self.layout.append([])
+                groups.append([])
                 used = 0
-            offset = sum(size for _, _, size in self.layout[-1])
-            self.layout[-1].append((k, offset, a.size))
+            groups[-1].append(k)
             used += a.size * dtype.itemsize
-        self.buffers = [be.xp.zeros(sum(size for _, _, size in bucket), dtype=dtype) for bucket in self.layout]
-        self.views = {k: buffer[offset:offset + size].reshape(self.shapes[k])
-                      for buffer, bucket in zip(self.buffers, self.layout) for k, offset, size in bucket}
+        self.parts = [FlatDict.zeros_like({k: template[k] for k in keys}) for keys in groups]
+        self.buffers = [part.flat for part in self.parts]
+        self.views = {k: view for part in self.parts for k, view in part.items()}
         self.dtype, self.backend = dtype, be
 
     def __repr__(self) -> str:

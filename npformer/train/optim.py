@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 
 from npformer.backend import backend_of
-from npformer.train.flat import FlatDict
+from npformer.flat import FlatDict
 from npformer.workers import as_workers
 
 
@@ -85,7 +85,7 @@ class Adam:
         if self.fused:
             if not isinstance(params, FlatDict):
                 raise TypeError("adam: on a device backend the parameters must be a FlatDict "
-                                "(npformer.train.flat), so that one kernel can update them all")
+                                "(npformer.flat), so that one kernel can update them all")
             self.m, self.v = FlatDict(params), FlatDict(params)
             self.m.flat.fill(0)
             self.v.flat.fill(0)

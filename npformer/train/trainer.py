@@ -15,7 +15,7 @@ One step t = 1, 2, ...:
 Everything that changes during training lives in a ``TrainState``: the
 parameters, Adam's moments, the step, the dropout generators (one per worker)
 and a history of logged records. On a device backend the parameters are a
-``FlatDict`` (flat.py), so that Adam updates them in one kernel. A checkpoint
+``FlatDict`` (npformer/flat.py), so that Adam updates them in one kernel. A checkpoint
 stores all of it (``save_state``/``load_state``), so stopping at step k and
 resuming gives the same losses as never stopping.
 
@@ -47,7 +47,7 @@ from npformer.model.config import TransformerConfig
 from npformer.model.params import init_params, params_backend
 from npformer.model.transformer import check_batch, transformer_forward
 from npformer.ops.cross_entropy import cross_entropy_forward
-from npformer.train.flat import FlatDict
+from npformer.flat import FlatDict
 from npformer.train.optim import Adam, clip_scale, squared_norm
 from npformer.train.parallel import parallel_loss_and_grads, worker_generators
 from npformer.train.progress import Progress

@@ -22,15 +22,16 @@ def test_layout_holds_every_array_once_as_a_view_in_order(shapes, bucket_bytes):
     template = arrays_of(shapes)
     b = Buckets(template, bucket_bytes)
     assert list(b.views) == list(template)
-    assert [k for bucket in b.layout for k, _, _ in bucket] == list(template)
+    assert [k for part in b.parts for k in part] == list(template)
     for k, a in template.items():
         v = b.views[k]
         assert v.shape == a.shape and v.dtype == a.dtype and v.flags.c_contiguous
         assert any(np.shares_memory(v, buf) for buf in b.buffers)
     # Buffers are filled up to bucket_bytes; only a single big array exceeds it.
-    for bucket, buf in zip(b.layout, b.buffers):
-        assert buf.nbytes <= bucket_bytes or len(bucket) == 1
-        assert sum(size for _, _, size in bucket) == buf.size
+    for part, buf in zip(b.parts, b.buffers):
+        assert buf is part.flat
+        assert buf.nbytes <= bucket_bytes or len(part) == 1
+        assert sum(v.size for v in part.values()) == buf.size
     assert b.nbytes == sum(a.nbytes for a in template.values())
     # Writing the buffers writes the views: nothing overlaps, nothing is left out.
     for i, buf in enumerate(b.buffers):

@@ -152,7 +152,7 @@ def test_fused_device_update_equals_the_host_reference(dtype, rtol):
     """The one-kernel form of Adam (cupy.fuse over flat buffers) and the readable
     per-array form give the same parameters and moments, clipping factor included."""
     from npformer.backend import get_backend
-    from npformer.train.flat import FlatDict
+    from npformer.flat import FlatDict
     from npformer.train.optim import squared_norm
     sim = get_backend("cupysim")
     rng = np.random.default_rng(3)

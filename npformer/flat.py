@@ -35,6 +35,12 @@ class FlatDict(dict):
             start += a.size
         super().__init__(views)
 
+    @classmethod
+    def zeros_like(cls, arrays: dict) -> "FlatDict":
+        """A FlatDict with ``arrays``' keys, shapes and dtype, all zeros."""
+        xp = backend_of(*arrays.values()).xp
+        return cls({k: xp.zeros(a.shape, dtype=a.dtype) for k, a in arrays.items()})
+
     def __setitem__(self, k, value):
         """``d[k] = a`` writes ``a`` into k's view; the keys and the buffer stay as they are."""
         if k not in self:
