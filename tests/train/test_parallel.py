@@ -25,18 +25,6 @@ def workers():
         x.close()
 
 
-def padded_batch(B=5, S=7, T=6, V=TINY.vocab_size, seed=0):
-    """Sentences of different lengths, padded with TINY.pad_id = 0 at the end."""
-    rng = np.random.default_rng(seed)
-    src, tgt_in, tgt_out = (np.zeros((B, n), dtype=np.int64) for n in (S, T, T))
-    for b in range(B):
-        s, t = rng.integers(1, S + 1), rng.integers(1, T + 1)
-        src[b, :s] = rng.integers(1, V, s)
-        tgt_in[b, :t] = rng.integers(1, V, t)
-        tgt_out[b, :t] = rng.integers(1, V, t)
-    return src, tgt_in, tgt_out
-
-
 @settings(max_examples=60, deadline=None)
 @given(counts=st.lists(st.integers(0, 9), min_size=1, max_size=12).filter(lambda c: sum(c) > 0),
        n=st.integers(1, 5))
@@ -57,7 +45,7 @@ def test_shards_cover_the_batch_in_order_with_balanced_nonempty_parts(counts, n)
 
 
 @pytest.mark.parametrize("n", [2, 3])
-def test_sharded_gradients_equal_the_whole_batch_gradients(workers, n):
+def test_sharded_gradients_equal_the_whole_batch_gradients(workers, n, padded_batch):
     params = init_params(TINY, seed=1, dtype="float64")
     batch = padded_batch()
     loss, grads, n_tokens = loss_and_grads(params, TINY, *batch)  # no rng: no dropout
@@ -69,7 +57,7 @@ def test_sharded_gradients_equal_the_whole_batch_gradients(workers, n):
         np.testing.assert_allclose(pgrads[k], grads[k], rtol=1e-11, atol=1e-14, err_msg=k)
 
 
-def test_one_worker_is_loss_and_grads_itself():
+def test_one_worker_is_loss_and_grads_itself(padded_batch):
     params = init_params(TINY, seed=1, dtype="float32")
     batch = padded_batch()
     a = loss_and_grads(params, TINY, *batch, BE.rng(5))
@@ -78,7 +66,7 @@ def test_one_worker_is_loss_and_grads_itself():
     assert all(np.array_equal(a[1][k], b[1][k]) for k in a[1])
 
 
-def test_held_out_loss_is_the_same_with_workers(workers):
+def test_held_out_loss_is_the_same_with_workers(workers, padded_batch):
     from npformer.data.batching import make_batches
     params = init_params(TINY, seed=2, dtype="float64")
     pairs = [padded_batch(B=1, seed=i) for i in range(9)]
@@ -90,7 +78,7 @@ def test_held_out_loss_is_the_same_with_workers(workers):
         evaluate_loss(params, TINY, batches), rel=1e-12)
 
 
-def test_shards_draw_different_dropout_masks_reproducibly(workers):
+def test_shards_draw_different_dropout_masks_reproducibly(workers, padded_batch):
     params = init_params(TINY.replace(p_drop=0.5), seed=1, dtype="float32")
     cfg = TINY.replace(p_drop=0.5)
     batch = padded_batch()

@@ -87,17 +87,6 @@ class ThreadComm(Communicator):
         self.ranks.exchange(self.rank, None)
 
 
-def padded_batch(B=6, S=7, T=6, V=TINY.vocab_size, seed=0):
-    rng = np.random.default_rng(seed)
-    src, tgt_in, tgt_out = (np.zeros((B, n), dtype=np.int64) for n in (S, T, T))
-    for b in range(B):
-        s, t = rng.integers(1, S + 1), rng.integers(1, T + 1)
-        src[b, :s] = rng.integers(1, V, s)
-        tgt_in[b, :t] = rng.integers(1, V, t)
-        tgt_out[b, :t] = rng.integers(1, V, t)
-    return src, tgt_in, tgt_out
-
-
 @settings(max_examples=30, deadline=None)
 @given(counts=st.lists(st.integers(0, 9), min_size=1, max_size=12).filter(lambda c: sum(c) > 0),
        ranks=st.integers(1, 4), workers=st.integers(1, 3))
@@ -144,9 +133,9 @@ class PassThrough(Communicator):
         return list(values)
 
 
-def test_two_ranks_give_the_whole_batch_gradient_on_both_ranks():
+def test_two_ranks_give_the_whole_batch_gradient_on_both_ranks(padded_batch):
     params = init_params(TINY, seed=1, dtype="float64")
-    batch = padded_batch()
+    batch = padded_batch(B=6)
     loss, grads, n_tokens = loss_and_grads(params, TINY, *batch)
     ranks = ThreadRanks(2)
     results = ranks.run(lambda r: parallel_loss_and_grads(params, TINY, *batch, None, Workers(1),
@@ -159,7 +148,7 @@ def test_two_ranks_give_the_whole_batch_gradient_on_both_ranks():
         assert np.array_equal(results[0][1][k], results[1][1][k]), k
 
 
-def test_a_rank_without_sentences_adds_zeros():
+def test_a_rank_without_sentences_adds_zeros(padded_batch):
     params = init_params(TINY, seed=1, dtype="float64")
     batch = padded_batch(B=2)
     loss, grads, _ = loss_and_grads(params, TINY, *batch)
@@ -172,12 +161,12 @@ def test_a_rank_without_sentences_adds_zeros():
 
 
 @pytest.mark.skipif(not workers_module.blas_threads_controllable(), reason="threadpoolctl is not installed")
-def test_two_ranks_of_one_thread_are_one_process_of_two_threads_bit_for_bit():
+def test_two_ranks_of_one_thread_are_one_process_of_two_threads_bit_for_bit(padded_batch):
     """Dropout on: the same generator per shard, the same masks, the same two-term sums."""
     from npformer.backend import get_backend
     cfg = TINY.replace(p_drop=0.3)
     params = init_params(cfg, seed=1, dtype="float32")
-    batch = padded_batch()
+    batch = padded_batch(B=6)
     be = get_backend("numpy")
     threads = Workers(2)
     try:
