@@ -2,7 +2,7 @@
 ``add_parser(sub, add_backend_args)`` which adds its parser and sets ``func``."""
 import importlib
 
-COMMANDS = ("train", "translate", "evaluate", "plot", "demo", "info")
+COMMANDS = ("train", "translate", "evaluate", "plot", "demo", "info", "average")
 
 
 def register(sub, add_backend_args) -> None:

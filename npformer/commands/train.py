@@ -129,6 +129,10 @@ def cmd_train(args) -> int:
     from npformer.train.trainer import init_state, load_state, throughput, train
 
     last = os.path.join(args.out, "last.npz") if args.out else None
+    save_every = args.eval_every if args.save_every is None else args.save_every
+    if args.keep_last and not (args.out and save_every):
+        raise ValueError("--keep-last needs --out RUN_DIR and checkpoints to keep (--save-every > 0)")
+
     if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
         raise ValueError(f"--out: {args.out} exists and is not a directory")
     workers = make_workers(args.workers, args.backend)
@@ -165,8 +169,8 @@ def cmd_train(args) -> int:
     train(state, cfg, source.batches, steps=steps, minutes=args.minutes, warmup=settings["warmup"],
           lr_factor=settings["lr_factor"], clip=settings["clip"],
           eval_fn=lambda params: source.evaluate(params, cfg), eval_every=args.eval_every,
-          out_dir=args.out, save_every=args.eval_every, progress=not args.no_progress,
-          checkpoint_extra={"settings": settings}, tokenizer=source.tokenizer)
+          out_dir=args.out, save_every=save_every, progress=not args.no_progress,
+          checkpoint_extra={"settings": settings}, tokenizer=source.tokenizer, keep_last=args.keep_last)
     minutes = (time.perf_counter() - t0) / 60
 
     trained = [r for r in state.history if r["kind"] == "train" and r["step"] > start_step]
@@ -231,7 +235,12 @@ def add_parser(sub, add_backend_args) -> None:
     p.add_argument("--clip", type=number_at_least(0),
                    help=f"clip the global gradient norm to this (default {d['clip']}; 0 = no clipping)")
     p.add_argument("--eval-every", type=int_at_least(0), default=500,
-                   help="evaluate on held-out data and write RUN_DIR/last.npz every N steps (default 500)")
+                   help="evaluate on held-out data every N steps (default 500)")
+    p.add_argument("--save-every", type=int_at_least(0), default=None,
+                   help="write RUN_DIR/last.npz every N steps (default: --eval-every)")
+    p.add_argument("--keep-last", type=int_at_least(0), default=0, metavar="K",
+                   help="also keep the last K saves as RUN_DIR/step-<t>.npz, for `npformer average` "
+                        "(default 0: only last.npz)")
     p.add_argument("--out", metavar="RUN_DIR", help="write checkpoints last.npz and best.npz here")
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR/last.npz with its settings")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or log lines on stderr")

@@ -17,12 +17,16 @@ so stopping at step k and resuming gives the same losses as never stopping.
 Every ``eval_every`` steps ``eval_fn(params) -> {metric: value}`` runs and its
 record joins the history; when its ``best_key`` (lower is better, default
 "val_loss") improves, ``out_dir/best.npz`` is written. Every ``save_every``
-steps and at the end, ``out_dir/last.npz`` is written.
+steps and at the end, ``out_dir/last.npz`` is written. With ``keep_last`` K > 0
+each of those saves also leaves ``out_dir/step-<t>.npz``, and only the K
+newest of these are kept: the checkpoints that ``npformer average`` combines
+(paper §6.1 averages the last 5).
 """
 from __future__ import annotations
 
 import math
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -108,6 +112,19 @@ def load_state(path, backend=None, expected_config: TransformerConfig | None = N
     return state, ckpt
 
 
+def step_checkpoint_path(out_dir: str, step: int) -> str:
+    return os.path.join(out_dir, f"step-{step}.npz")
+
+
+def step_checkpoints(out_dir: str) -> list:
+    """The ``step-<t>.npz`` files in ``out_dir``, oldest step first."""
+    steps = [int(m.group(1)) for name in os.listdir(out_dir) if (m := _STEP_FILE.fullmatch(name))]
+    return [step_checkpoint_path(out_dir, t) for t in sorted(steps)]
+
+
+_STEP_FILE = re.compile(r"step-(\d+)\.npz")
+
+
 # --- evaluation ----------------------------------------------------------
 def evaluate_loss(params, cfg: TransformerConfig, batches, workers=None) -> float:
     """Token-weighted mean loss (label-smoothed, as trained) over ``batches``,
@@ -167,7 +184,7 @@ def train(state: TrainState, cfg: TransformerConfig, batches: Callable[[int], Ba
           eval_fn: Callable[[dict], dict] | None = None, eval_every: int = 0, best_key: str = "val_loss",
           out_dir: str | None = None, save_every: int = 0, log_every: int = 10,
           progress: bool = True, checkpoint_extra: dict | None = None,
-          tokenizer: dict | None = None) -> TrainState:
+          tokenizer: dict | None = None, keep_last: int = 0) -> TrainState:
     """Train ``state`` in place until ``state.step == steps`` or ``minutes`` have passed.
 
     ``batches(t)`` returns the Batch of step t (t counts from 1) and must be a
@@ -182,12 +199,22 @@ def train(state: TrainState, cfg: TransformerConfig, batches: Callable[[int], Ba
         raise ValueError(f"train: steps must be a positive integer, got {steps!r}")
     if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
         raise ValueError(f"train: minutes must be a positive number, got {minutes!r}")
+    if keep_last and not (out_dir and save_every):
+        raise ValueError("train: keep_last needs out_dir and save_every > 0 (the saves it keeps)")
     last_path = os.path.join(out_dir, "last.npz") if out_dir else None
     best_path = os.path.join(out_dir, "best.npz") if out_dir else None
     saved_at = state.step if last_path and os.path.exists(last_path) else None
 
     def save(path):
         return save_state(path, state, cfg, tokenizer=tokenizer, extra=checkpoint_extra)
+
+    def save_last():
+        if not keep_last:
+            save(last_path)
+            return
+        checkpoint.link_or_copy(save(step_checkpoint_path(out_dir, state.step)), last_path)
+        for old in step_checkpoints(out_dir)[:-keep_last]:
+            os.remove(old)
 
     def evaluate():
         metrics = eval_fn(state.params)
@@ -223,7 +250,7 @@ def train(state: TrainState, cfg: TransformerConfig, batches: Callable[[int], Ba
             if eval_fn and eval_every and t % eval_every == 0:
                 evaluate()
             if last_path and save_every and t % save_every == 0:
-                save(last_path)
+                save_last()
                 saved_at = t
         if window.steps:
             state.history.append(window.close(state.step, lr, before + time.perf_counter() - start))
@@ -231,7 +258,7 @@ def train(state: TrainState, cfg: TransformerConfig, batches: Callable[[int], Ba
         if eval_fn and last_eval != state.step:
             evaluate()
         if last_path and saved_at != state.step:
-            save(last_path)
+            save_last()
     finally:
         bar.close()
     return state
