@@ -579,7 +579,7 @@ print()
 # encoder's source positions (keys). To write the t-th output of a reversal,
 # the model needs source token S-1-t, so the weights should light up along the
 # **anti-diagonal**. The weights are in the forward cache: `transformer_forward`
-# returns a cache whose `.decoder[i].cross_attn.attn.P` is (B, h, T, S).
+# returns a cache whose `.decoder.layers[i].cross_attn.attn.P` is (B, h, T, S).
 
 # %%
 from npformer.model.transformer import transformer_forward  # noqa: E402
@@ -589,7 +589,7 @@ S_len = len(src_ids)
 src = np.array([src_ids])  # (1, S)
 tgt_in = np.array([[cfg.bos_id] + src_ids[::-1]])  # (1, T): <s> + the reversed sequence
 _, fwd_cache = transformer_forward(state.params, cfg, src, tgt_in)  # no rng: dropout off
-P_cross = fwd_cache.decoder[-1].cross_attn.attn.P[0]  # (h, T, S), last decoder layer
+P_cross = fwd_cache.decoder.layers[-1].cross_attn.attn.P[0]  # (h, T, S), last decoder layer
 P_mean = P_cross.mean(axis=0)  # (T, S): average over the heads
 rows = ["<s>"] + [str(t) for t in src_ids[::-1]]
 show(f"last decoder layer, cross-attention averaged over {cfg.h} heads "
@@ -618,7 +618,7 @@ if plt is not None:
     OUT.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(cfg.n_layers, cfg.h, figsize=(1.6 * cfg.h + 1, 1.6 * cfg.n_layers + 0.6),
                              squeeze=False)
-    for i, layer in enumerate(fwd_cache.decoder):
+    for i, layer in enumerate(fwd_cache.decoder.layers):
         for j in range(cfg.h):
             ax = axes[i, j]
             ax.imshow(layer.cross_attn.attn.P[0, j], cmap="viridis", vmin=0, vmax=1)

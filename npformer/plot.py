@@ -80,9 +80,9 @@ def attention_maps(translator, sentence: str) -> dict:
 
     return {"src_tokens": [tok.id_to_token(i) for i in src_ids],
             "tgt_tokens": [tok.id_to_token(i) for i in [cfg.bos_id] + hyp],
-            "encoder": stack([c.attn.attn.P for c in cache.encoder]),
-            "decoder_self": stack([c.self_attn.attn.P for c in cache.decoder]),
-            "cross": stack([c.cross_attn.attn.P for c in cache.decoder])}
+            "encoder": stack([c.attn.attn.P for c in cache.encoder.layers]),
+            "decoder_self": stack([c.self_attn.attn.P for c in cache.decoder.layers]),
+            "cross": stack([c.cross_attn.attn.P for c in cache.decoder.layers])}
 
 
 def plot_attention(translator, sentence: str, out_dir: str) -> list[str]:

@@ -26,14 +26,14 @@ import time
 from typing import Callable, NamedTuple
 
 # Settings that define a run: stored in its checkpoint, fixed on --resume.
-RUN_SETTINGS = ("task", "data", "merges", "preset", "vocab_size", "min_len", "max_len", "p_drop",
+RUN_SETTINGS = ("task", "data", "merges", "preset", "norm", "vocab_size", "min_len", "max_len", "p_drop",
                 "label_smoothing", "batch_size", "max_tokens", "seed", "lr_factor", "warmup", "clip", "dtype")
 
 # Defaults of the synthetic tasks: the tiny preset learns to reverse 4..12-token
 # sequences over 20 symbols to >= 99% held-out exact match in 3000 steps (about
 # two CPU minutes). Dropout 0.1 and clipping at 1 keep the late steps stable;
 # without them exact match keeps dipping from ~100% to 80-95%.
-TASK_DEFAULTS = dict(preset="tiny", vocab_size=24, min_len=4, max_len=12, p_drop=0.1, label_smoothing=0.1,
+TASK_DEFAULTS = dict(preset="tiny", norm="post", vocab_size=24, min_len=4, max_len=12, p_drop=0.1, label_smoothing=0.1,
                      batch_size=64, max_tokens=None, seed=0, lr_factor=0.5, warmup=300, clip=1.0,
                      dtype="float32", steps=3000)
 HELDOUT_SIZE = 500
@@ -41,7 +41,7 @@ HELDOUT_SIZE = 500
 # Defaults of translation (the bundled corpus, or --data PATH): the small preset,
 # a shared BPE vocabulary of 8000 merges, pairs of up to 100 subwords, batches
 # of about 2000 padded positions, and a short warmup for CPU-sized budgets.
-CORPUS_DEFAULTS = dict(task="translate", data=None, merges=8000, preset="small", vocab_size=None,
+CORPUS_DEFAULTS = dict(task="translate", data=None, merges=8000, preset="small", norm="post", vocab_size=None,
                        min_len=None, max_len=100, p_drop=0.1, label_smoothing=0.1, batch_size=None,
                        max_tokens=2000, seed=0, lr_factor=0.5, warmup=300, clip=None, dtype="float32",
                        steps=None)
@@ -97,7 +97,7 @@ def corpus_source(s: dict, tokenizer: dict | None = None, workers=None) -> DataS
 
 def model_config(s: dict):
     from npformer.model.config import preset
-    overrides = dict(vocab_size=s["vocab_size"], p_drop=s["p_drop"], eps_ls=s["label_smoothing"])
+    overrides = dict(vocab_size=s["vocab_size"], p_drop=s["p_drop"], eps_ls=s["label_smoothing"], norm=s["norm"])
     cfg = preset(s["preset"], **overrides)
     return cfg.replace(max_len=max(cfg.max_len, s["max_len"] + 1))  # + 1: BOS / EOS
 
@@ -111,6 +111,7 @@ def run_settings(args, saved: dict | None) -> dict:
     if saved is None:
         defaults = CORPUS_DEFAULTS if args.task is None else TASK_DEFAULTS
         return {**defaults, **given}
+    saved = {"norm": "post", **saved}  # runs saved before the norm option were all post-LN
     clash = [f"--{k.replace('_', '-')} {given[k]} (the run has {saved.get(k)})"
              for k in given if given[k] != saved.get(k)]
     if clash:
@@ -214,6 +215,9 @@ def add_parser(sub, add_backend_args) -> None:
     p.add_argument("--merges", type=int_at_least(0),
                    help=f"BPE merges for translation (default {CORPUS_DEFAULTS['merges']})")
     p.add_argument("--preset", help=f"model size: tiny, small, base, big (default {d['preset']})")
+    p.add_argument("--norm", choices=("post", "pre"),
+                   help="LayerNorm after each residual (post, the paper's, default) or before each "
+                        "sublayer with a final LayerNorm per stack (pre)")
     p.add_argument("--vocab-size", type=int_at_least(1),
                    help=f"V including the 4 special ids (default {d['vocab_size']})")
     p.add_argument("--min-len", type=int_at_least(1), help=f"shortest sequence (default {d['min_len']})")
