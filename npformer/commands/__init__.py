@@ -2,9 +2,9 @@
 ``add_parser(sub, add_backend_args)`` which adds its parser and sets ``func``."""
 import importlib
 
-COMMANDS = ("train", "translate", "evaluate", "plot", "demo", "info", "average")
+COMMANDS = ("train", "translate", "evaluate", "plot", "demo", "info", "average", "compare-torch")
 
 
 def register(sub, add_backend_args) -> None:
     for name in COMMANDS:
-        importlib.import_module(f"npformer.commands.{name}").add_parser(sub, add_backend_args)
+        importlib.import_module(f"npformer.commands.{name.replace('-', '_')}").add_parser(sub, add_backend_args)
