@@ -2,7 +2,8 @@
 ``add_parser(sub, add_backend_args)`` which adds its parser and sets ``func``."""
 import importlib
 
-COMMANDS = ("train", "translate", "evaluate", "plot", "demo", "info", "average", "compare-torch")
+COMMANDS = ("train", "translate", "evaluate", "plot", "demo", "info", "average", "compare-torch", "gradient-flow",
+            "plot-runs")
 
 
 def register(sub, add_backend_args) -> None:
