@@ -135,7 +135,7 @@ def plot_positional(d_model: int, max_len: int, path: str) -> str:
 
 
 def plot_gradient_flow(flow: dict, path: str, title: str = "") -> str:
-    """Post-LN and pre-LN side by side (shared log y axis): each layer's weight-gradient
+    """Post-LN and pre-LN side by side (shared y axis from 0): each layer's weight-gradient
     norm at initialisation against its index, one line per stack (npformer.gradient_flow)."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
@@ -143,12 +143,12 @@ def plot_gradient_flow(flow: dict, path: str, title: str = "") -> str:
         for stack, marker in (("encoder", "o-"), ("decoder", "s-")):
             values = flow[norm][stack]
             ax.plot(range(1, len(values) + 1), values, marker, label=stack)
-        ax.set_yscale("log")
+        ax.set_ylim(bottom=0)
         ax.set_xlabel("layer (1 = nearest the input)")
         ax.set_xticks(range(1, len(flow[norm]["encoder"]) + 1))
         ax.set_title(f"{norm}-LN")
         ax.legend()
-        ax.grid(True, which="both", alpha=0.3)
+        ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("||dL/dW|| over the layer's weight matrices")
     if title:
         fig.suptitle(title)
