@@ -119,8 +119,9 @@ def _correspondence(cfg: TransformerConfig) -> list:
         out.append((f"{ours}.b_o", f"{theirs}.out_proj.bias", ""))
 
     def ffn_and_norms(ours, theirs, n_norms):
-        out.extend([(f"{ours}.ffn.W_1", f"{theirs}.linear1.weight", "T"), (f"{ours}.ffn.b_1", f"{theirs}.linear1.bias", ""),
-                    (f"{ours}.ffn.W_2", f"{theirs}.linear2.weight", "T"), (f"{ours}.ffn.b_2", f"{theirs}.linear2.bias", "")])
+        for j in (1, 2):
+            out.append((f"{ours}.ffn.W_{j}", f"{theirs}.linear{j}.weight", "T"))
+            out.append((f"{ours}.ffn.b_{j}", f"{theirs}.linear{j}.bias", ""))
         for j in range(1, n_norms + 1):
             out.append((f"{ours}.ln{j}.gamma", f"{theirs}.norm{j}.weight", ""))
             out.append((f"{ours}.ln{j}.beta", f"{theirs}.norm{j}.bias", ""))
