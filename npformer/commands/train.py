@@ -3,6 +3,8 @@
     npformer train --task reverse                      # the defaults below: ~99%+ exact match
     npformer train --task copy --steps 500 --out runs/copy --json
     npformer train --task reverse --out runs/rev --resume --steps 4000
+    npformer train --norm pre --warmup 1 --out runs/pre                 # pre-LN, no warmup
+    npformer train --minutes 60 --save-every 20 --keep-last 5 --out runs/small60   # for npformer average
 
 Where batches come from is a *data source*: a function ``settings -> DataSource``
 giving ``batches(step)``, an ``evaluate(params, cfg)`` for held-out metrics and
