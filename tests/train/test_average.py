@@ -90,3 +90,19 @@ def test_average_refuses_other_configs_and_vocabularies(tmp_path, capsys):
 def test_average_checkpoints_needs_two():
     with pytest.raises(ValueError, match="at least 2"):
         average_checkpoints([])
+
+
+def test_link_or_copy_copies_where_hard_links_fail(tmp_path, monkeypatch):
+    cfg = preset("tiny", vocab_size=12)
+    src, params = save_model(tmp_path / "step-3.npz", cfg, seed=0, step=3)
+    (tmp_path / "last.npz").write_bytes(b"an older checkpoint")
+
+    def no_links(a, b):
+        raise OSError("hard links not supported")
+
+    monkeypatch.setattr(os, "link", no_links)
+    checkpoint.link_or_copy(src, str(tmp_path / "last.npz"))
+    os.remove(src)
+    last = checkpoint.load(tmp_path / "last.npz")
+    assert last.step == 3 and not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+    np.testing.assert_array_equal(last.params["embed"], params["embed"])
