@@ -585,7 +585,7 @@ print()
 # encoder's source positions (keys). To write the t-th output of a reversal,
 # the model needs source token S-1-t, so the weights should light up along the
 # **anti-diagonal**. The weights are in the forward cache: `transformer_forward`
-# returns a cache whose `.decoder[i].cross_attn.weights` is (B, h, T, S).
+# returns a cache whose `.decoder.layers[i].cross_attn.weights` is (B, h, T, S).
 
 # %%
 from npformer.model.transformer import transformer_forward  # noqa: E402
@@ -595,7 +595,7 @@ S_len = len(src_ids)
 src = np.array([src_ids])  # (1, S)
 tgt_in = np.array([[cfg.bos_id] + src_ids[::-1]])  # (1, T): <s> + the reversed sequence
 _, fwd_cache = transformer_forward(state.params, cfg, src, tgt_in)  # no rng: dropout off
-P_cross = fwd_cache.decoder[-1].cross_attn.weights[0]  # (h, T, S), last decoder layer
+P_cross = fwd_cache.decoder.layers[-1].cross_attn.weights[0]  # (h, T, S), last decoder layer
 P_mean = P_cross.mean(axis=0)  # (T, S): average over the heads
 rows = ["<s>"] + [str(t) for t in src_ids[::-1]]
 show(f"last decoder layer, cross-attention averaged over {cfg.h} heads "
@@ -624,7 +624,7 @@ if plt is not None:
     OUT.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(cfg.n_layers, cfg.h, figsize=(1.6 * cfg.h + 1, 1.6 * cfg.n_layers + 0.6),
                              squeeze=False)
-    for i, layer in enumerate(fwd_cache.decoder):
+    for i, layer in enumerate(fwd_cache.decoder.layers):
         for j in range(cfg.h):
             ax = axes[i, j]
             ax.imshow(layer.cross_attn.weights[0, j], cmap="viridis", vmin=0, vmax=1)
@@ -650,9 +650,56 @@ if plt is not None:
     print("saved", path)
 
 # %% [markdown]
+# ## 7. Pre-LN beside post-LN: the gradient at initialisation
+#
+# The paper puts each LayerNorm after the residual add (post-LN). Most
+# Transformers since 2020 put it before the sublayer instead,
+# `x + Sublayer(LayerNorm(x))`, and end each stack with one more LayerNorm
+# (pre-LN, `TransformerConfig(norm="pre")`). derivations.md §3.8 shows why this
+# matters for training. In pre-LN the gradient of the loss reaches every layer
+# along an identity path. In post-LN it crosses the backward of every
+# LayerNorm above the layer. Below, the same initial weights in a 6-layer model,
+# both ways: each layer's weight-gradient norm, averaged over 4 batches of the
+# reversal task.
+
+# %%
+from npformer.gradient_flow import gradient_flow  # noqa: E402
+
+deep = cfg.replace(n_layers=6)
+flow_batches = task.batches(seed=0, batch_size=BATCH)
+flow = gradient_flow(deep, [flow_batches(t) for t in range(1, 5)], seed=0)
+print("layer            " + "  ".join(f"{i:>5d}" for i in range(1, deep.n_layers + 1)))
+for norm in ("post", "pre"):
+    for stack in ("encoder", "decoder"):
+        print(f"{norm}-LN {stack:<8} " + "  ".join(f"{g:5.3f}" for g in flow[norm][stack]))
+growth = {norm: flow[norm]["decoder"][-1] / flow[norm]["decoder"][0] for norm in ("post", "pre")}
+print(f"decoder, last layer / first layer: post-LN {growth['post']:.1f}x, pre-LN {growth['pre']:.1f}x\n")
+
+# %% [markdown]
+# Post-LN's decoder gradients grow layer by layer towards the output, while
+# pre-LN's stay about level. This is the finding of Xiong et al. (2020):
+# large gradients near the output at initialisation are why post-LN needs a
+# warmup, small learning rates first.
+#
+# The same measurement on the `small` preset and the bundled corpus, made by
+# `npformer gradient-flow --preset small --out docs/img/gradient_flow.png`:
+#
+# ![gradient norms at init, post-LN beside pre-LN](img/gradient_flow.png)
+#
+# Post-LN's gradients there grow towards the output in both stacks, to about
+# twice pre-LN's in the last decoder layer. Pre-LN's are level or slightly
+# falling with depth. The warmup ablation below trains `small` for 300 steps
+# three ways (`npformer plot-runs`; the commands are in the README):
+#
+# ![loss of post-LN with and without warmup, and pre-LN without](img/warmup_ablation.png)
+#
+# ABLATION_SENTENCES
+
+# %% [markdown]
 # ## Where to go next
 #
-# * [derivations.md](derivations.md) derives every backward pass in the model.
+# * [derivations.md](derivations.md) derives every backward pass in the model,
+#   and where pre-LN's gradient paths differ from post-LN's (§3.8).
 # * `npformer gradcheck` runs the gradient check of every op, every layer type
 #   and the whole model.
 # * The ops are short files in `npformer/ops/`: each forward sits next to its

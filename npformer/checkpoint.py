@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import zipfile
 from typing import NamedTuple
 
@@ -101,6 +102,29 @@ def _atomic_savez(path: str, arrays: dict) -> None:
         pass
     finally:
         os.close(dir_fd)
+
+
+def link_or_copy(source: str, target: str) -> str:
+    """Make ``target`` a second name of the checkpoint ``source``, atomically: a hard
+    link (no second write) where the file system has them, else a copy. Either
+    way ``target`` is replaced in one rename, and it survives ``source``'s removal."""
+    directory = os.path.dirname(os.path.abspath(target))
+    _remove_stale_temporaries(directory, os.path.basename(target))
+    tmp = os.path.join(directory, f".{os.path.basename(target)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:  # no hard links here (or across devices): copy, flushed as in a save
+            with open(source, "rb") as src, open(tmp, "xb") as dst:
+                shutil.copyfileobj(src, dst)
+                dst.flush()
+                os.fsync(dst.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return target
 
 
 def _remove_stale_temporaries(directory: str, name: str) -> None:

@@ -7,6 +7,8 @@ are written as PNG files with the non-interactive Agg backend.
     plot_attention(translator, sentence, out_dir) one grid (layers x heads) per attention type:
                                                   encoder self-, decoder self- and cross-attention
     plot_positional(d_model, max_len, path)       the PE matrix of §3.5
+    plot_gradient_flow(flow, path)                per-layer gradient norms at init, post-LN beside pre-LN
+    plot_runs({label: history}, path)             the training loss of several runs in one plot
 """
 from __future__ import annotations
 
@@ -83,9 +85,9 @@ def attention_maps(translator, sentence: str) -> dict:
 
     return {"src_tokens": [tok.id_to_token(i) for i in src_ids],
             "tgt_tokens": [tok.id_to_token(i) for i in [cfg.bos_id] + hyp],
-            "encoder": stack([layer.self_attn.weights for layer in cache.encoder]),
-            "decoder_self": stack([layer.self_attn.weights for layer in cache.decoder]),
-            "cross": stack([layer.cross_attn.weights for layer in cache.decoder])}
+            "encoder": stack([layer.self_attn.weights for layer in cache.encoder.layers]),
+            "decoder_self": stack([layer.self_attn.weights for layer in cache.decoder.layers]),
+            "cross": stack([layer.cross_attn.weights for layer in cache.decoder.layers])}
 
 
 def plot_attention(translator, sentence: str, out_dir: str) -> list[str]:
@@ -129,6 +131,51 @@ def plot_positional(d_model: int, max_len: int, path: str) -> str:
     ax.set_ylabel("position")
     ax.set_title(f"sinusoidal positional encoding, d_model={d_model}")
     fig.colorbar(im)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_gradient_flow(flow: dict, path: str, title: str = "") -> str:
+    """Post-LN and pre-LN side by side (shared y axis from 0): each layer's weight-gradient
+    norm at initialisation against its index, one line per stack (npformer.gradient_flow)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, norm in zip(axes, ("post", "pre")):
+        for stack, marker in (("encoder", "o-"), ("decoder", "s-")):
+            values = flow[norm][stack]
+            ax.plot(range(1, len(values) + 1), values, marker, label=stack)
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("layer (1 = nearest the input)")
+        ax.set_xticks(range(1, len(flow[norm]["encoder"]) + 1))
+        ax.set_title(f"{norm}-LN")
+        ax.legend()
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("||dL/dW|| over the layer's weight matrices")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_runs(histories: dict, path: str, title: str = "") -> str:
+    """Training loss against step for several runs in one plot: {label: history}."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, history in histories.items():
+        train = [r for r in history if r.get("kind") == "train"]
+        if not train:
+            raise ValueError(f"plot: run {label!r} has no training records")
+        ax.plot([r["step"] for r in train], [r["loss"] for r in train], label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss (label-smoothed cross-entropy)")
+    if title:
+        ax.set_title(title)
+    ax.legend()
+    ax.grid(True, alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

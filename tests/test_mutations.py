@@ -210,3 +210,25 @@ def test_property_check_catches_planted_bug(be, monkeypatch, name):
     for target, replacement in mutant.patches.items():
         monkeypatch.setattr(target, replacement)
     assert not mutant.prop(be), f"{mutant.prop.__name__} missed the bug"
+
+
+# --- a planted bug in the model: pre-LN's final stack LayerNorm ------------------------------------
+
+def final_norm_backward_dropped(dy, cache, stack):
+    if cache is None:
+        return dy, {}
+    _, dgamma, dbeta = ops.layernorm_backward(dy, cache)
+    return dy, {f"{stack}.norm.gamma": dgamma, f"{stack}.norm.beta": dbeta}  # MUTATION: dx = dy, LN' skipped
+
+
+@pytest.mark.parametrize("module", ["npformer.model.encoder", "npformer.model.decoder"])
+def test_model_gradient_check_catches_a_dropped_final_norm_backward(monkeypatch, module):
+    """Pre-LN ends each stack with a LayerNorm; a backward that passes dy straight
+    through it must fail the whole-model rows for pre-LN and leave post-LN's alone."""
+    from npformer.model.checks import run_model_checks
+    monkeypatch.setattr(f"{module}.final_norm_backward", final_norm_backward_dropped)
+    results = {r.name: r for r in run_model_checks("numpy")}
+    for name in ("model_pre", "model_dropout_pre", "model_directional_pre"):
+        assert not results[name].passed and results[name].max_rel_error > 1e-3, (name, results[name].errors)
+    for name in ("model", "model_dropout", "model_directional", "encoder_layer_pre", "decoder_layer_pre"):
+        assert results[name].passed, (name, results[name].max_rel_error)

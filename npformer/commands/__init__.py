@@ -2,9 +2,10 @@
 which adds its parser and sets ``func``; what they share is in ``options``."""
 import importlib
 
-COMMANDS = ("gradcheck", "train", "translate", "evaluate", "plot", "demo", "info")
+COMMANDS = ("gradcheck", "train", "translate", "evaluate", "plot", "demo", "info", "average", "compare-torch",
+            "gradient-flow", "plot-runs")
 
 
 def register(sub) -> None:
     for name in COMMANDS:
-        importlib.import_module(f"npformer.commands.{name}").add_parser(sub)
+        importlib.import_module(f"npformer.commands.{name.replace('-', '_')}").add_parser(sub)

@@ -7,14 +7,14 @@ from npformer.commands.options import int_at_least
 def cmd_info(args) -> int:
     from npformer.model.config import preset
     from npformer.model.params import count_params
-    cfg = preset(args.preset, vocab_size=args.vocab_size)
+    cfg = preset(args.preset, vocab_size=args.vocab_size, norm=args.norm)
     counts = count_params(cfg)
     if args.json:
         print(json.dumps({"preset": args.preset, "config": cfg.to_dict(), **counts}))
         return 0
     print(f"preset {args.preset}: N={cfg.n_layers} d_model={cfg.d_model} h={cfg.h} d_k={cfg.d_k} "
           f"d_ff={cfg.d_ff} P_drop={cfg.p_drop} eps_ls={cfg.eps_ls} V={cfg.vocab_size} "
-          f"tied={cfg.tie_embeddings}")
+          f"tied={cfg.tie_embeddings} norm={cfg.norm}")
     for group, parts in counts["per_component"].items():
         for part, n in parts.items():
             print(f"  {group:<10} {part:<12} {n:>12,}")
@@ -28,5 +28,7 @@ def add_parser(sub) -> None:
     p.add_argument("--preset", default="base", help="tiny, small, base or big (default base)")
     p.add_argument("--vocab-size", type=int_at_least(1), default=37000,
                    help="shared vocabulary size V (default 37000, the paper's EN-DE BPE)")
+    p.add_argument("--norm", choices=("post", "pre"), default="post",
+                   help="LayerNorm placement: post (the paper's, default) or pre (adds a final LayerNorm per stack)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)

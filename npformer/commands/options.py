@@ -89,17 +89,18 @@ def decoding_settings(args) -> dict:
 # a shared BPE vocabulary of 8000 merges, pairs of up to 100 subwords, batches
 # of about 2000 padded positions, and a short warmup for CPU-sized budgets.
 # ``npformer train`` uses them as they are; ``npformer demo`` switches dropout off.
-CORPUS_DEFAULTS = dict(task="translate", data=None, merges=8000, preset="small", vocab_size=None,
+CORPUS_DEFAULTS = dict(task="translate", data=None, merges=8000, preset="small", norm="post", vocab_size=None,
                        min_len=None, max_len=100, p_drop=0.1, label_smoothing=0.1, batch_size=None,
                        max_tokens=2000, seed=0, lr_factor=0.5, warmup=300, clip=None, dtype="float32",
                        steps=None)
 
 
 def model_config(settings: dict):
-    """The TransformerConfig of a run's settings: its preset, V, dropout and label
-    smoothing, and a positional table long enough for its longest sequence."""
+    """The TransformerConfig of a run's settings: its preset, norm placement, V,
+    dropout and label smoothing, and a positional table long enough for its
+    longest sequence."""
     from npformer.model.config import preset
     overrides = dict(vocab_size=settings["vocab_size"], p_drop=settings["p_drop"],
-                     eps_ls=settings["label_smoothing"])
+                     eps_ls=settings["label_smoothing"], norm=settings.get("norm", "post"))
     cfg = preset(settings["preset"], **overrides)
     return cfg.replace(max_len=max(cfg.max_len, settings["max_len"] + 1))  # + 1: BOS / EOS

@@ -4,6 +4,8 @@
     npformer train --data my.tsv --steps 5000 --out runs/mine
     npformer train --task reverse                      # a synthetic task: ~99%+ exact match, tiny preset
     npformer train --task reverse --out runs/rev --resume --steps 4000
+    npformer train --norm pre --warmup 1 --out runs/pre                 # pre-LN, no warmup
+    npformer train --minutes 60 --save-every 20 --keep-last 5 --out runs/small60   # for npformer average
 
 Two uses, each with its own defaults: translation (``--data PATH``, or the
 bundled corpus when neither ``--data`` nor ``--task`` is given; see
@@ -43,14 +45,14 @@ from npformer.commands.options import (CORPUS_DEFAULTS, add_backend_args, int_at
                                        number_at_least)
 
 # Settings that define a run: stored in its checkpoint, fixed on --resume.
-RUN_SETTINGS = ("task", "data", "merges", "preset", "vocab_size", "min_len", "max_len", "p_drop",
+RUN_SETTINGS = ("task", "data", "merges", "preset", "norm", "vocab_size", "min_len", "max_len", "p_drop",
                 "label_smoothing", "batch_size", "max_tokens", "seed", "lr_factor", "warmup", "clip", "dtype")
 
 # Defaults of the synthetic tasks: the tiny preset learns to reverse 4..12-token
 # sequences over 20 symbols to >= 99% held-out exact match in 3000 steps.
 # Dropout 0.1 and clipping at 1 keep the late steps stable; without them exact
 # match keeps dipping below 100%.
-TASK_DEFAULTS = dict(preset="tiny", vocab_size=24, min_len=4, max_len=12, p_drop=0.1, label_smoothing=0.1,
+TASK_DEFAULTS = dict(preset="tiny", norm="post", vocab_size=24, min_len=4, max_len=12, p_drop=0.1, label_smoothing=0.1,
                      batch_size=64, max_tokens=None, seed=0, lr_factor=0.5, warmup=300, clip=1.0,
                      dtype="float32", steps=3000)
 HELDOUT_SIZE = 500
@@ -125,6 +127,7 @@ def run_settings(args, saved: dict | None) -> dict:
     if saved is None:
         defaults = CORPUS_DEFAULTS if task == "translate" else TASK_DEFAULTS
         return {**defaults, **given}
+    saved = {"norm": "post", **saved}  # runs saved before the norm option were all post-LN
     clash = [f"--{k.replace('_', '-')} {given[k]} (the run has {saved.get(k)})"
              for k in given if given[k] != saved.get(k)]
     if clash:
@@ -168,6 +171,7 @@ def train_on(args, comm) -> int:
     from npformer.train.trainer import throughput, train
 
     last = os.path.join(args.out, "last.npz") if args.out else None
+    save_every = args.eval_every if args.save_every is None else args.save_every
     try:
         state, cfg, settings, source, steps, layout_note = set_up(args, comm, last)
         mine = run_fingerprint(state, cfg, settings, source) if comm.size > 1 else None
@@ -183,9 +187,9 @@ def train_on(args, comm) -> int:
     train(state, cfg, source.batches, steps=steps, minutes=args.minutes, warmup=settings["warmup"],
           lr_factor=settings["lr_factor"], clip=settings["clip"],
           eval_fn=lambda params: source.evaluate(params, cfg), eval_every=args.eval_every,
-          out_dir=args.out, save_every=args.eval_every, log_every=args.log_every, progress=not args.no_progress,
+          out_dir=args.out, save_every=save_every, log_every=args.log_every, progress=not args.no_progress,
           checkpoint_extra={"settings": settings, "layout": {"ranks": comm.size, "workers": workers.n}},
-          tokenizer=source.tokenizer)
+          tokenizer=source.tokenizer, keep_last=args.keep_last)
     minutes = (time.perf_counter() - t0) / 60
     if comm.rank != 0:  # rank 0 reports
         return 0
@@ -236,6 +240,8 @@ def set_up(args, comm, last):
     from npformer.train.ranks import workers_per_rank
     from npformer.train.trainer import init_state, load_state
 
+    if args.keep_last and not (args.out and (args.eval_every if args.save_every is None else args.save_every)):
+        raise ValueError("--keep-last needs --out RUN_DIR and checkpoints to keep (--save-every > 0)")
     if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
         raise ValueError(f"--out: {args.out} exists and is not a directory")
     workers = workers_per_rank(args.workers, args.backend, comm)
@@ -302,6 +308,9 @@ def add_parser(sub) -> None:
 
     both = p.add_argument_group("model and batches (default: translation / task where they differ)")
     both.add_argument("--preset", help=f"model size: tiny, small, base, big (default {default('preset')})")
+    both.add_argument("--norm", choices=("post", "pre"),
+                      help="LayerNorm after each residual (post, the paper's, default) or before each "
+                           "sublayer with a final LayerNorm per stack (pre)")
     both.add_argument("--max-len", type=int_at_least(1), help="longest sequence in tokens; translation drops "
                       f"longer pairs (default {default('max_len')})")
     both.add_argument("--max-tokens", type=int_at_least(1), help="padded positions per batch, B x longest "
@@ -327,7 +336,12 @@ def add_parser(sub) -> None:
 
     out = p.add_argument_group("output")
     out.add_argument("--eval-every", type=int_at_least(0), default=500,
-                     help="evaluate on held-out data and write RUN_DIR/last.npz every N steps (default 500)")
+                     help="evaluate on held-out data every N steps (default 500)")
+    out.add_argument("--save-every", type=int_at_least(0), default=None,
+                     help="write RUN_DIR/last.npz every N steps (default: --eval-every)")
+    out.add_argument("--keep-last", type=int_at_least(0), default=0, metavar="K",
+                     help="also keep the last K saves as RUN_DIR/step-<t>.npz, for `npformer average` "
+                          "(default 0: only last.npz)")
     out.add_argument("--log-every", type=int_at_least(1), default=10,
                      help="add a train record (mean loss, lr, gradient norm, tokens/s) to the run's history "
                           "every N steps (default 10)")

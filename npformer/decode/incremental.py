@@ -21,6 +21,10 @@ but each layer's self-attention keys and values. We keep those in a cache:
             x = LayerNorm(x + FFN(x))
         logits = x E_out^T                                              (B, V)
 
+(post-LN, the paper's; with ``cfg.norm == "pre"`` each sublayer is
+x = x + Sublayer(LayerNorm(x)) and x = LayerNorm(x) follows the last layer,
+model/sublayer.py. The cached keys and values are those of the sublayer's input.)
+
 The self-attention needs no mask: the cache holds only the past (look-ahead is
 automatic) and the searches never feed PAD (the reference's target padding mask
 would be all True). Q, K and V of the one new row use three linear_forward
@@ -54,7 +58,7 @@ from npformer.model.config import TransformerConfig
 from npformer.model.encoder import encoder_forward
 from npformer.model.masks import padding_mask
 from npformer.model.params import check_params, embedding_keys
-from npformer.model.sublayer import add_norm_forward, subdict
+from npformer.model.sublayer import final_norm_forward, sublayer_in_forward, sublayer_out_forward, subdict
 from npformer.model.transformer import check_ids, embed_forward, positional_table
 from npformer.ops.attention import attention_forward
 from npformer.ops.feedforward import feedforward_forward
@@ -74,7 +78,7 @@ def encode(params, cfg: TransformerConfig, src):
     src_mask = padding_mask(src, cfg.pad_id)  # (B, 1, 1, S)
     table = positional_table(cfg, be.xp, E_src.dtype)
     x, _ = embed_forward(src, E_src, cfg, table)  # (B, S, d_model)
-    memory, _ = encoder_forward(x, params, cfg.n_layers, cfg.h, src_mask)  # (B, S, d_model)
+    memory, _ = encoder_forward(x, params, cfg.n_layers, cfg.h, src_mask, norm=cfg.norm)  # (B, S, d_model)
     return memory, src_mask
 
 
@@ -132,17 +136,20 @@ def init_decoder_state(params, cfg: TransformerConfig, memory, src_mask, capacit
     return DecoderState(layers, src_mask, 0, int(capacity))
 
 
-def _layer_step(x, p, h, kv: LayerKV, src_mask, t):
+def _layer_step(x, p, h, kv: LayerKV, src_mask, t, norm):
     """One decoder layer for the new position t only. x (B, 1, d_model)."""
     sa, ca = subdict(p, "self_attn."), subdict(p, "cross_attn.")
-    kv.K_self[:, :, t:t + 1] = _heads(x, sa, "k", h)  # (B, h, 1, d_k) into the cache
-    kv.V_self[:, :, t:t + 1] = _heads(x, sa, "v", h)
-    a = _attend(_heads(x, sa, "q", h), kv.K_self[:, :, :t + 1], kv.V_self[:, :, :t + 1], None, sa)
-    x, _ = add_norm_forward(x, a, p["ln1.gamma"], p["ln1.beta"], 0.0, None)  # (B, 1, d_model)
-    c = _attend(_heads(x, ca, "q", h), kv.K_mem, kv.V_mem, src_mask, ca)  # (B, 1, d_model)
-    x, _ = add_norm_forward(x, c, p["ln2.gamma"], p["ln2.beta"], 0.0, None)
-    f, _ = feedforward_forward(x, subdict(p, "ffn."))  # (B, 1, d_model)
-    x, _ = add_norm_forward(x, f, p["ln3.gamma"], p["ln3.beta"], 0.0, None)
+    u, _ = sublayer_in_forward(x, p["ln1.gamma"], p["ln1.beta"], norm)  # (B, 1, d_model)
+    kv.K_self[:, :, t:t + 1] = _heads(u, sa, "k", h)  # (B, h, 1, d_k) into the cache
+    kv.V_self[:, :, t:t + 1] = _heads(u, sa, "v", h)
+    a = _attend(_heads(u, sa, "q", h), kv.K_self[:, :, :t + 1], kv.V_self[:, :, :t + 1], None, sa)
+    x, _ = sublayer_out_forward(x, a, p["ln1.gamma"], p["ln1.beta"], norm, 0.0, None)  # (B, 1, d_model)
+    u, _ = sublayer_in_forward(x, p["ln2.gamma"], p["ln2.beta"], norm)
+    c = _attend(_heads(u, ca, "q", h), kv.K_mem, kv.V_mem, src_mask, ca)  # (B, 1, d_model)
+    x, _ = sublayer_out_forward(x, c, p["ln2.gamma"], p["ln2.beta"], norm, 0.0, None)
+    u, _ = sublayer_in_forward(x, p["ln3.gamma"], p["ln3.beta"], norm)
+    f, _ = feedforward_forward(u, subdict(p, "ffn."))  # (B, 1, d_model)
+    x, _ = sublayer_out_forward(x, f, p["ln3.gamma"], p["ln3.beta"], norm, 0.0, None)
     return x
 
 
@@ -166,7 +173,8 @@ def decode_step(params, cfg: TransformerConfig, state: DecoderState, tokens, pos
     table = positional_table(cfg, be.xp, E_tgt.dtype)
     x, _ = embed_forward(tokens[:, None], E_tgt, cfg, table, offset=position)  # (B, 1, d_model)
     for i, kv in enumerate(state.layers):
-        x = _layer_step(x, subdict(params, f"decoder.{i}."), cfg.h, kv, state.src_mask, position)
+        x = _layer_step(x, subdict(params, f"decoder.{i}."), cfg.h, kv, state.src_mask, position, cfg.norm)
+    x, _ = final_norm_forward(x, params, "decoder", cfg.norm)  # (B, 1, d_model)
     state.length = position + 1
     logits = x[:, 0] @ params[keys["out"]].T  # (B, V)
     return logits, state

@@ -5,6 +5,9 @@ Rows added to ``npformer gradcheck``:
     model                               loss -> every parameter tensor (sampled entries), dropout off
     model_dropout                       the same with dropout on, under a fixed mask
     model_directional                   all parameters at once along one random direction
+    encoder_layer_pre, ..., model_directional_pre
+                                        the same five for pre-LN (norm="pre"), whose whole-model
+                                        rows include each stack's final LayerNorm
 
 A "fixed mask" means every forward call gets the same dropout masks
 (``ReplayedDraws``), so the function being differentiated is deterministic and
@@ -90,8 +93,13 @@ def model_loss_fns(cfg, src, tgt_in, tgt_out, dropout_seed=None, be=None):
 
 
 def run_model_checks(be=None, seed=0, max_entries=12):
+    """The rows for post-LN (the paper's), then the same rows for pre-LN with a "_pre" suffix."""
     be = get_backend(be)
-    cfg = TINY
+    return (_model_checks(TINY, "", be, seed, max_entries)
+            + _model_checks(TINY.replace(norm="pre"), "_pre", be, seed, max_entries))
+
+
+def _model_checks(cfg, suffix, be, seed, max_entries):
     params = perturbed_params(cfg, be, seed)
     src, tgt_in, tgt_out = tiny_batch(cfg, be, seed)
     rng = np.random.default_rng(seed)
@@ -105,20 +113,21 @@ def run_model_checks(be=None, seed=0, max_entries=12):
     enc_draws, dec_draws = ReplayedDraws(be, seed), ReplayedDraws(be, seed)
 
     def enc_fwd(x, p):
-        return encoder_layer_forward(x, p, cfg.h, src_mask, cfg.p_drop, enc_draws.rewind())
+        return encoder_layer_forward(x, p, cfg.h, src_mask, cfg.p_drop, enc_draws.rewind(), cfg.norm)
 
     def dec_fwd(y, memory, p):
-        return decoder_layer_forward(y, memory, p, cfg.h, tgt_mask, src_mask, cfg.p_drop, dec_draws.rewind())
+        return decoder_layer_forward(y, memory, p, cfg.h, tgt_mask, src_mask, cfg.p_drop, dec_draws.rewind(),
+                                     cfg.norm)
 
     results.append(check_gradients(enc_fwd, encoder_layer_backward,
-                                   dict(x=x, p=subdict(params, "encoder.0.")), "encoder_layer"))
+                                   dict(x=x, p=subdict(params, "encoder.0.")), "encoder_layer" + suffix))
     results.append(check_gradients(dec_fwd, decoder_layer_backward,
-                                   dict(y=y, memory=x, p=subdict(params, "decoder.0.")), "decoder_layer"))
+                                   dict(y=y, memory=x, p=subdict(params, "decoder.0.")), "decoder_layer" + suffix))
 
     for name, drop_seed in (("model", None), ("model_dropout", seed + 7)):
         fwd, bwd = model_loss_fns(cfg, src, tgt_in, tgt_out, drop_seed, be)
-        results.append(check_gradients(fwd, bwd, dict(params=params), name, max_entries=max_entries,
+        results.append(check_gradients(fwd, bwd, dict(params=params), name + suffix, max_entries=max_entries,
                                        seed=seed, h=1e-5))
     fwd, bwd = model_loss_fns(cfg, src, tgt_in, tgt_out, seed + 7, be)
-    results.append(check_directional(fwd, bwd, dict(params=params), "model_directional", seed=seed))
+    results.append(check_directional(fwd, bwd, dict(params=params), "model_directional" + suffix, seed=seed))
     return results

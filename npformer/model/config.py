@@ -17,6 +17,7 @@ class TransformerConfig:
     eps_ls: float = 0.1             # label smoothing
     max_len: int = 512              # rows of the positional-encoding table
     tie_embeddings: bool = True     # §3.4: source, target and pre-softmax weights shared
+    norm: str = "post"              # "post": LayerNorm(x + Sublayer(x)), the paper's; "pre": x + Sublayer(LayerNorm(x))
     tgt_vocab_size: int | None = None  # only when untied: a separate target vocabulary
     pad_id: int = PAD_ID
     bos_id: int = BOS_ID
@@ -36,6 +37,8 @@ class TransformerConfig:
             raise ValueError(f"config: p_drop must be in [0, 1), got {self.p_drop}")
         if not 0.0 <= self.eps_ls < 1.0:
             raise ValueError(f"config: eps_ls must be in [0, 1), got {self.eps_ls}")
+        if self.norm not in ("post", "pre"):
+            raise ValueError(f"config: norm must be 'post' (the paper's) or 'pre', got {self.norm!r}")
         if self.tie_embeddings and self.tgt_vocab_size not in (None, self.vocab_size):
             raise ValueError("config: tie_embeddings needs one shared vocabulary; "
                              f"got tgt_vocab_size={self.tgt_vocab_size} != vocab_size={self.vocab_size}")

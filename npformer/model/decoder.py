@@ -1,9 +1,13 @@
 """The decoder: a stack of N identical layers. Paper §3.1, Figure 1 (right).
 
-DecoderLayer (y: (B, T, d_model), memory: encoder output (B, S, d_model)):
+DecoderLayer (y: (B, T, d_model), memory: encoder output (B, S, d_model)), post-LN (the paper's):
     y = LayerNorm(y + Dropout(SelfAttention(y, tgt_mask)))           ln1, masked: no future, no padding
     y = LayerNorm(y + Dropout(CrossAttention(y, memory, src_mask)))  ln2, "encoder-decoder attention"
     y = LayerNorm(y + Dropout(FFN(y)))                               ln3
+pre-LN (``norm="pre"``, sublayer.py): y = y + Dropout(Sublayer(LayerNorm(y))) for
+each of the three, and after the last layer H = LayerNorm(y) (decoder.norm).
+The memory enters the cross-attention as it is: pre-LN normalised it already
+at the end of the encoder.
 
 Backward: the three sublayers in reverse. The memory is used by every
 layer's cross-attention, so its gradient is the SUM over the N layers:
@@ -11,63 +15,75 @@ layer's cross-attention, so its gradient is the SUM over the N layers:
 """
 from typing import NamedTuple
 
-from npformer.model.sublayer import add_norm_backward, add_norm_forward, prefixed, subdict
+from npformer.model.sublayer import (StackCache, final_norm_backward, final_norm_forward, prefixed,
+                                     sublayer_in_backward, sublayer_in_forward, sublayer_out_backward,
+                                     sublayer_out_forward, subdict)
 from npformer.ops.feedforward import feedforward_backward, feedforward_forward
 from npformer.ops.multihead import (cross_attention_backward, cross_attention_forward,
                                     self_attention_backward, self_attention_forward)
 
 
 class DecoderLayerCache(NamedTuple):
+    in1: object
     self_attn: object
-    norm1: object
+    out1: object
+    in2: object
     cross_attn: object
-    norm2: object
+    out2: object
+    in3: object
     ffn: object
-    norm3: object
+    out3: object
 
 
-def decoder_layer_forward(y, memory, p, h, tgt_mask, src_mask, p_drop=0.0, rng=None):
+def decoder_layer_forward(y, memory, p, h, tgt_mask, src_mask, p_drop=0.0, rng=None, norm="post"):
     """One decoder layer; ``p`` holds self_attn.*, ln1.*, cross_attn.*, ln2.*, ffn.*, ln3.*."""
-    a, self_attn = self_attention_forward(y, subdict(p, "self_attn."), h, tgt_mask)  # (B, T, d_model)
-    y, norm1 = add_norm_forward(y, a, p["ln1.gamma"], p["ln1.beta"], p_drop, rng)
-    c, cross_attn = cross_attention_forward(y, memory, subdict(p, "cross_attn."), h, src_mask)  # (B, T, d_model)
-    y, norm2 = add_norm_forward(y, c, p["ln2.gamma"], p["ln2.beta"], p_drop, rng)
-    f, ffn = feedforward_forward(y, subdict(p, "ffn."))  # (B, T, d_model)
-    y, norm3 = add_norm_forward(y, f, p["ln3.gamma"], p["ln3.beta"], p_drop, rng)
-    return y, DecoderLayerCache(self_attn, norm1, cross_attn, norm2, ffn, norm3)
+    u, in1 = sublayer_in_forward(y, p["ln1.gamma"], p["ln1.beta"], norm)
+    a, self_attn = self_attention_forward(u, subdict(p, "self_attn."), h, tgt_mask)  # (B, T, d_model)
+    y, out1 = sublayer_out_forward(y, a, p["ln1.gamma"], p["ln1.beta"], norm, p_drop, rng)
+    u, in2 = sublayer_in_forward(y, p["ln2.gamma"], p["ln2.beta"], norm)
+    c, cross_attn = cross_attention_forward(u, memory, subdict(p, "cross_attn."), h, src_mask)  # (B, T, d_model)
+    y, out2 = sublayer_out_forward(y, c, p["ln2.gamma"], p["ln2.beta"], norm, p_drop, rng)
+    u, in3 = sublayer_in_forward(y, p["ln3.gamma"], p["ln3.beta"], norm)
+    f, ffn = feedforward_forward(u, subdict(p, "ffn."))  # (B, T, d_model)
+    y, out3 = sublayer_out_forward(y, f, p["ln3.gamma"], p["ln3.beta"], norm, p_drop, rng)
+    return y, DecoderLayerCache(in1, self_attn, out1, in2, cross_attn, out2, in3, ffn, out3)
 
 
 def decoder_layer_backward(dy, cache: DecoderLayerCache):
     """Returns ``(dy_in, dmemory, grads)``."""
-    grads = {}
-    dy, df, grads["ln3.gamma"], grads["ln3.beta"] = add_norm_backward(dy, cache.norm3)
-    dy_f, g = feedforward_backward(df, cache.ffn)
-    grads.update(prefixed(g, "ffn."))
-    dy, dc, grads["ln2.gamma"], grads["ln2.beta"] = add_norm_backward(dy + dy_f, cache.norm2)
-    dy_c, dmemory, g = cross_attention_backward(dc, cache.cross_attn)
-    grads.update(prefixed(g, "cross_attn."))
-    dy, da, grads["ln1.gamma"], grads["ln1.beta"] = add_norm_backward(dy + dy_c, cache.norm1)
-    dy_a, g = self_attention_backward(da, cache.self_attn)
-    grads.update(prefixed(g, "self_attn."))
+    dy, df, g_out = sublayer_out_backward(dy, cache.out3)
+    du, g = feedforward_backward(df, cache.ffn)
+    dy_f, g_in = sublayer_in_backward(du, cache.in3)
+    grads = {**prefixed(g_out, "ln3."), **prefixed(g_in, "ln3."), **prefixed(g, "ffn.")}
+    dy, dc, g_out = sublayer_out_backward(dy + dy_f, cache.out2)
+    du, dmemory, g = cross_attention_backward(dc, cache.cross_attn)
+    dy_c, g_in = sublayer_in_backward(du, cache.in2)
+    grads.update({**prefixed(g_out, "ln2."), **prefixed(g_in, "ln2."), **prefixed(g, "cross_attn.")})
+    dy, da, g_out = sublayer_out_backward(dy + dy_c, cache.out1)
+    du, g = self_attention_backward(da, cache.self_attn)
+    dy_a, g_in = sublayer_in_backward(du, cache.in1)
+    grads.update({**prefixed(g_out, "ln1."), **prefixed(g_in, "ln1."), **prefixed(g, "self_attn.")})
     return dy + dy_a, dmemory, grads
 
 
-def decoder_forward(y, memory, params, n_layers, h, tgt_mask, src_mask, p_drop=0.0, rng=None):
-    """The stack: ``params`` keys "decoder.{i}.*". Returns ``(out, caches)``."""
-    caches = []
+def decoder_forward(y, memory, params, n_layers, h, tgt_mask, src_mask, p_drop=0.0, rng=None, norm="post"):
+    """The stack: ``params`` keys "decoder.{i}.*" (and "decoder.norm.*" for pre-LN).
+    Returns ``(out, StackCache)``."""
+    layers = []
     for i in range(n_layers):
         y, c = decoder_layer_forward(y, memory, subdict(params, f"decoder.{i}."), h,
-                                     tgt_mask, src_mask, p_drop, rng)
-        caches.append(c)
-    return y, caches
+                                     tgt_mask, src_mask, p_drop, rng, norm)
+        layers.append(c)
+    y, final = final_norm_forward(y, params, "decoder", norm)  # (B, T, d_model)
+    return y, StackCache(layers, final)
 
 
-def decoder_backward(dout, caches):
+def decoder_backward(dout, cache: StackCache):
     """Returns ``(dy, dmemory, grads)``; dmemory summed over the layers."""
-    grads = {}
-    dy, dmemory = dout, None
-    for i in reversed(range(len(caches))):
-        dy, dm, g = decoder_layer_backward(dy, caches[i])
+    dy, grads = final_norm_backward(dout, cache.final_norm, "decoder")
+    dmemory = None
+    for i in reversed(range(len(cache.layers))):
+        dy, dm, g = decoder_layer_backward(dy, cache.layers[i])
         dmemory = dm if dmemory is None else dmemory + dm
         grads.update(prefixed(g, f"decoder.{i}."))
     return dy, dmemory, grads

@@ -1,8 +1,12 @@
 """The encoder: a stack of N identical layers. Paper §3.1, Figure 1 (left).
 
-EncoderLayer (x: (B, S, d_model), mask: source padding (B, 1, 1, S)):
+EncoderLayer (x: (B, S, d_model), mask: source padding (B, 1, 1, S)), post-LN (the paper's):
     x = LayerNorm(x + Dropout(SelfAttention(x, mask)))        ln1
     x = LayerNorm(x + Dropout(FFN(x)))                        ln2
+pre-LN (``norm="pre"``, sublayer.py):
+    x = x + Dropout(SelfAttention(LayerNorm(x), mask))        ln1
+    x = x + Dropout(FFN(LayerNorm(x)))                        ln2
+    and after the last layer: memory = LayerNorm(x)           encoder.norm
 
 Backward runs the two sublayers in reverse. At each sublayer the gradient
 reaching x is the sum of the residual path and the path through the sublayer:
@@ -10,54 +14,62 @@ reaching x is the sum of the residual path and the path through the sublayer:
 """
 from typing import NamedTuple
 
-from npformer.model.sublayer import add_norm_backward, add_norm_forward, prefixed, subdict
+from npformer.model.sublayer import (StackCache, final_norm_backward, final_norm_forward, prefixed,
+                                     sublayer_in_backward, sublayer_in_forward, sublayer_out_backward,
+                                     sublayer_out_forward, subdict)
 from npformer.ops.feedforward import feedforward_backward, feedforward_forward
 from npformer.ops.multihead import self_attention_backward, self_attention_forward
 
 
 class EncoderLayerCache(NamedTuple):
+    in1: object
     self_attn: object
-    norm1: object
+    out1: object
+    in2: object
     ffn: object
-    norm2: object
+    out2: object
 
 
-def encoder_layer_forward(x, p, h, mask, p_drop=0.0, rng=None):
+def encoder_layer_forward(x, p, h, mask, p_drop=0.0, rng=None, norm="post"):
     """One encoder layer; ``p`` holds self_attn.*, ln1.*, ffn.*, ln2.* (prefix stripped)."""
-    a, attn = self_attention_forward(x, subdict(p, "self_attn."), h, mask)  # (B, S, d_model)
-    x, norm1 = add_norm_forward(x, a, p["ln1.gamma"], p["ln1.beta"], p_drop, rng)
-    f, ffn = feedforward_forward(x, subdict(p, "ffn."))  # (B, S, d_model)
-    x, norm2 = add_norm_forward(x, f, p["ln2.gamma"], p["ln2.beta"], p_drop, rng)
-    return x, EncoderLayerCache(attn, norm1, ffn, norm2)
+    u, in1 = sublayer_in_forward(x, p["ln1.gamma"], p["ln1.beta"], norm)
+    a, attn = self_attention_forward(u, subdict(p, "self_attn."), h, mask)  # (B, S, d_model)
+    x, out1 = sublayer_out_forward(x, a, p["ln1.gamma"], p["ln1.beta"], norm, p_drop, rng)
+    u, in2 = sublayer_in_forward(x, p["ln2.gamma"], p["ln2.beta"], norm)
+    f, ffn = feedforward_forward(u, subdict(p, "ffn."))  # (B, S, d_model)
+    x, out2 = sublayer_out_forward(x, f, p["ln2.gamma"], p["ln2.beta"], norm, p_drop, rng)
+    return x, EncoderLayerCache(in1, attn, out1, in2, ffn, out2)
 
 
 def encoder_layer_backward(dy, cache: EncoderLayerCache):
     """Returns ``(dx, grads)`` with grads keyed like the layer's ``p``."""
-    grads = {}
-    dx, df, grads["ln2.gamma"], grads["ln2.beta"] = add_norm_backward(dy, cache.norm2)
-    dx_f, g = feedforward_backward(df, cache.ffn)
-    grads.update(prefixed(g, "ffn."))
+    dx, df, g_out = sublayer_out_backward(dy, cache.out2)
+    du, g = feedforward_backward(df, cache.ffn)
+    dx_f, g_in = sublayer_in_backward(du, cache.in2)
+    grads = {**prefixed(g_out, "ln2."), **prefixed(g_in, "ln2."), **prefixed(g, "ffn.")}
     dx = dx + dx_f
-    dx, da, grads["ln1.gamma"], grads["ln1.beta"] = add_norm_backward(dx, cache.norm1)
-    dx_a, g = self_attention_backward(da, cache.self_attn)
-    grads.update(prefixed(g, "self_attn."))
+    dx, da, g_out = sublayer_out_backward(dx, cache.out1)
+    du, g = self_attention_backward(da, cache.self_attn)
+    dx_a, g_in = sublayer_in_backward(du, cache.in1)
+    grads.update({**prefixed(g_out, "ln1."), **prefixed(g_in, "ln1."), **prefixed(g, "self_attn.")})
     return dx + dx_a, grads
 
 
-def encoder_forward(x, params, n_layers, h, mask, p_drop=0.0, rng=None):
-    """The stack: ``params`` keys "encoder.{i}.*". Returns ``(memory, caches)``."""
-    caches = []
+def encoder_forward(x, params, n_layers, h, mask, p_drop=0.0, rng=None, norm="post"):
+    """The stack: ``params`` keys "encoder.{i}.*" (and "encoder.norm.*" for pre-LN).
+    Returns ``(memory, StackCache)``."""
+    layers = []
     for i in range(n_layers):
-        x, c = encoder_layer_forward(x, subdict(params, f"encoder.{i}."), h, mask, p_drop, rng)
-        caches.append(c)
-    return x, caches
+        x, c = encoder_layer_forward(x, subdict(params, f"encoder.{i}."), h, mask, p_drop, rng, norm)
+        layers.append(c)
+    x, final = final_norm_forward(x, params, "encoder", norm)  # (B, S, d_model)
+    return x, StackCache(layers, final)
 
 
-def encoder_backward(dmemory, caches):
-    """Returns ``(dx, grads)`` with grads keyed "encoder.{i}.*"."""
-    grads = {}
-    dx = dmemory
-    for i in reversed(range(len(caches))):
-        dx, g = encoder_layer_backward(dx, caches[i])
+def encoder_backward(dmemory, cache: StackCache):
+    """Returns ``(dx, grads)`` with grads keyed "encoder.{i}.*" (and "encoder.norm.*")."""
+    dx, grads = final_norm_backward(dmemory, cache.final_norm, "encoder")
+    for i in reversed(range(len(cache.layers))):
+        dx, g = encoder_layer_backward(dx, cache.layers[i])
         grads.update(prefixed(g, f"encoder.{i}."))
     return dx, grads

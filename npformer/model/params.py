@@ -5,6 +5,7 @@
     "encoder.{i}.ffn.W_1" ...        feed-forward weights and biases
     "encoder.{i}.ln1.gamma" ...      LayerNorm gain and bias
     "decoder.{i}.self_attn.*", "decoder.{i}.cross_attn.*", "decoder.{i}.ffn.*", "decoder.{i}.ln{1,2,3}.*"
+    "encoder.norm.*", "decoder.norm.*"   only for pre-LN: the LayerNorm that ends each stack
 
 Untied (``tie_embeddings=False``): "src_embed" (V, d_model), "tgt_embed" and
 "out_proj" (V_tgt, d_model) instead of "embed". Gradients use the same keys.
@@ -66,6 +67,8 @@ def param_shapes(cfg: TransformerConfig) -> dict:
         ln(f"encoder.{i}.ln1.")
         ffn(f"encoder.{i}.ffn.")
         ln(f"encoder.{i}.ln2.")
+    if cfg.norm == "pre":
+        ln("encoder.norm.")
     for i in range(cfg.n_layers):
         attn(f"decoder.{i}.self_attn.")
         ln(f"decoder.{i}.ln1.")
@@ -73,6 +76,8 @@ def param_shapes(cfg: TransformerConfig) -> dict:
         ln(f"decoder.{i}.ln2.")
         ffn(f"decoder.{i}.ffn.")
         ln(f"decoder.{i}.ln3.")
+    if cfg.norm == "pre":
+        ln("decoder.norm.")
     return shapes
 
 
@@ -86,7 +91,7 @@ def check_params(params, cfg: TransformerConfig) -> None:
     if missing or unexpected:
         found = [f"{what} {keys[:5]}" for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
         raise ValueError(f"params: keys do not match the config (n_layers={cfg.n_layers}, "
-                         f"tie_embeddings={cfg.tie_embeddings}): {', '.join(found)}")
+                         f"tie_embeddings={cfg.tie_embeddings}, norm={cfg.norm!r}): {', '.join(found)}")
     dtypes = set()
     for name, shape in shapes.items():
         a = params[name]
@@ -130,7 +135,7 @@ def count_params(params_or_cfg) -> dict:
     for name, shape in shapes.items():
         parts = name.split(".")
         group = parts[0] if parts[0] in ("encoder", "decoder") else "embeddings"
-        sub = parts[2] if group != "embeddings" else parts[0]
+        sub = parts[0] if group == "embeddings" else "final_norm" if parts[1] == "norm" else parts[2]
         n = int(np.prod(shape))
         counts.setdefault(group, {}).setdefault(sub, 0)
         counts[group][sub] += n

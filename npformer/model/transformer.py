@@ -7,6 +7,9 @@ Forward (src (B, S) and tgt_in (B, T) token ids; tgt_in = <s> + target):
     H      = Decoder(Y, memory, tgt_mask, src_mask)                 (B, T, d_model)
     logits = H E_out^T                                              (B, T, V)        pre-softmax linear
 
+``cfg.norm`` places the LayerNorms: "post" (the paper's) or "pre", where each
+stack also ends with a LayerNorm (model/sublayer.py).
+
 §3.4 ties the three matrices: E_src = E_tgt = E_out = E. A tied parameter's
 gradient is the sum of the gradients of its uses (each use is a separate
 path from E to the loss):
@@ -99,9 +102,9 @@ def embed_backward(dx, cache: EmbedCache):
 
 class TransformerCache(NamedTuple):
     src_embed: object
-    encoder: list
+    encoder: object    # StackCache: .layers, .final_norm
     tgt_embed: object
-    decoder: list
+    decoder: object    # StackCache
     H: object          # (B, T, d_model) decoder output, for dE_out
     E_out: object      # (V, d_model)
     keys: dict         # which parameter serves src/tgt/out
@@ -126,9 +129,10 @@ def transformer_forward(params, cfg: TransformerConfig, src, tgt_in, rng=None):
     tgt_mask = target_mask(tgt_in, cfg.pad_id)  # (B, 1, T, T)
 
     x, src_embed = embed_forward(src, params[keys["src"]], cfg, table, p_drop, rng)  # (B, S, d_model)
-    memory, enc = encoder_forward(x, params, cfg.n_layers, cfg.h, src_mask, p_drop, rng)
+    memory, enc = encoder_forward(x, params, cfg.n_layers, cfg.h, src_mask, p_drop, rng, cfg.norm)
     y, tgt_embed = embed_forward(tgt_in, params[keys["tgt"]], cfg, table, p_drop, rng)  # (B, T, d_model)
-    H, dec = decoder_forward(y, memory, params, cfg.n_layers, cfg.h, tgt_mask, src_mask, p_drop, rng)
+    H, dec = decoder_forward(y, memory, params, cfg.n_layers, cfg.h, tgt_mask, src_mask, p_drop, rng,
+                             cfg.norm)
     E_out = params[keys["out"]]
     logits = (H.reshape(-1, H.shape[-1]) @ E_out.T).reshape(*H.shape[:-1], -1)  # (B, T, V), one GEMM
     return logits, TransformerCache(src_embed, enc, tgt_embed, dec, H, E_out, keys)

@@ -22,7 +22,10 @@ resuming gives the same losses as never stopping.
 Every ``eval_every`` steps ``eval_fn(params) -> {metric: value}`` runs and its
 record joins the history; when its ``best_key`` (lower is better, default
 "val_loss") improves, ``out_dir/best.npz`` is written. Every ``save_every``
-steps and at the end, ``out_dir/last.npz`` is written.
+steps and at the end, ``out_dir/last.npz`` is written. With ``keep_last`` K > 0
+each of those saves also leaves ``out_dir/step-<t>.npz``, and only the K
+newest of these are kept: the checkpoints that ``npformer average`` combines
+(paper §6.1 averages the last 5).
 
 On several ranks (``state.comm``), every rank runs this loop on the same
 batches and keeps the same parameters; rank 0 alone shows progress, evaluates
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -146,6 +150,19 @@ def load_state(path, backend=None, workers=None, comm: Communicator | None = Non
     return state, ckpt
 
 
+def step_checkpoint_path(out_dir: str, step: int) -> str:
+    return os.path.join(out_dir, f"step-{step}.npz")
+
+
+def step_checkpoints(out_dir: str) -> list:
+    """The ``step-<t>.npz`` files in ``out_dir``, oldest step first."""
+    steps = [int(m.group(1)) for name in os.listdir(out_dir) if (m := _STEP_FILE.fullmatch(name))]
+    return [step_checkpoint_path(out_dir, t) for t in sorted(steps)]
+
+
+_STEP_FILE = re.compile(r"step-(\d+)\.npz")
+
+
 # --- evaluation ----------------------------------------------------------
 def evaluate_loss(params, cfg: TransformerConfig, batches, workers=None) -> float:
     """Token-weighted mean loss (label-smoothed, as trained) over ``batches``,
@@ -215,7 +232,7 @@ def train(state: TrainState, cfg: TransformerConfig, batches: Callable[[int], Ba
           eval_fn: Callable[[dict], dict] | None = None, eval_every: int = 0, best_key: str = "val_loss",
           out_dir: str | None = None, save_every: int = 0, log_every: int = 10,
           progress: bool = True, checkpoint_extra: dict | None = None,
-          tokenizer: dict | None = None) -> TrainState:
+          tokenizer: dict | None = None, keep_last: int = 0) -> TrainState:
     """Train ``state`` in place until ``state.step == steps`` or ``minutes`` have passed.
 
     ``batches(t)`` returns the Batch of step t (t counts from 1) and must be a
@@ -230,6 +247,8 @@ def train(state: TrainState, cfg: TransformerConfig, batches: Callable[[int], Ba
         raise ValueError(f"train: steps must be a positive integer, got {steps!r}")
     if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
         raise ValueError(f"train: minutes must be a positive number, got {minutes!r}")
+    if keep_last and not (out_dir and save_every):
+        raise ValueError("train: keep_last needs out_dir and save_every > 0 (the saves it keeps)")
     last_path = os.path.join(out_dir, "last.npz") if out_dir else None
     best_path = os.path.join(out_dir, "best.npz") if out_dir else None
     saved_at = state.step if last_path and os.path.exists(last_path) else None
@@ -237,8 +256,17 @@ def train(state: TrainState, cfg: TransformerConfig, batches: Callable[[int], Ba
     lead = comm.rank == 0  # the rank that shows progress, evaluates and saves
 
     def save(path, generators):
-        if lead:
-            save_state(path, state, cfg, tokenizer=tokenizer, extra=checkpoint_extra, generators=generators)
+        return save_state(path, state, cfg, tokenizer=tokenizer, extra=checkpoint_extra, generators=generators)
+
+    def save_last(generators):
+        if not lead:
+            return
+        if not keep_last:
+            save(last_path, generators)
+            return
+        checkpoint.link_or_copy(save(step_checkpoint_path(out_dir, state.step), generators), last_path)
+        for old in step_checkpoints(out_dir)[:-keep_last]:
+            os.remove(old)
 
     def evaluate(generators):
         if not lead:
@@ -257,7 +285,7 @@ def train(state: TrainState, cfg: TransformerConfig, batches: Callable[[int], Ba
         if do_eval:
             evaluate(generators)
         if do_save:
-            save(last_path, generators)
+            save_last(generators)
         if comm.size > 1:
             comm.barrier(f"the wait for rank 0's evaluation and checkpoint at step {state.step}")
 

@@ -127,10 +127,13 @@ def test_translate_with_a_missing_checkpoint_is_one_line_exit_2(tmp_path, run_np
     assert out.stderr.count("\n") == 1 and "nope.npz" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_demo_runs_within_a_tiny_budget(tmp_path, run_npformer):
+@pytest.mark.parametrize("backend, beam", [("numpy", "1"), ("cupysim", "2")])
+def test_demo_runs_within_a_tiny_budget(tmp_path, run_npformer, backend, beam):
+    """The main job end to end: on NumPy, and on cupysim, the GPU code paths under CuPy's rules."""
     pytest.importorskip("sacrebleu")
-    out = run_npformer("demo", "--minutes", "0.6", "--eval-minutes", "0.25", "--eval-sentences", "4", "--beam", "1",
-                   "--show", "1", "--out", str(tmp_path / "demo"), "--json", "--no-progress")
+    out = run_npformer("demo", "--minutes", "0.6", "--eval-minutes", "0.25", "--eval-sentences", "4", "--beam", beam,
+                       "--show", "1", "--out", str(tmp_path / "demo"), "--json", "--no-progress",
+                       "--backend", backend)
     assert out.returncode == 0, out.stderr
     result = last_json(out.stdout)
     assert {"bleu", "chrf", "steps", "minutes", "checkpoint", "workers", "tokens_per_s"} <= set(result)

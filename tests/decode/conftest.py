@@ -3,7 +3,8 @@
 Random weights plus noise (gamma != 1, biases != 0). The EOS embedding is mixed
 with token 3's, so that greedy decoding stops at different steps for different
 sentences (an untrained model otherwise rarely emits EOS mid-sentence).
-Sources have different lengths, padded with PAD = 0.
+Sources have different lengths, padded with PAD = 0. Every test using ``tiny``
+runs for post-LN and for pre-LN.
 """
 import numpy as np
 import pytest
@@ -33,7 +34,18 @@ def tiny_src(be, cfg=CFG, lengths=SRC_LENGTHS, seed=3):
     return be.asarray(src)
 
 
-@pytest.fixture
-def tiny(be):
-    """(cfg, params, src) on the backend under test."""
-    return CFG, tiny_params(be), tiny_src(be)
+def tiny_pre_params(be, cfg, seed=4, gain=5.0):
+    """Pre-LN's residual stream is x + sum of sublayer outputs, and at this init the
+    embeddings dominate it: each output token then depends on the input token
+    alone, and greedy outputs either end at once or never. Larger sublayer
+    outputs (W_o, W_2 times ``gain``) give outputs that end at different steps."""
+    params = tiny_params(be, cfg, seed)
+    return {k: v * gain if k.endswith((".W_o", ".W_2")) else v for k, v in params.items()}
+
+
+@pytest.fixture(params=["post", "pre"])
+def tiny(be, request):
+    """(cfg, params, src) on the backend under test, for each LayerNorm placement."""
+    cfg = CFG.replace(norm=request.param)
+    params = tiny_params(be, cfg) if cfg.norm == "post" else tiny_pre_params(be, cfg)
+    return cfg, params, tiny_src(be, cfg)

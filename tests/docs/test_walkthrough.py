@@ -56,6 +56,13 @@ def test_walkthrough_catches_planted_bugs(walkthrough, bug):
     assert f"planted bug {bug!r}: caught" in walkthrough[1]
 
 
+def test_walkthrough_post_ln_gradients_grow_towards_the_output_and_pre_ln_ones_do_not(walkthrough):
+    found = re.search(r"decoder, last layer / first layer: post-LN (\S+)x, pre-LN (\S+)x", walkthrough[1])
+    assert found, "the walkthrough's gradient-flow section printed no ratio"
+    post, pre = float(found.group(1)), float(found.group(2))
+    assert post > 2.0 and 0.5 < pre < 1.5
+
+
 def test_walkthrough_layernorm_bug_is_invisible_at_gamma_one(walkthrough):
     assert "with gamma == 1 it would be missed" in walkthrough[1]
 

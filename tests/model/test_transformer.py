@@ -12,14 +12,15 @@ from npformer.model.transformer import loss_and_grads, transformer_forward
 
 def test_every_model_gradcheck_row_passes(be):
     results = run_model_checks(be)
-    assert [r.name for r in results] == ["encoder_layer", "decoder_layer", "model", "model_dropout",
-                                         "model_directional"]
+    rows = ["encoder_layer", "decoder_layer", "model", "model_dropout", "model_directional"]
+    assert [r.name for r in results] == rows + [name + "_pre" for name in rows]
     for r in results:
         assert r.passed, (r.name, r.max_rel_error, r.errors, r.problems)
 
 
-def test_padded_source_positions_change_nothing_and_get_exactly_zero_gradient(be):
-    cfg = TINY
+@pytest.mark.parametrize("norm", ["post", "pre"])
+def test_padded_source_positions_change_nothing_and_get_exactly_zero_gradient(be, norm):
+    cfg = TINY.replace(norm=norm)
     params = perturbed_params(cfg, be, 0)
     src, tgt_in, _ = tiny_batch(cfg, be)  # sentence 1 has 2 padded source positions
     pad = be.to_host(src) == cfg.pad_id
@@ -32,8 +33,8 @@ def test_padded_source_positions_change_nothing_and_get_exactly_zero_gradient(be
     y = be.asarray(rng.standard_normal((*tgt_in.shape, cfg.d_model)))
     outs = []
     for inp in (x, x2):
-        memory, enc = encoder_forward(inp, params, cfg.n_layers, cfg.h, src_mask)
-        out, dec = decoder_forward(y, memory, params, cfg.n_layers, cfg.h, tgt_mask, src_mask)
+        memory, enc = encoder_forward(inp, params, cfg.n_layers, cfg.h, src_mask, norm=norm)
+        out, dec = decoder_forward(y, memory, params, cfg.n_layers, cfg.h, tgt_mask, src_mask, norm=norm)
         outs.append(be.to_host(out))
         real = be.to_host(memory)[~pad]
         outs.append(real)
@@ -45,8 +46,9 @@ def test_padded_source_positions_change_nothing_and_get_exactly_zero_gradient(be
     assert np.all(be.to_host(dx)[pad] == 0.0)
 
 
-def test_future_target_tokens_change_nothing_earlier_and_get_exactly_zero_gradient(be):
-    cfg = TINY
+@pytest.mark.parametrize("norm", ["post", "pre"])
+def test_future_target_tokens_change_nothing_earlier_and_get_exactly_zero_gradient(be, norm):
+    cfg = TINY.replace(norm=norm)
     params = perturbed_params(cfg, be, 0)
     src, tgt_in, _ = tiny_batch(cfg, be)
     t = 1  # positions 0..t are the "past"
@@ -59,9 +61,10 @@ def test_future_target_tokens_change_nothing_earlier_and_get_exactly_zero_gradie
 
     rng = np.random.default_rng(2)
     memory, _ = encoder_forward(be.asarray(rng.standard_normal((*src.shape, cfg.d_model))), params,
-                                cfg.n_layers, cfg.h, padding_mask(src))
+                                cfg.n_layers, cfg.h, padding_mask(src), norm=norm)
     y = be.asarray(rng.standard_normal((*tgt_in.shape, cfg.d_model)))
-    _, dec = decoder_forward(y, memory, params, cfg.n_layers, cfg.h, target_mask(tgt_in), padding_mask(src))
+    _, dec = decoder_forward(y, memory, params, cfg.n_layers, cfg.h, target_mask(tgt_in), padding_mask(src),
+                             norm=norm)
     dout = np.zeros((*tgt_in.shape, cfg.d_model))
     dout[:, :t + 1] = rng.standard_normal((tgt_in.shape[0], t + 1, cfg.d_model))  # a loss on the past only
     dy, _, _ = decoder_backward(be.asarray(dout), dec)
