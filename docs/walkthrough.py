@@ -693,7 +693,9 @@ print(f"decoder, last layer / first layer: post-LN {growth['post']:.1f}x, pre-LN
 #
 # ![loss of post-LN with and without warmup, and pre-LN without](img/warmup_ablation.png)
 #
-# ABLATION_SENTENCES
+# Without the warmup post-LN stalls on a plateau and ends highest, while with a
+# 100-step warmup it gets past it. Pre-LN needs no warmup and ends lowest
+# (training loss after 200 steps: 6.78, 6.60, 6.50; one seed each).
 
 # %% [markdown]
 # ## Where to go next

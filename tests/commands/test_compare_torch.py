@@ -35,8 +35,6 @@ def test_whole_model_gradients_match_pytorch_for_post_and_pre(capsys):
 
 def test_a_wrong_backward_is_caught(capsys, monkeypatch):
     """LayerNorm's input gradient without gamma: right only when gamma == 1."""
-    import npformer.ops.layernorm as ln
-
     def without_gamma(dy, cache):
         xhat, rstd, gamma = cache
         dbeta = dy.reshape(-1, dy.shape[-1]).sum(axis=0)
@@ -48,7 +46,6 @@ def test_a_wrong_backward_is_caught(capsys, monkeypatch):
     code, result = run_json(capsys, "--norm", "pre")
     assert code == 1 and not result["passed"]
     assert result["summary"]["pre"]["max_rel_grad_diff"] > 1e-3
-    assert ln.layernorm_backward is not without_gamma
 
 
 def test_text_report(capsys):
