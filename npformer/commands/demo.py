@@ -81,7 +81,12 @@ def demo_on(args, comm) -> int:
                                     vocabulary=digest(data.tokenizer.to_dict()),
                                     data=digest([digest(first.src), digest(first.tgt_out)])))
     evaluate = dev_evaluator(data, cfg, DEMO["max_tokens"], bleu_sentences=0, workers=workers)
-    train_minutes = args.minutes - eval_minutes - (time.perf_counter() - t0) / 60
+    prepared_minutes = (time.perf_counter() - t0) / 60
+    train_minutes = args.minutes - eval_minutes - prepared_minutes
+    if train_minutes <= 0:
+        raise ValueError(f"--minutes {args.minutes:g}: preparing the data took {prepared_minutes:.2f} min, which "
+                         f"leaves no time to train besides the {eval_minutes:g} min kept for decoding; "
+                         "give a larger --minutes")
     out = args.out
     os.makedirs(out, exist_ok=True)
     train(state, cfg, batches, minutes=train_minutes, warmup=DEMO["warmup"], lr_factor=DEMO["lr_factor"],
