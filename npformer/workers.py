@@ -42,6 +42,17 @@ def blas_threads_controllable() -> bool:
     return True
 
 
+def limit_blas_threads(n: int) -> bool:
+    """From now on, let this process's BLAS use at most ``n`` threads (threadpoolctl);
+    False where threadpoolctl is missing. For several processes sharing a machine,
+    whose BLAS libraries would each start one thread per core."""
+    if not blas_threads_controllable():
+        return False
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(limits=max(1, int(n)), user_api="blas")
+    return True
+
+
 def default_workers(backend_name: str) -> int:
     """One worker per core on the CPU (when BLAS threads can be pinned), one on a GPU."""
     if backend_name != "numpy" or not blas_threads_controllable():

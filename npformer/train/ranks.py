@@ -33,19 +33,23 @@ import os
 
 from npformer.backend import backend_of
 from npformer.distributed.communicator import RanksDisagree, digest
-from npformer.workers import available_cores, default_workers, make_workers
+from npformer.workers import available_cores, default_workers, limit_blas_threads, make_workers
 
 
 def workers_per_rank(n: int | None, backend, comm):
     """``--workers``, or by default this rank's share of the machine's cores: the
     cores it may run on, divided between the ranks on this machine unless the
     launcher bound each rank to its own cores already."""
-    if n is not None or comm.size == 1:
+    if comm.size == 1:
         return make_workers(n, backend)
     from npformer.backend import get_backend
-    n = default_workers(get_backend(backend).name)
-    if n > 1 and available_cores() >= (os.cpu_count() or 0):  # not bound: share the machine
-        n = max(1, n // comm.local_size)
+    bound = available_cores() < (os.cpu_count() or 0)  # the launcher gave each rank its own cores
+    share = available_cores() if bound else max(1, available_cores() // comm.local_size)
+    # each rank's BLAS, too, keeps to its share: P ranks with a thread per core each would
+    # put P threads on every core
+    limit_blas_threads(share)
+    if n is None:
+        n = min(default_workers(get_backend(backend).name), share)
     return make_workers(n, backend)
 
 

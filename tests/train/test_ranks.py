@@ -260,8 +260,13 @@ def test_a_single_process_start_up_check_reraises_its_error():
     SingleProcess().check_same({"anything": 1})
 
 
-def test_workers_per_rank_honours_an_explicit_count():
-    ranks = ThreadRanks(2)
-    assert workers_per_rank(1, "numpy", ThreadComm(ranks, 0)).n == 1
-    w = workers_per_rank(None, "numpy", ThreadComm(ranks, 0))
-    assert 1 <= w.n <= max(1, workers_module.default_workers("numpy"))
+def test_workers_per_rank_honours_an_explicit_count_and_shares_the_cores():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    ranks = ThreadRanks(2)  # two ranks on this machine, not bound to cores by a launcher
+    share = max(1, workers_module.available_cores() // 2)
+    with threadpoolctl.threadpool_limits(limits=None, user_api="blas"):  # restored afterwards
+        assert workers_per_rank(1, "numpy", ThreadComm(ranks, 0)).n == 1
+        w = workers_per_rank(None, "numpy", ThreadComm(ranks, 0))
+        assert 1 <= w.n <= share
+        blas = [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+        assert blas and all(n <= share for n in blas)  # each rank's BLAS keeps to its share too
