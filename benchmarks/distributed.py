@@ -64,13 +64,14 @@ def worker(args) -> None:
     """One rank of one layout: check, time, and (rank 0) print one JSON line."""
     from npformer.distributed import launch
     from npformer.model.config import preset
-    from npformer.train.ranks import check_parameters_agree
+    from npformer.train.ranks import check_parameters_agree, workers_per_rank
     from npformer.train.schedule import noam_lr
     from npformer.train.trainer import init_state, train_step
 
     with launch(args.backend, "benchmark") as comm:
         cfg = preset(args.preset, vocab_size=VOCAB, p_drop=0.1)
-        state = init_state(cfg, seed=0, backend=args.backend, workers=args.workers, comm=comm)
+        workers = workers_per_rank(args.workers, args.backend, comm)  # as npformer train sets a rank up
+        state = init_state(cfg, seed=0, backend=args.backend, workers=workers, comm=comm)
         batches = synthetic_batches(args.max_tokens)
         reduce_s = []
         if comm.size > 1:  # time the gradient all-reduce inside the step
