@@ -151,21 +151,25 @@ def _call(fn, args, kwargs):
     return _wrap(fn(*_unwrap(args), **_unwrap(kwargs)))
 
 
+def _operand(other):
+    """The other side of an operator: scalars and device arrays pass; a host array or
+    a list raises TypeError, as in CuPy."""
+    if isinstance(other, np.ndarray):
+        raise _host_array_error(other)
+    if isinstance(other, (list, tuple)):
+        raise TypeError(f"Unsupported type {type(other)}")
+    return _unwrap(other)
+
+
 def _binary(op):
     def method(self, other):
-        if isinstance(other, (list, tuple, np.ndarray)):
-            raise _host_array_error(other) if isinstance(other, np.ndarray) else TypeError(
-                f"Unsupported type {type(other)}")
-        return _wrap(op(self._a, _unwrap(other)))
+        return _wrap(op(self._a, _operand(other)))
     return method
 
 
 def _inplace(op):
     def method(self, other):
-        if isinstance(other, (list, tuple, np.ndarray)):
-            raise _host_array_error(other) if isinstance(other, np.ndarray) else TypeError(
-                f"Unsupported type {type(other)}")
-        op(self._a, _unwrap(other), out=self._a)
+        op(self._a, _operand(other), out=self._a)
         return self
     return method
 

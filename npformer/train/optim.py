@@ -49,7 +49,7 @@ def blocks(*arrays):
     On a GPU, or for arrays that are not C-contiguous (whose flat view would be a
     copy, and an in-place update of it would be lost), the arrays are one piece."""
     first = arrays[0]
-    if (backend_of(*arrays).name != "numpy" or first.size <= ADAM_BLOCK
+    if (backend_of(*arrays).on_device or first.size <= ADAM_BLOCK
             or not all(a.flags.c_contiguous for a in arrays)):
         yield arrays
         return
