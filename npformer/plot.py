@@ -24,6 +24,14 @@ from npformer.model.transformer import transformer_forward
 from npformer.ops.positional import sinusoidal_table
 
 
+def _save(plt, fig, path: str) -> str:
+    """Lay ``fig`` out, write it to ``path`` (PNG) and free it; returns ``path``."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def _pyplot():
     try:
         import matplotlib
@@ -55,10 +63,7 @@ def plot_curves(history: list, path: str) -> str:
         ax_bleu = ax_loss.twinx()
         ax_bleu.plot([r["step"] for r in bleu], [r["dev_bleu"] for r in bleu], "s--", color="tab:green")
         ax_bleu.set_ylabel("dev BLEU", color="tab:green")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def attention_maps(translator, sentence: str) -> dict:
@@ -131,10 +136,7 @@ def plot_positional(d_model: int, max_len: int, path: str) -> str:
     ax.set_ylabel("position")
     ax.set_title(f"sinusoidal positional encoding, d_model={d_model}")
     fig.colorbar(im)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_gradient_flow(flow: dict, path: str, title: str = "") -> str:
@@ -155,10 +157,7 @@ def plot_gradient_flow(flow: dict, path: str, title: str = "") -> str:
     axes[0].set_ylabel("||dL/dW|| over the layer's weight matrices")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_runs(histories: dict, path: str, title: str = "") -> str:
@@ -176,7 +175,4 @@ def plot_runs(histories: dict, path: str, title: str = "") -> str:
         ax.set_title(title)
     ax.legend()
     ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
