@@ -53,10 +53,10 @@ def check_src(params, cfg: TransformerConfig, src):
         raise TypeError(f"src: expected a (batch, length) integer array of token ids, got {type(src).__name__}")
     check_ids(src, "src", cfg.vocab_size, cfg.max_len)
     check_params(params, cfg)
-    be = backend_of(params[embedding_keys(cfg)["src"]])
+    E = params[embedding_keys(cfg)["src"]]
     if backend_of(src).on_device:
-        backend_of(src, params[embedding_keys(cfg)["src"]])  # one device, or a clear error
-        return be, src
+        return backend_of(src, E), src  # one device, or a clear error
+    be = backend_of(E)
     return be, be.asarray(src)
 
 

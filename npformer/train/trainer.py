@@ -4,8 +4,8 @@ One step t = 1, 2, ...:
     batch          = batches(t)                         a pure function of t: resumable
     check the batch on the host                         (ids in range, some targets)
     loss, g        = loss_and_grads(params, batch, rng)  forward + backward, dropout from rng
-                                                        (split over the CPU workers: parallel.py,
-                                                        and over the ranks of an MPI run: ranks.py)
+                                                        (split over the CPU workers and the ranks
+                                                        of an MPI run: parallel.py)
     ||g||          = global norm
     read loss and ||g|| to the host, together           the step's one wait for a GPU
     stop if loss or ||g|| is not finite                  (before the update: params stay good)
