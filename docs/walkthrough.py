@@ -506,7 +506,7 @@ print(f"planted bug 'embedding without scatter-add': {'caught' if not buggy.pass
 
 # %%
 from npformer.decode.greedy import greedy_decode  # noqa: E402
-from npformer.train import init_state, noam_lr, train  # noqa: E402
+from npformer.train import Schedule, init_state, noam_lr, train  # noqa: E402
 from npformer.train.tasks import SequenceTask, evaluate_exact_match  # noqa: E402
 
 task = SequenceTask("reverse", vocab_size=14, min_len=3, max_len=8)
@@ -536,8 +536,8 @@ print("learning rate at steps 1, 50, 100, 300, 600:",
 
 state = init_state(cfg, seed=0, backend="numpy")  # float32 parameters and Adam's moments
 t0 = time.perf_counter()
-train(state, cfg, task.batches(seed=0, batch_size=BATCH), steps=STEPS, warmup=WARMUP,
-      log_every=50, progress=False)
+train(state, cfg, task.batches(seed=0, batch_size=BATCH), steps=STEPS,
+      schedule=Schedule("noam", WARMUP, d_model=cfg.d_model), log_every=50, progress=False)
 train_seconds = time.perf_counter() - t0
 print(f"trained {state.step} steps of {BATCH} sequences in {train_seconds:.1f} s\n")
 

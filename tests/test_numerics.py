@@ -12,6 +12,7 @@ import numpy as np
 
 from npformer import ops
 from npformer.model.config import preset
+from npformer.train.schedule import Schedule
 from npformer.train.tasks import SequenceTask
 from npformer.train.trainer import init_state, train
 
@@ -75,7 +76,7 @@ def test_small_preset_trains_1000_float32_steps_and_stays_finite():
     cfg = preset("small", vocab_size=16, n_layers=1, max_len=16)
     task = SequenceTask("reverse", vocab_size=16, min_len=7, max_len=7)
     state = init_state(cfg, seed=0, dtype="float32")
-    train(state, cfg, task.batches(seed=0, batch_size=2), steps=1000, warmup=100, lr_factor=1.0,
+    train(state, cfg, task.batches(seed=0, batch_size=2), steps=1000, schedule=Schedule("noam", 100, 1.0, cfg.d_model),
           log_every=50, progress=False)
     records = [r for r in state.history if r["kind"] == "train"]
     assert state.step == 1000 and len(records) == 20

@@ -1,7 +1,7 @@
 """Training: Adam and the §5.3 learning-rate schedule, synthetic tasks, the loop.
 
     optim.py     Adam (beta1 0.9, beta2 0.98, eps 1e-9), global gradient norm, clipping
-    schedule.py  lrate = d_model^-0.5 * min(step^-0.5, step * warmup^-1.5)
+    schedule.py  lrate = d_model^-0.5 * min(step^-0.5, step * warmup^-1.5), or linear decay over a budget
     parallel.py  the loss and gradients of a batch split over CPU workers (data parallelism)
     tasks.py     copy / reverse random sequences, held-out exact match
     trainer.py   TrainState, train(), save_state / load_state
@@ -10,8 +10,8 @@
 The worker pool itself is npformer/workers.py.
 """
 from npformer.train.optim import Adam, clip_grad_norm, global_norm
-from npformer.train.schedule import noam_lr
+from npformer.train.schedule import Schedule, linear_lr, noam_lr
 from npformer.train.trainer import TrainState, TrainingDiverged, init_state, load_state, save_state, train
 
-__all__ = ["Adam", "clip_grad_norm", "global_norm", "noam_lr", "TrainState", "TrainingDiverged",
-           "init_state", "load_state", "save_state", "train"]
+__all__ = ["Adam", "clip_grad_norm", "global_norm", "noam_lr", "linear_lr", "Schedule", "TrainState",
+           "TrainingDiverged", "init_state", "load_state", "save_state", "train"]

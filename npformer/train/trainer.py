@@ -9,7 +9,7 @@ One step t = 1, 2, ...:
     ||g||          = global norm
     read loss and ||g|| to the host, together           the step's one wait for a GPU
     stop if loss or ||g|| is not finite                  (before the update: params stay good)
-    lr_t           = factor * d_model^-0.5 * min(t^-0.5, t * warmup^-1.5)      §5.3
+    lr_t           = schedule(t, progress)               §5.3's, or linear to 0 over the budget
     params        <- Adam(params, s g, lr_t)            s = min(1, clip / ||g||) if clip is set
 
 Everything that changes during training lives in a ``TrainState``: the
@@ -56,7 +56,7 @@ from npformer.train.optim import Adam, clip_scale, squared_norm
 from npformer.train.parallel import parallel_loss_and_grads, worker_generators
 from npformer.train.progress import Progress
 from npformer.train.ranks import check_parameters_agree
-from npformer.train.schedule import noam_lr
+from npformer.train.schedule import Schedule
 from npformer.workers import Workers, as_workers
 
 
@@ -227,8 +227,8 @@ def train_step(state: TrainState, cfg: TransformerConfig, batch: Batch, lr: floa
 
 
 def train(state: TrainState, cfg: TransformerConfig, batches: Callable[[int], Batch], *,
-          steps: int | None = None, minutes: float | None = None, warmup: int = 4000,
-          lr_factor: float = 1.0, clip: float | None = None,
+          steps: int | None = None, minutes: float | None = None, schedule: Schedule | None = None,
+          clip: float | None = None,
           eval_fn: Callable[[dict], dict] | None = None, eval_every: int = 0, best_key: str = "val_loss",
           out_dir: str | None = None, save_every: int = 0, log_every: int = 10,
           progress: bool = True, checkpoint_extra: dict | None = None,
@@ -247,6 +247,9 @@ def train(state: TrainState, cfg: TransformerConfig, batches: Callable[[int], Ba
         raise ValueError(f"train: steps must be a positive integer, got {steps!r}")
     if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
         raise ValueError(f"train: minutes must be a positive number, got {minutes!r}")
+    schedule = schedule or Schedule("noam", 4000, d_model=cfg.d_model)
+    if schedule.kind == "noam" and schedule.d_model != cfg.d_model:
+        raise ValueError(f"train: the schedule was built for d_model={schedule.d_model}, the model has {cfg.d_model}")
     if keep_last and not (out_dir and save_every):
         raise ValueError("train: keep_last needs out_dir and save_every > 0 (the saves it keeps)")
     last_path = os.path.join(out_dir, "last.npz") if out_dir else None
@@ -295,14 +298,29 @@ def train(state: TrainState, cfg: TransformerConfig, batches: Callable[[int], Ba
     if comm.size > 1:
         bar.write(f"training on {comm.describe()}, {state.workers.n} worker thread(s) each")
 
-    def out_of_time():  # on every rank at once: one rank's clock stopping the others mid-step would hang them
-        return minutes is not None and comm.any(time.perf_counter() - start >= 60 * minutes,
-                                                "the time-budget check")
+    # The part of the budget used before this call: a resumed run continues its decay.
+    progress_before = next((r["progress"] for r in reversed(state.history) if "progress" in r), 0.0)
+
+    def clock() -> float:
+        """The share of this call's time budget used, on rank 0's clock: every rank stops
+        (and sets its learning rate) at the same step, or they would hang or drift apart."""
+        return comm.bcast((time.perf_counter() - start) / (60 * minutes), 0, "the time-budget clock")
+
+    def progress_at(t: int, used: float | None) -> float:
+        """The share of the whole run's budget used before step t."""
+        shares = [] if steps is None else [(t - 1) / steps]
+        if used is not None:
+            shares.append(progress_before + (1 - progress_before) * used)
+        return min(1.0, max(shares))
     window, total = _Window(), _Window()  # since the last train record / in this call
     try:
-        while (steps is None or state.step < steps) and not out_of_time():
+        while steps is None or state.step < steps:
+            used = None if minutes is None else clock()
+            if used is not None and used >= 1:
+                break
             t = state.step + 1
-            lr = noam_lr(t, cfg.d_model, warmup, lr_factor)
+            progress = progress_at(t, used)
+            lr = schedule(t, progress)
             batch = batches(t)
             t0 = time.perf_counter()
             try:
@@ -316,14 +334,14 @@ def train(state: TrainState, cfg: TransformerConfig, batches: Callable[[int], Ba
             total.add(loss, n_tokens, norm, seconds)
             bar.update(t, window.loss_sum / window.tokens, lr, total.tokens / total.seconds)
             if log_every and t % log_every == 0:
-                state.history.append(window.close(t, lr, before + time.perf_counter() - start))
+                state.history.append(window.close(t, lr, before + time.perf_counter() - start, progress))
             do_eval = bool(eval_fn and eval_every and t % eval_every == 0)
             do_save = bool(last_path and save_every and t % save_every == 0)
             if do_eval or do_save:
                 evaluate_and_save(do_eval, do_save)
                 saved_at = t if do_save else saved_at
         if window.steps:
-            state.history.append(window.close(state.step, lr, before + time.perf_counter() - start))
+            state.history.append(window.close(state.step, lr, before + time.perf_counter() - start, progress))
         last_eval = next((r["step"] for r in reversed(state.history) if r.get("kind") == "eval"), None)
         # rank 0 alone keeps the evaluation records: its decision is everyone's
         do_eval = comm.bcast(bool(eval_fn and last_eval != state.step), 0, "the end-of-run evaluation")
@@ -353,10 +371,10 @@ class _Window:
         self.steps += 1
         self.seconds += seconds
 
-    def close(self, step: int, lr: float, elapsed: float) -> dict:
+    def close(self, step: int, lr: float, elapsed: float, progress: float) -> dict:
         """The train record of the steps added since the last close; starts afresh."""
         record = {"kind": "train", "step": step, "loss": self.loss_sum / self.tokens, "lr": lr,
                   "grad_norm": self.norm_sum / self.steps, "tokens": self.tokens,
-                  "tokens_per_s": self.tokens / self.seconds, "elapsed_s": elapsed}
+                  "tokens_per_s": self.tokens / self.seconds, "elapsed_s": elapsed, "progress": progress}
         self.reset()
         return record

@@ -3,6 +3,7 @@ its own): the MPI communicator's collectives, and training on real ranks."""
 import numpy as np
 import pytest
 
+from npformer.train.schedule import Schedule
 from npformer import workers as workers_module
 from npformer.distributed.buckets import Buckets
 from npformer.distributed.communicator import RanksDisagree
@@ -59,13 +60,15 @@ def test_trained_parameters_are_identical_on_every_rank_bit_for_bit(comm):
     batches = SequenceTask("reverse", TINY.vocab_size, 2, 8).batches(0, batch_size=16)
     state = init_state(cfg, seed=0, comm=comm)
     comm.check_same(fingerprint(state, cfg))
-    train(state, cfg, batches, steps=6, warmup=4, clip=1.0, log_every=1, progress=False)
+    train(state, cfg, batches, steps=6, schedule=Schedule("noam", 4, d_model=cfg.d_model), clip=1.0,
+          log_every=1, progress=False)
     digests = comm.allgather({k: v.tobytes() for k, v in state.params.items()})
     assert all(d == digests[0] for d in digests)
     if comm.size == 2 and workers_module.blas_threads_controllable():
         # 2 ranks x 1 thread = 1 process x 2 threads, dropout included: the same floats
         alone = init_state(cfg, seed=0, workers=Workers(2))
-        train(alone, cfg, batches, steps=6, warmup=4, clip=1.0, log_every=1, progress=False)
+        train(alone, cfg, batches, steps=6, schedule=Schedule("noam", 4, d_model=cfg.d_model), clip=1.0,
+              log_every=1, progress=False)
         assert [r["loss"] for r in alone.history] == [r["loss"] for r in state.history]
         for k in state.params:
             assert np.array_equal(alone.params[k], state.params[k]), k

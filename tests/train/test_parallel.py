@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from npformer.train.schedule import Schedule
 from npformer.backend import get_backend
 from npformer.model.checks import TINY
 from npformer.model.params import init_params
@@ -112,7 +113,9 @@ CFG = TINY.replace(vocab_size=12, max_len=16)
 
 def run(workers, steps, state=None, seed=0):
     state = state or init_state(CFG, seed=seed, workers=workers)
-    train(state, CFG, TASK.batches(seed, batch_size=8), steps=steps, warmup=5, log_every=1, progress=False)
+    train(state, CFG, TASK.batches(seed, batch_size=8), steps=steps,
+          schedule=Schedule("noam", 5, d_model=CFG.d_model), log_every=1,
+          progress=False)
     return state
 
 

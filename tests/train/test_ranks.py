@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from npformer.train.schedule import Schedule
 from npformer import workers as workers_module
 from npformer.distributed.communicator import AgreedError, Communicator, RanksDisagree
 from npformer.model.checks import TINY
@@ -190,7 +191,8 @@ def train_on_ranks(size, steps=4, minutes=None, out_dir=None, p_drop=0.2):
 
     def one(rank):
         state = init_state(cfg, seed=3, comm=ThreadComm(ranks, rank))
-        return train(state, cfg, batches, steps=steps, minutes=minutes, warmup=5, clip=1.0, log_every=1,
+        return train(state, cfg, batches, steps=steps, minutes=minutes,
+                     schedule=Schedule("noam", 5, d_model=cfg.d_model), clip=1.0, log_every=1,
                      progress=False, out_dir=out_dir, save_every=2)
     return ranks.run(one)
 

@@ -1,7 +1,9 @@
-"""The §5.3 schedule at steps whose values are easy to work out by hand."""
+"""The schedules at steps whose values are easy to work out by hand."""
 import pytest
 
-from npformer.train.schedule import noam_lr
+from hypothesis import given, strategies as st
+
+from npformer.train.schedule import Schedule, linear_lr, noam_lr
 
 
 def test_values_at_known_steps():
@@ -28,3 +30,29 @@ def test_rises_then_falls():
 def test_step_counts_from_one(step):
     with pytest.raises(ValueError, match="from 1"):
         noam_lr(step, 512)
+    with pytest.raises(ValueError, match="from 1"):
+        linear_lr(step, 0.0, 1e-3)
+
+
+def test_linear_values():
+    assert linear_lr(1, 0.0, 1e-3, warmup=4) == pytest.approx(2.5e-4)    # a quarter of the way up
+    assert linear_lr(4, 0.0, 1e-3, warmup=4) == pytest.approx(1e-3)      # the peak
+    assert linear_lr(10, 0.25, 1e-3, warmup=4) == pytest.approx(7.5e-4)  # a quarter of the budget used
+    assert linear_lr(10, 1.0, 1e-3, warmup=4) == 0.0                     # the budget's end
+
+
+@given(st.integers(1, 10_000), st.integers(1, 500), st.floats(0, 1), st.floats(0, 1))
+def test_linear_never_rises_once_warm_and_stays_within_the_peak(step, warmup, p, q):
+    lo, hi = sorted((p, q))
+    assert 0.0 <= linear_lr(step, hi, 2e-3, warmup) <= linear_lr(step, lo, 2e-3, warmup) <= 2e-3
+
+
+def test_schedule_objects_check_their_settings():
+    assert Schedule("noam", 100, 2.0, 64)(100) == pytest.approx(noam_lr(100, 64, 100, 2.0))
+    assert Schedule("linear", 10, peak=1e-3)(20, 0.5) == pytest.approx(5e-4)
+    assert Schedule("linear", 10, peak=1e-3)(20, 1.5) == 0.0  # past the budget: clamped, never negative
+    for bad, match in ((dict(kind="cosine"), "kind"), (dict(kind="linear"), "peak"),
+                       (dict(kind="linear", peak=-1.0), "positive"), (dict(warmup=0), "warmup"),
+                       (dict(factor=float("nan")), "positive")):
+        with pytest.raises(ValueError, match=match):
+            Schedule(**bad)
