@@ -68,9 +68,10 @@ def add_backend_args(p, dtype_default="float32", workers=True) -> None:
                             "on numpy (with threadpoolctl installed), 1 on cupy")
 
 
-def add_decoding_args(p, beam=4, alpha=0.6, max_len_a=1.0, max_len_b=50) -> None:
-    """--beam, --alpha, --max-len-a, --max-len-b. The defaults are the paper's decoding
-    (§6.1): beam 4, length penalty 0.6, outputs up to input length + 50 tokens."""
+def add_decoding_args(p, beam=4, alpha=0.6, max_len_a=1.0, max_len_b=50, no_repeat_ngram=0) -> None:
+    """--beam, --alpha, --max-len-a, --max-len-b, --no-repeat-ngram. The defaults are the
+    paper's decoding (§6.1): beam 4, length penalty 0.6, outputs up to input length + 50
+    tokens, no n-gram ban."""
     p.add_argument("--beam", type=int_at_least(1), default=beam, help=f"beam size; 1 = greedy (default {beam})")
     p.add_argument("--alpha", type=number_at_least(0), default=alpha,
                    help=f"length penalty alpha of the beam search (default {alpha:g})")
@@ -78,21 +79,80 @@ def add_decoding_args(p, beam=4, alpha=0.6, max_len_a=1.0, max_len_b=50) -> None
                    help=f"outputs get at most A * (source tokens) + B tokens (default A = {max_len_a:g})")
     p.add_argument("--max-len-b", type=int_at_least(0), default=max_len_b,
                    help=f"see --max-len-a (default B = {max_len_b})")
+    p.add_argument("--no-repeat-ngram", type=int_at_least(0), default=no_repeat_ngram, metavar="N",
+                   help="forbid an output to repeat any N subword tokens, a heuristic against loops "
+                        f"that the paper does not use; 0 = off (default {no_repeat_ngram})")
 
 
 def decoding_settings(args) -> dict:
     """The keyword arguments of ``translate``/``evaluate_pairs`` from ``add_decoding_args``' options."""
-    return dict(beam_size=args.beam, alpha=args.alpha, max_len_a=args.max_len_a, max_len_b=args.max_len_b)
+    return dict(beam_size=args.beam, alpha=args.alpha, max_len_a=args.max_len_a, max_len_b=args.max_len_b,
+                no_repeat_ngram=args.no_repeat_ngram)
 
 
-# Translation's settings (the bundled corpus, or --data PATH): the small preset,
-# a shared BPE vocabulary of 8000 merges, pairs of up to 100 subwords, batches
-# of about 2000 padded positions, and a short warmup for CPU-sized budgets.
-# ``npformer train`` uses them as they are; ``npformer demo`` switches dropout off.
-CORPUS_DEFAULTS = dict(task="translate", data=None, merges=8000, preset="small", norm="post", vocab_size=None,
-                       min_len=None, max_len=100, p_drop=0.1, label_smoothing=0.1, batch_size=None,
-                       max_tokens=2000, seed=0, lr_factor=0.5, warmup=300, clip=None, dtype="float32",
+# Translation's fixed settings (the bundled corpus, or --data PATH): the small
+# preset, pairs of up to 100 subwords, label smoothing 0.1. The rest (BPE
+# merges, dropout, batch size, LayerNorm placement and the learning-rate
+# schedule) is derived from the corpus and the budget by npformer/train/recipe.py,
+# for ``npformer train`` and ``npformer demo`` alike; ``lr_factor`` is the paper's
+# schedule's, used when ``--schedule noam`` is chosen.
+CORPUS_DEFAULTS = dict(task="translate", data=None, preset="small", vocab_size=None, min_len=None, max_len=100,
+                       label_smoothing=0.1, batch_size=None, seed=0, lr_factor=0.5, clip=None, dtype="float32",
                        steps=None)
+
+
+def add_recipe_args(p, task_defaults: dict | None = None) -> None:
+    """The options of the settings that the recipe derives (npformer/train/recipe.py);
+    each overrides its derived value. ``task_defaults``: the synthetic tasks' fixed
+    values, named in the help of ``npformer train``."""
+    def default(key):
+        task = "" if task_defaults is None else f"; task: {task_defaults[key]}"
+        return f"(default: derived from the corpus and budget{task})"
+    p.add_argument("--merges", type=int_at_least(0), help=f"BPE merges of the shared vocabulary {default('merges')}")
+    p.add_argument("--norm", choices=("post", "pre"),
+                   help="LayerNorm after each residual (post, the paper's) or before each sublayer with a "
+                        f"final LayerNorm per stack (pre) {default('norm')}")
+    p.add_argument("--max-tokens", type=int_at_least(1),
+                   help=f"padded positions per batch, B x longest {default('max_tokens')}")
+    p.add_argument("--p-drop", type=number_at_least(0), help=f"dropout rate {default('p_drop')}")
+    p.add_argument("--schedule", choices=("linear", "noam"),
+                   help="learning rate: warmup then linear decay to 0 at the end of the budget (linear), or "
+                        f"the paper's §5.3 warmup then inverse square root (noam) {default('schedule')}")
+    p.add_argument("--lr", type=number_at_least(0, strict=True),
+                   help=f"peak learning rate of the linear schedule {default('lr')}")
+    p.add_argument("--warmup", type=int_at_least(1), help=f"warmup steps of the schedule {default('warmup')}")
+    p.add_argument("--lr-factor", type=number_at_least(0, strict=True),
+                   help="scales the paper's schedule (--schedule noam; default "
+                        f"{CORPUS_DEFAULTS['lr_factor']}" + ("" if task_defaults is None else
+                                                             f"; task: {task_defaults['lr_factor']}") + ")")
+
+
+def derive_recipe(settings: dict, minutes: float | None, steps: int | None) -> list[str]:
+    """Fill in the settings of a new translation run that are None with the recipe's
+    values for its corpus and budget; returns one line per setting saying why."""
+    from npformer.data.corpus import load_corpus
+    from npformer.model.config import preset
+    from npformer.train.recipe import DERIVED, derive, describe
+    d_model = preset(settings["preset"]).d_model
+    derived, reasons = derive(load_corpus(settings["data"])["train"], d_model, settings["preset"], minutes=minutes,
+                              steps=steps, given={k: settings.get(k) for k in DERIVED})
+    settings.update(derived)
+    check_schedule_options(settings)
+    return describe(derived, reasons)
+
+
+def check_schedule_options(settings: dict) -> None:
+    """--lr belongs to the linear schedule, --lr-factor to the paper's."""
+    if settings.get("schedule") == "noam" and settings.get("lr") is not None:
+        raise ValueError("--lr is the peak of the linear schedule; the paper's schedule (--schedule noam) "
+                         "is scaled with --lr-factor")
+
+
+def schedule_of(settings: dict, d_model: int):
+    """The learning-rate Schedule of a run's settings."""
+    from npformer.train.schedule import Schedule
+    return Schedule(settings.get("schedule", "noam"), settings["warmup"], settings["lr_factor"], d_model,
+                    settings.get("lr"))
 
 
 def model_config(settings: dict):

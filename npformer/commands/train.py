@@ -26,7 +26,8 @@ and refuses options that contradict them; ``--steps`` counts all steps, so
 Progress goes to stderr. With ``--json`` the last stdout line is one JSON object:
 task, steps, minutes, final_loss, val_loss, exact_match (tasks), dev_bleu and
 dev_chrf (translation with sacreBLEU installed), tokens_per_s, heldout_size,
-workers, ranks, and checkpoint (with --out). Metrics a run does not have are null.
+workers, ranks, settings (the run's, derived ones included), and checkpoint
+(with --out). Metrics a run does not have are null.
 
 Under an MPI launcher (``mpiexec -n P npformer train ...``) the P processes
 train one model together (npformer/train/ranks.py). Before the first step they
@@ -41,20 +42,21 @@ import sys
 import time
 from typing import Callable, NamedTuple
 
-from npformer.commands.options import (CORPUS_DEFAULTS, add_backend_args, int_at_least, model_config,
-                                       number_at_least)
+from npformer.commands.options import (CORPUS_DEFAULTS, add_backend_args, add_recipe_args, check_schedule_options,
+                                       derive_recipe, int_at_least, model_config, number_at_least, schedule_of)
 
 # Settings that define a run: stored in its checkpoint, fixed on --resume.
 RUN_SETTINGS = ("task", "data", "merges", "preset", "norm", "vocab_size", "min_len", "max_len", "p_drop",
-                "label_smoothing", "batch_size", "max_tokens", "seed", "lr_factor", "warmup", "clip", "dtype")
+                "label_smoothing", "batch_size", "max_tokens", "seed", "schedule", "lr", "lr_factor", "warmup", "clip",
+                "dtype")
 
 # Defaults of the synthetic tasks: the tiny preset learns to reverse 4..12-token
 # sequences over 20 symbols to >= 99% held-out exact match in 3000 steps.
 # Dropout 0.1 and clipping at 1 keep the late steps stable; without them exact
 # match keeps dipping below 100%.
 TASK_DEFAULTS = dict(preset="tiny", norm="post", vocab_size=24, min_len=4, max_len=12, p_drop=0.1, label_smoothing=0.1,
-                     batch_size=64, max_tokens=None, seed=0, lr_factor=0.5, warmup=300, clip=1.0,
-                     dtype="float32", steps=3000)
+                     batch_size=64, max_tokens=None, seed=0, schedule="noam", lr=None, lr_factor=0.5, warmup=300,
+                     clip=1.0, dtype="float32", steps=3000)
 HELDOUT_SIZE = 500
 DEV_BLEU_SENTENCES = 200
 
@@ -127,7 +129,8 @@ def run_settings(args, saved: dict | None) -> dict:
     if saved is None:
         defaults = CORPUS_DEFAULTS if task == "translate" else TASK_DEFAULTS
         return {**defaults, **given}
-    saved = {"norm": "post", **saved}  # runs saved before the norm option were all post-LN
+    # runs saved before these options were all post-LN with the paper's schedule
+    saved = {"norm": "post", "schedule": "noam", "lr": None, **saved}
     clash = [f"--{k.replace('_', '-')} {given[k]} (the run has {saved.get(k)})"
              for k in given if given[k] != saved.get(k)]
     if clash:
@@ -184,8 +187,8 @@ def train_on(args, comm) -> int:
     workers = state.workers
 
     start_step, t0 = state.step, time.perf_counter()
-    train(state, cfg, source.batches, steps=steps, minutes=args.minutes, warmup=settings["warmup"],
-          lr_factor=settings["lr_factor"], clip=settings["clip"],
+    train(state, cfg, source.batches, steps=steps, minutes=args.minutes, schedule=schedule_of(settings, cfg.d_model),
+          clip=settings["clip"],
           eval_fn=lambda params: source.evaluate(params, cfg), eval_every=args.eval_every,
           out_dir=args.out, save_every=save_every, log_every=args.log_every, progress=not args.no_progress,
           checkpoint_extra={"settings": settings, "layout": {"ranks": comm.size, "workers": workers.n}},
@@ -203,6 +206,7 @@ def train_on(args, comm) -> int:
         "dev_bleu": final_eval.get("dev_bleu"), "dev_chrf": final_eval.get("dev_chrf"),
         "tokens_per_s": throughput(trained),
         "heldout_size": source.heldout_size, "workers": workers.n, "ranks": comm.size,
+        "settings": {k: settings.get(k) for k in RUN_SETTINGS},
     }
     if args.out:
         result["checkpoint"] = last
@@ -262,6 +266,10 @@ def set_up(args, comm, last):
             raise ValueError(f"--out: {last} exists; pass --resume to continue it, or choose another RUN_DIR")
         settings = run_settings(args, None)
         steps = budget_steps(args, settings, resumed=False)
+        if settings["task"] == "translate":
+            note = "the recipe for this corpus and budget:\n  " + "\n  ".join(
+                derive_recipe(settings, args.minutes, steps))
+        check_schedule_options(settings)
         source = make_source(settings, None, workers)
         cfg = model_config(settings)
         state = init_state(cfg, seed=settings["seed"], backend=args.backend, dtype=settings["dtype"],
@@ -295,10 +303,6 @@ def add_parser(sub) -> None:
     source.add_argument("--task", choices=("copy", "reverse"), help="a synthetic task: copy or reverse "
                         "random token sequences")
 
-    corpus = p.add_argument_group("translation only")
-    corpus.add_argument("--merges", type=int_at_least(0), help=f"BPE merges of the shared vocabulary "
-                        f"(default {c['merges']})")
-
     task = p.add_argument_group("synthetic tasks only (--task)")
     task.add_argument("--vocab-size", type=int_at_least(1),
                       help=f"V including the 4 special ids (default {t['vocab_size']})")
@@ -308,25 +312,19 @@ def add_parser(sub) -> None:
 
     both = p.add_argument_group("model and batches (default: translation / task where they differ)")
     both.add_argument("--preset", help=f"model size: tiny, small, base, big (default {default('preset')})")
-    both.add_argument("--norm", choices=("post", "pre"),
-                      help="LayerNorm after each residual (post, the paper's, default) or before each "
-                           "sublayer with a final LayerNorm per stack (pre)")
     both.add_argument("--max-len", type=int_at_least(1), help="longest sequence in tokens; translation drops "
                       f"longer pairs (default {default('max_len')})")
-    both.add_argument("--max-tokens", type=int_at_least(1), help="padded positions per batch, B x longest "
-                      f"(default {c['max_tokens']} / none: --batch-size)")
-    both.add_argument("--p-drop", type=number_at_least(0), help=f"dropout rate (default {default('p_drop')})")
     both.add_argument("--label-smoothing", type=number_at_least(0),
                       help=f"eps_ls (default {default('label_smoothing')})")
 
     optim = p.add_argument_group("optimisation (default: translation / task where they differ)")
     optim.add_argument("--seed", type=int_at_least(0), help="parameters, dropout and data (default 0)")
-    optim.add_argument("--lr-factor", type=number_at_least(0, strict=True),
-                       help=f"scales the §5.3 schedule (default {default('lr_factor')})")
-    optim.add_argument("--warmup", type=int_at_least(1),
-                       help=f"warmup steps of the schedule (default {default('warmup')})")
     optim.add_argument("--clip", type=number_at_least(0), help="clip the global gradient norm to this; "
                        f"0 = no clipping (default none / {t['clip']})")
+
+    add_recipe_args(p.add_argument_group("the recipe: derived for translation (npformer/train/recipe.py), "
+                                         "fixed for the tasks; each option overrides it"),
+                    task_defaults={**TASK_DEFAULTS, "merges": "none"})
 
     budget = p.add_argument_group("budget: --steps is the total (counting resumed steps); "
                                   "--minutes limits this invocation")

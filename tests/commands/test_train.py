@@ -80,6 +80,8 @@ def test_help_groups_the_options_by_use(capsys):
         main(["train", "--help"])
     text = capsys.readouterr().out
     text = text[text.index("options:"):]  # the groups, after the usage lines
-    translation, tasks = text.index("translation only:"), text.index("synthetic tasks only (--task):")
-    assert translation < text.index("--merges") < tasks < text.index("--vocab-size") < text.index("--min-len")
-    assert "(default small / tiny)" in " ".join(text.split())
+    tasks, recipe = text.index("synthetic tasks only (--task):"), text.index("the recipe: derived for translation")
+    assert tasks < text.index("--vocab-size") < text.index("--min-len") < recipe < text.index("--merges")
+    flat = " ".join(text.split())
+    assert "(default small / tiny)" in flat
+    assert "warmup steps of the schedule (default: derived from the corpus and budget; task: 300)" in flat

@@ -1,0 +1,113 @@
+"""The translation recipe: settings derived from the corpus and the budget.
+
+``npformer train`` (translation) and ``npformer demo`` share one recipe. Some
+settings are fixed (the preset, label smoothing, the longest pair); the rest
+depend on how much text there is and how much training the budget buys, and
+are derived here. Every derived setting comes with the reason it was chosen,
+which the commands print, and every one of them can be overridden by its
+option.
+
+What is derived, from W = the training split's words (both sides), and E = the
+epochs the budget is expected to cover:
+
+* ``merges`` (BPE): about 4 * sqrt(W), rounded to 500, within [1000, 32000].
+  A small corpus cannot fill a large vocabulary: rare subwords are seen too few
+  times to learn, and every extra row of the shared embedding also costs a
+  column of the output projection at every target position. The bundled
+  corpus (1.4M words) gets 4500, a corpus of 150k words 1500, and the paper's
+  WMT English-German (about 200M words) the cap.
+* ``p_drop``: 0 when E < 3, else the paper's 0.1. A model that sees each pair
+  once or twice cannot overfit it, and dropout would only slow the learning.
+* ``max_tokens`` (padded positions per batch): 2000, but small enough that an
+  epoch is at least 100 updates (and at least 500).
+* the schedule: linear decay to 0 over the budget (``npformer.train.schedule``)
+  with a peak of 0.032 / sqrt(d_model) (2e-3 for ``small``) and a warmup of 5%
+  of the expected steps (50 to 4000), with pre-LN (``norm="pre"``), which
+  trains stably at that rate with a short warmup. The paper's post-LN and
+  schedule stay available: ``--norm post --schedule noam``.
+
+E and the expected steps come from the budget: a step budget gives them
+directly; a time budget uses the preset's typical throughput on a 2-core CPU
+(``TOKENS_PER_S``). They are estimates, so they are logged as such; a faster
+machine only shifts E, which matters only near the dropout threshold.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+# Target tokens per second of one training step on a 2-core x86 CPU (float32,
+# NumPy, 2 workers), per preset: the throughput the time budget is converted with.
+TOKENS_PER_S = {"tiny": 20000, "small": 3000, "base": 400, "big": 100}
+SUBWORDS_PER_WORD = 1.3  # a BPE vocabulary of a few thousand merges splits words about this much
+TARGET_SHARE = 0.85       # of a batch's padded positions (B x longest side), the real target tokens
+DROPOUT_EPOCHS = 3        # below this many expected epochs, no dropout
+BATCH_TOKENS = 2000
+LR_SCALE = 0.032          # peak = LR_SCALE / sqrt(d_model)
+
+# The settings this module derives: absent or None in ``given`` means "derive it".
+DERIVED = ("merges", "p_drop", "max_tokens", "norm", "schedule", "lr", "warmup")
+
+
+def corpus_words(pairs: Sequence[tuple[str, str]]) -> tuple[int, int]:
+    """(words of both sides, words of the target side) of a list of pairs."""
+    src = sum(len(s.split()) for s, _ in pairs)
+    tgt = sum(len(t.split()) for _, t in pairs)
+    return src + tgt, tgt
+
+
+def derive(pairs: Sequence[tuple[str, str]], d_model: int, preset: str, *, minutes: float | None = None,
+           steps: int | None = None, given: dict | None = None) -> tuple[dict, dict]:
+    """``(settings, reasons)``: the derived settings for training on ``pairs`` (the
+    training split) with the budget ``minutes`` and/or ``steps``. Settings in
+    ``given`` (not None) are kept as they are, with the reason "given"."""
+    if minutes is None and steps is None:
+        raise ValueError("recipe: give the budget, minutes or steps")
+    given = {k: v for k, v in (given or {}).items() if v is not None}
+    words, tgt_words = corpus_words(pairs)
+    if words == 0:
+        raise ValueError("recipe: the training split has no words")
+    out, why = {}, {}
+
+    def choose(name, value, reason):
+        if name in given:
+            out[name], why[name] = given[name], "given"
+        else:
+            out[name], why[name] = value, reason
+
+    merges = min(32000, max(1000, 500 * round(4 * math.sqrt(words) / 500)))
+    choose("merges", merges, f"4 x sqrt({words:,} training words), rounded to 500, within [1000, 32000]")
+    epoch_tokens = tgt_words * SUBWORDS_PER_WORD
+    cap = max(500, 10 * round(epoch_tokens / TARGET_SHARE / 100 / 10))
+    choose("max_tokens", min(BATCH_TOKENS, cap),
+           f"{BATCH_TOKENS}" + ("" if cap >= BATCH_TOKENS else
+                                f", lowered so that an epoch (~{epoch_tokens:,.0f} target tokens) is 100 steps"))
+    step_tokens = out["max_tokens"] * TARGET_SHARE
+    budgets = []
+    if steps is not None:
+        budgets.append((steps * step_tokens, f"{steps} steps"))
+    if minutes is not None:
+        rate = TOKENS_PER_S.get(preset, TOKENS_PER_S["small"])
+        budgets.append((minutes * 60 * rate, f"{minutes:g} min at ~{rate:,} target tokens/s"))
+    budget_tokens, budget_text = min(budgets)
+    epochs = budget_tokens / epoch_tokens
+    expected_steps = max(1, round(budget_tokens / step_tokens))
+    choose("p_drop", 0.0 if epochs < DROPOUT_EPOCHS else 0.1,
+           f"~{epochs:.1f} epochs expected ({budget_text}); "
+           + (f"below {DROPOUT_EPOCHS} the model cannot overfit, so no dropout" if epochs < DROPOUT_EPOCHS
+              else "the paper's 0.1 against overfitting"))
+    choose("norm", "pre", "pre-LN: stable at the recipe's rate with a short warmup")
+    choose("schedule", "linear", "warmup, then down to 0 at the end of the budget")
+    choose("lr", LR_SCALE / math.sqrt(d_model), f"{LR_SCALE} / sqrt(d_model={d_model})")
+    choose("warmup", min(4000, max(50, round(0.05 * expected_steps))),
+           f"5% of the ~{expected_steps:,} steps expected, within [50, 4000]")
+    return out, why
+
+
+def describe(settings: dict, reasons: dict) -> list[str]:
+    """One line per derived setting: its value and why."""
+    return [f"{name} = {_fmt(settings[name])}  ({reasons[name]})" for name in DERIVED if name in settings]
+
+
+def _fmt(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)

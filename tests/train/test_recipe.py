@@ -1,0 +1,64 @@
+"""The recipe: what it derives from a corpus and a budget, and that options win."""
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from npformer.train.recipe import DERIVED, derive, describe
+
+
+def corpus(pairs, words_per_side):
+    sentence = " ".join(["word"] * words_per_side)
+    return [(sentence, sentence)] * pairs
+
+
+def test_a_large_corpus_in_a_short_budget():
+    s, why = derive(corpus(30_000, 23), d_model=256, preset="small", minutes=10)
+    assert s["merges"] == 4500  # 4 * sqrt(1.38M) = 4699, to the nearest 500
+    assert s["p_drop"] == 0.0 and "no dropout" in why["p_drop"]
+    assert s["max_tokens"] == 2000
+    assert (s["norm"], s["schedule"]) == ("pre", "linear")
+    assert s["lr"] == pytest.approx(0.002)
+    assert set(s) == set(why) == set(DERIVED)
+
+
+def test_a_longer_budget_brings_dropout_and_a_longer_warmup():
+    short, _ = derive(corpus(30_000, 23), d_model=256, preset="small", minutes=10)
+    long, why = derive(corpus(30_000, 23), d_model=256, preset="small", minutes=60)
+    assert long["p_drop"] == 0.1 and "epochs expected" in why["p_drop"]
+    assert long["warmup"] > short["warmup"]
+
+
+def test_a_small_corpus_gets_fewer_merges_smaller_batches_and_dropout():
+    s, why = derive(corpus(2_000, 8), d_model=256, preset="small", minutes=10)
+    assert s["merges"] == 1000  # the floor
+    assert s["max_tokens"] < 2000 and "100 steps" in why["max_tokens"]
+    assert s["p_drop"] == 0.1
+
+
+def test_a_step_budget_counts_steps():
+    s, why = derive(corpus(30_000, 23), d_model=256, preset="small", steps=20_000)
+    assert s["warmup"] == 1000 and "20,000 steps" in why["warmup"]
+
+
+def test_given_settings_are_kept_and_said_to_be_given():
+    s, why = derive(corpus(30_000, 23), d_model=256, preset="small", minutes=10,
+                    given={"merges": 8000, "norm": "post", "p_drop": None})
+    assert (s["merges"], s["norm"]) == (8000, "post") and why["merges"] == why["norm"] == "given"
+    assert s["p_drop"] == 0.0 and why["p_drop"] != "given"  # None: derive it
+    assert any(line.startswith("merges = 8000  (given)") for line in describe(s, why))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 40_000), st.integers(1, 60), st.floats(0.1, 600))
+def test_derived_values_stay_in_their_ranges(pairs, words, minutes):
+    s, _ = derive(corpus(pairs, words), d_model=256, preset="small", minutes=minutes)
+    assert 1000 <= s["merges"] <= 32000 and s["merges"] % 500 == 0
+    assert 500 <= s["max_tokens"] <= 2000
+    assert s["p_drop"] in (0.0, 0.1)
+    assert 50 <= s["warmup"] <= 4000
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="budget"):
+        derive(corpus(10, 3), d_model=256, preset="small")
+    with pytest.raises(ValueError, match="no words"):
+        derive([("", "")], d_model=256, preset="small", minutes=1)
