@@ -49,7 +49,7 @@ class Translator:
 
 def translate(model: Translator, sentences, beam_size: int = 4, alpha: float = 0.6,
               batch_size: int = 32, workers=None,
-              max_len_a: float = 1.0, max_len_b: int = EXTRA_OUTPUT_LENGTH) -> list[str]:
+              max_len_a: float = 1.0, max_len_b: int = EXTRA_OUTPUT_LENGTH, no_repeat_ngram: int = 0) -> list[str]:
     """Translate ``sentences`` (a list of str). ``beam_size=1`` decodes greedily.
 
     Sentences are decoded in batches of similar length (sorted, then put back
@@ -58,6 +58,8 @@ def translate(model: Translator, sentences, beam_size: int = 4, alpha: float = 0
     tokens: the paper's input length + 50 by default; a young model that
     repeats itself runs to that limit, so a tighter rule bounds the damage.
     ``workers`` (npformer/workers.py) decode several batches at once on CPU threads.
+    ``no_repeat_ngram`` = n > 0 forbids any output to repeat n subword tokens
+    (npformer/decode/beam.py; off by default, as in the paper).
     """
     if beam_size < 1:
         raise ValueError(f"beam_size: expected an integer >= 1, got {beam_size}")
@@ -74,9 +76,10 @@ def translate(model: Translator, sentences, beam_size: int = 4, alpha: float = 0
         src = pad_sequences([ids[i] for i in chunk], model.cfg.pad_id)  # host: checked, then sent
         # outputs may not outgrow the positional table either
         max_len = output_length_rule([len(ids[i]) for i in chunk], max_len_a, max_len_b, model.cfg.max_len)
-        if beam_size == 1:
+        if beam_size == 1 and not no_repeat_ngram:  # greedy is a beam of 1; only the beam bans n-grams
             return greedy_decode(model.params, model.cfg, src, max_len=max_len)
-        return beam_search(model.params, model.cfg, src, beam_size=beam_size, alpha=alpha, max_len=max_len)
+        return beam_search(model.params, model.cfg, src, beam_size=beam_size, alpha=alpha, max_len=max_len,
+                           no_repeat_ngram=no_repeat_ngram)
 
     out: list = [None] * len(ids)
     # Longest batches first, so that no worker is left with a long one at the end.
@@ -96,8 +99,21 @@ def scoring_available() -> bool:
     return True
 
 
+def repeat_share(texts, n: int = 4) -> float:
+    """The share of ``texts`` in which some run of ``n`` words occurs twice or more:
+    how often a decoder loops ("y la tierra, y la tierra, y la tierra"). Compare it
+    with the references' own share, since a text may repeat itself on purpose."""
+    def repeats(words):
+        grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+        return len(set(grams)) < len(grams)
+    texts = list(texts)
+    return sum(repeats(t.split()) for t in texts) / len(texts) if texts else 0.0
+
+
 def score(hypotheses, references) -> dict:
-    """Corpus BLEU and chrF (sacreBLEU defaults) with their signatures."""
+    """Corpus BLEU and chrF (sacreBLEU defaults) with their signatures, the length
+    ratio (hypothesis words / reference words, as BLEU's brevity penalty sees it)
+    and the share of hypotheses and of references that repeat a 4-word run."""
     try:
         import sacrebleu
     except ImportError as e:
@@ -108,6 +124,8 @@ def score(hypotheses, references) -> dict:
     c = chrf.corpus_score(list(hypotheses), [list(references)])
     return {"bleu": round(float(b.score), 2), "chrf": round(float(c.score), 2),
             "bleu_signature": str(bleu.get_signature()), "chrf_signature": str(chrf.get_signature()),
+            "length_ratio": round(b.sys_len / b.ref_len, 3) if b.ref_len else None,
+            "repeats": round(repeat_share(hypotheses), 4), "ref_repeats": round(repeat_share(references), 4),
             "n_sentences": len(references)}
 
 

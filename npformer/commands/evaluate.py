@@ -18,8 +18,8 @@ def cmd_evaluate(args) -> int:
     t0 = time.perf_counter()
     workers = make_workers(args.workers, args.backend)
     scores, hyps = evaluate_pairs(model, pairs, **decoding_settings(args), workers=workers)
-    scores.update(workers=workers.n, split=args.split, data=args.data or "bundled Bible EN-ES", beam=args.beam,
-                  alpha=args.alpha, max_len_a=args.max_len_a, max_len_b=args.max_len_b,
+    scores.update(workers=workers.n, split=args.split, data=args.data or "bundled Bible EN-ES",
+                  **decoding_settings(args),
                   checkpoint=args.checkpoint, seconds=round(time.perf_counter() - t0, 1))
     if args.json:
         print(json.dumps(scores, ensure_ascii=False))

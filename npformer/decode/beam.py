@@ -18,6 +18,13 @@ finished hypotheses and no live one can still beat the k-th: log P only falls
 as Y grows and lp(Y) <= lp(max_len), so for alpha >= 0 a live hypothesis can
 at best reach log P(Y) / lp(max_len). Done sentences leave the batch.
 
+Optionally (``no_repeat_ngram`` = n > 0; off by default, as in the paper) a
+hypothesis may not repeat any run of n tokens it already holds: a token that
+would complete such a run gets log p = -inf before the k best are chosen. This
+is a decoding heuristic, not part of the model: it hides a young model's loops
+("y la tierra, y la tierra, ...") but also forbids the repetitions a real text
+makes, so it is measured on the dev set before it is used (docs/tuning.md).
+
 Batched over sentences: the decoder runs on B * k rows, row b*k + j holding
 hypothesis j of sentence b, and ``reorder`` gathers each row's parent cache
 after every step. The search bookkeeping (top-k per sentence, finished lists)
@@ -74,12 +81,32 @@ def _select(top, top_scores, prefixes, t, limit, V, eos_id, alpha):
     return live, finished
 
 
+def repeated_ngram_bans(prefixes, n):
+    """The tokens that would complete a run of ``n`` tokens already in a hypothesis.
+
+    prefixes (R, t) host ids. Returns ``(rows, tokens)``: hypothesis r may not take
+    token v next for every pair (r, v). The last n - 1 tokens of a hypothesis are
+    compared with every earlier window of n - 1 tokens; where they match, the
+    token that followed that window is banned.
+    """
+    R, t = prefixes.shape
+    if n < 1 or t < n - 1:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if n == 1:  # no token may come twice
+        return np.repeat(np.arange(R), t), prefixes.ravel()
+    windows = np.lib.stride_tricks.sliding_window_view(prefixes, n - 1, axis=1)  # (R, t - n + 2, n - 1)
+    hit = (windows[:, :-1] == windows[:, -1:]).all(axis=2)  # (R, t - n + 1): earlier windows equal to the last
+    rows, at = np.nonzero(hit)
+    return rows, prefixes[rows, at + n - 1]
+
+
 def beam_search(params, cfg, src, beam_size=4, alpha=0.6, max_len=None, min_len=0, n_best=None,
-                use_cache=True):
+                use_cache=True, no_repeat_ngram=0):
     """The best hypothesis for each sentence of src (B, S): a list of B token-id lists.
 
     With ``n_best`` = n, instead a list of B lists of the n best ``Hypothesis`` (best first;
     fewer if fewer finished). max_len, min_len and use_cache are as in ``greedy_decode``.
+    ``no_repeat_ngram`` = n > 0 forbids repeating any n tokens (see the module docstring).
     """
     be, src_on_device = check_src(params, cfg, src)
     k = check_int(beam_size, "beam_size", 1)
@@ -89,6 +116,7 @@ def beam_search(params, cfg, src, beam_size=4, alpha=0.6, max_len=None, min_len=
     limits = output_limits(cfg, src, max_len)  # (B,) host; from a host src, no read
     src = src_on_device
     min_len = check_int(min_len, "min_len", 0)
+    no_repeat_ngram = check_int(no_repeat_ngram, "no_repeat_ngram", 0)
     if n_best is not None:
         n_best = check_int(n_best, "n_best", 1, k)
     xp, B, V = be.xp, src.shape[0], cfg.target_vocab
@@ -103,6 +131,10 @@ def beam_search(params, cfg, src, beam_size=4, alpha=0.6, max_len=None, min_len=
     for t in range(int(limits.max())):
         A = len(active)
         logp = next_log_probs(decoder.step(be.asarray(tokens)), cfg, t, min_len)  # (A*k, V)
+        if no_repeat_ngram:
+            rows, banned = repeated_ngram_bans(prefixes.reshape(A * k, t), no_repeat_ngram)
+            if len(rows):
+                logp[be.asarray(rows), be.asarray(banned)] = -np.inf
         cand = (be.asarray(scores.reshape(A * k, 1), dtype=logp.dtype) + logp).reshape(A, k * V)
         top = xp.argpartition(-cand, k - 1, axis=1)[:, :k]  # (A, k): the k best, unordered
         # scores and ids come back in one read (ids < A k V are exact in float64)

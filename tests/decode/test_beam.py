@@ -3,6 +3,7 @@ import itertools
 
 import numpy as np
 import pytest
+from hypothesis import given, strategies as st
 
 from npformer.decode import beam, beam_search, greedy_decode, length_penalty
 from npformer.decode.beam import Hypothesis, search_is_over
@@ -169,3 +170,30 @@ def test_a_beam_step_reads_the_host_once(be, tiny):
         out = beam_search(params, cfg, src, beam_size=3, max_len=n, min_len=n)
     assert all(len(o) == n for o in out)
     assert len(reads) == n, reads
+
+
+def naive_bans(tokens, n):
+    """The tokens that would complete an n-token run already in ``tokens``, by brute force."""
+    return {tokens[i + n - 1] for i in range(len(tokens) - n + 1)
+            if tokens[i:i + n - 1] == tokens[len(tokens) - n + 1:]} if len(tokens) >= n - 1 else set()
+
+
+@given(st.lists(st.lists(st.integers(4, 7), min_size=0, max_size=12), min_size=1, max_size=4)
+       .filter(lambda rows: len({len(r) for r in rows}) == 1), st.integers(1, 4))
+def test_repeated_ngram_bans_match_brute_force(rows, n):
+    prefixes = np.array(rows, dtype=np.int64).reshape(len(rows), -1)
+    r, v = beam.repeated_ngram_bans(prefixes, n)
+    got = [set(v[r == i].tolist()) for i in range(len(rows))]
+    assert got == [naive_bans(row, n) for row in rows]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_no_repeat_ngram_outputs_never_repeat_n_tokens(be, tiny, n):
+    cfg, params, src = tiny
+    for k in (1, 3):
+        for out in beam_search(params, cfg, src, beam_size=k, max_len=16, min_len=8, no_repeat_ngram=n):
+            grams = [tuple(out[i:i + n]) for i in range(len(out) - n + 1)]
+            assert len(grams) == len(set(grams))
+    free = beam_search(params, cfg, src, beam_size=3, max_len=16, min_len=8)
+    assert beam_search(params, cfg, src, beam_size=3, max_len=16, min_len=8, no_repeat_ngram=0) == free
+    assert any(len(set(zip(*(out[i:] for i in range(n))))) < len(out) - n + 1 for out in free)  # it bans something
