@@ -98,7 +98,10 @@ def derive(pairs: Sequence[tuple[str, str]], d_model: int, preset: str, *, minut
               else "the paper's 0.1 against overfitting"))
     choose("norm", "pre", "pre-LN: stable at the recipe's rate with a short warmup")
     choose("schedule", "linear", "warmup, then down to 0 at the end of the budget")
-    choose("lr", LR_SCALE / math.sqrt(d_model), f"{LR_SCALE} / sqrt(d_model={d_model})")
+    if out["schedule"] == "noam":  # the paper's schedule has no peak of its own: --lr-factor scales it
+        choose("lr", None, "unused: the paper's schedule is scaled by --lr-factor")
+    else:
+        choose("lr", LR_SCALE / math.sqrt(d_model), f"{LR_SCALE} / sqrt(d_model={d_model})")
     choose("warmup", min(4000, max(50, round(0.05 * expected_steps))),
            f"5% of the ~{expected_steps:,} steps expected, within [50, 4000]")
     return out, why

@@ -62,3 +62,8 @@ def test_bad_input():
         derive(corpus(10, 3), d_model=256, preset="small")
     with pytest.raises(ValueError, match="no words"):
         derive([("", "")], d_model=256, preset="small", minutes=1)
+
+
+def test_the_papers_schedule_gets_no_peak():
+    s, why = derive(corpus(30_000, 23), d_model=256, preset="small", minutes=10, given={"schedule": "noam"})
+    assert s["lr"] is None and "lr-factor" in why["lr"]
