@@ -29,8 +29,8 @@ import sys
 import time
 
 from npformer.commands.options import (CORPUS_DEFAULTS, add_backend_args, add_decoding_args, add_recipe_args,
-                                       decoding_settings, derive_recipe, int_at_least, model_config, number_at_least,
-                                       require, schedule_of)
+                                       check_schedule_options, decoding_settings, derive_recipe, int_at_least,
+                                       model_config, number_at_least, require, schedule_of)
 from npformer.train.recipe import DERIVED
 
 # Not the paper's decoding (beam 4, alpha 0.6, outputs up to input + 50 tokens, no
@@ -72,6 +72,7 @@ def demo_on(args, comm) -> int:
                 **{k: getattr(args, k) for k in DERIVED}}
     for line in derive_recipe(settings, minutes=args.minutes - eval_minutes, steps=None):
         say(f"  {line}")
+    check_schedule_options(settings)
     data = prepare(num_merges=settings["merges"], splits_wanted=("train", "dev"))
     settings["vocab_size"] = data.tokenizer.vocab_size
     cfg = model_config(settings)

@@ -137,7 +137,6 @@ def derive_recipe(settings: dict, minutes: float | None, steps: int | None) -> l
     derived, reasons = derive(load_corpus(settings["data"])["train"], d_model, settings["preset"], minutes=minutes,
                               steps=steps, given={k: settings.get(k) for k in DERIVED})
     settings.update(derived)
-    check_schedule_options(settings)
     return describe(derived, reasons)
 
 
