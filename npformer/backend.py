@@ -57,7 +57,8 @@ class Backend:
         indices, so that equal ones sit in runs, and add each run's sum to its
         row; the summation order is fixed, so the result is the same bit for bit
         at every call (atomic adds, as in ``cupy.add.at``, are not).
-          * host: ``np.add.reduceat`` sums each run exactly.
+          * host: ``np.add.reduceat`` sums each run in float64, rounded once to
+            the target's dtype, as the device form does.
           * device: running sums in float64, C[i] = sum_{j<i} values[order[j]];
             a run [lo, hi) sums to C[hi] - C[lo], and float64 keeps that
             difference exact to far below float32's precision. Every row of a
@@ -71,7 +72,8 @@ class Backend:
             order = np.argsort(indices, kind="stable")
             sorted_idx = indices[order]
             starts = np.flatnonzero(np.concatenate(([True], sorted_idx[1:] != sorted_idx[:-1])))
-            target[sorted_idx[starts]] += np.add.reduceat(values[order], starts, axis=0)
+            sums = np.add.reduceat(values[order], starts, axis=0, dtype=np.float64)  # (runs, d)
+            target[sorted_idx[starts]] += sums.astype(target.dtype)
             return
         order = xp.argsort(indices)  # stable on CuPy
         sorted_idx = indices[order]  # (N,)

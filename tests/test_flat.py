@@ -41,3 +41,15 @@ def test_same_layout_and_copies_are_plain_dicts():
     assert not d.same_layout({"b": np.ones(3), "a": np.ones((2, 2))})
     c = copy.deepcopy(d)
     assert type(c) is dict and not np.shares_memory(c["a"], d.flat)
+
+
+def test_a_layout_orders_the_buffer_and_is_checked(be):
+    params = {"a": be.xp.zeros((2, 2)), "b": be.xp.zeros(3)}
+    grads = {"b": be.asarray(np.array([4.0, 5.0, 6.0])), "a": be.asarray(np.arange(4.0).reshape(2, 2))}
+    d = FlatDict(grads, layout=params)
+    assert list(d) == ["a", "b"] and FlatDict(params).same_layout(d)
+    np.testing.assert_array_equal(be.to_host(d.flat), [0, 1, 2, 3, 4, 5, 6])
+    with pytest.raises(ValueError, match=r"'b' has shape \(2,\), the layout has \(3,\)"):
+        FlatDict({"a": be.xp.zeros((2, 2)), "b": be.xp.zeros(2)}, layout=params)
+    with pytest.raises(ValueError, match=r"differing keys: \['c'\]"):
+        FlatDict({"a": be.xp.zeros((2, 2)), "b": be.xp.zeros(3), "c": be.xp.zeros(1)}, layout=params)

@@ -55,9 +55,11 @@ class Buckets:
         return sum(b.nbytes for b in self.buffers)
 
     def matches(self, arrays: dict) -> bool:
-        """Whether ``arrays`` have exactly the keys, shapes and dtype laid out here."""
-        return (list(arrays) == list(self.shapes) and all(tuple(a.shape) == self.shapes[k] and a.dtype == self.dtype
-                                                          for k, a in arrays.items()))
+        """Whether ``arrays`` have exactly the keys (in this order), shapes, dtype and
+        backend laid out here: every rank's buffers then hold the same entries at the
+        same offsets, which is what summing them element by element needs."""
+        return (list(arrays) == list(self.shapes) and backend_of(*arrays.values()) is self.backend
+                and all(tuple(a.shape) == self.shapes[k] and a.dtype == self.dtype for k, a in arrays.items()))
 
     def fill(self, parts: list[dict], workers=None) -> dict:
         """``views[k] = parts[0][k] + parts[1][k] + ...`` for every key (zeros when

@@ -10,9 +10,11 @@ For every parameter theta with gradient g, at step t = 1, 2, ...:
     theta  <- theta - lr_t m_hat / (sqrt(v_hat) + eps)
 
 Parameters, gradients and the moments m, v are flat dicts with the same keys.
-The update is in place. Every scalar is a Python float, so float32 training
-stays float32: NumPy 2 and CuPy keep an array's dtype when it meets a Python
-scalar, whereas a NumPy float64 scalar would upcast the whole update.
+The update is in place and keeps the parameters' dtype: on the host every
+scalar is a Python float, which NumPy 2 casts to the array's dtype (a NumPy
+float64 scalar would upcast the whole update); the fused device kernel gets
+scalars of the parameters' dtype, since ``cupy.fuse`` types a Python float
+as float64.
 
 Gradient clipping by the global norm scales g by s = min(1, max_norm / ||g||)
 before the update. Adam takes s as ``grad_scale`` and folds it into its
@@ -24,8 +26,11 @@ Two forms of the one update:
   * on a device (CuPy), the parameters and moments live in one flat buffer each
     (``FlatDict``, flat.py) and ``adam_body`` applies the same equations to every
     element in one fused kernel (``cupy.fuse``). Hundreds of small per-array
-    kernels would otherwise leave the GPU waiting on launches. The gradient
-    norm there is one dot product over the flat gradient.
+    kernels would otherwise leave the GPU waiting on launches. The kernel pairs
+    the two buffers element by element, so the gradients' buffer must be laid
+    out as the parameters' (``FlatDict(grads, layout=params)``); ``update``
+    refuses any other layout before it changes anything. The gradient norm
+    there is one dot product over the flat gradient.
 Tests check that both forms give the same update.
 """
 from __future__ import annotations
@@ -67,7 +72,7 @@ def adam_body(xp):
         m += c1 * g  # m_t = beta1 m + (1 - beta1) s g
         v *= b2
         v += c2 * (g * g)  # v_t = beta2 v + (1 - beta2) (s g)^2
-        theta -= step * m / (xp.sqrt(v) + eps_hat)
+        theta -= step * (m / (xp.sqrt(v) + eps_hat))  # the host's order of operations
     return body
 
 
@@ -109,6 +114,14 @@ class Adam:
             if g.dtype != theta.dtype or g.shape != theta.shape:
                 raise TypeError(f"adam: gradient {k!r} is {g.dtype} {g.shape}, "
                                 f"parameter is {theta.dtype} {theta.shape}")
+        if self.fused:
+            if getattr(params, "flat", None) is not self._params_flat:
+                raise ValueError("adam: the parameters are not the FlatDict this optimizer was built "
+                                 "with; build the optimizer after the parameters are final")
+            if not isinstance(grads, FlatDict):
+                grads = FlatDict(grads, layout=params)  # whatever the dict's order
+            # element i of grads.flat must be the gradient of element i of params.flat
+            params.require_same_layout(grads, "adam: the gradients")
         self.t += 1
         lr, s = float(lr), float(grad_scale)
         b1, b2 = self.beta1, self.beta2
@@ -119,11 +132,10 @@ class Adam:
         root_c2 = math.sqrt(1.0 - b2 ** self.t)  # Python floats: no dtype promotion
         step, eps_hat = lr * root_c2 / (1.0 - b1 ** self.t), self.eps * root_c2
         if self.fused:
-            if getattr(params, "flat", None) is not self._params_flat:
-                raise ValueError("adam: the parameters are not the FlatDict this optimizer was built "
-                                 "with; build the optimizer after the parameters are final")
-            g = grads.flat if isinstance(grads, FlatDict) else flatten(grads)
-            self._kernel(params.flat, g, self.m.flat, self.v.flat, b1, c1, b2, c2, step, eps_hat)
+            # Scalars of the parameters' dtype: cupy.fuse types a Python float as float64,
+            # which would run a float32 update in float64.
+            scalars = (params.flat.dtype.type(x) for x in (b1, c1, b2, c2, step, eps_hat))
+            self._kernel(params.flat, grads.flat, self.m.flat, self.v.flat, *scalars)
             return
 
         def update_keys(keys):
@@ -174,11 +186,6 @@ class Adam:
         self.beta1, self.beta2, self.eps = (float(state[k]) for k in ("beta1", "beta2", "eps"))
 
 
-def flatten(arrays: dict):
-    """All of ``arrays`` in one 1-D buffer (a copy), in the dict's order."""
-    return FlatDict(arrays).flat
-
-
 def squared_norm(grads: dict, workers=None):
     """||g||^2 = sum_k sum_i g_ki^2 over every gradient, as a 0-d float64 array on the
     gradients' device: nothing is read back to the host, so a caller can fetch it
@@ -196,7 +203,7 @@ def squared_norm(grads: dict, workers=None):
     be = backend_of(*grads.values())
     xp = be.xp
     if be.on_device:
-        g = grads.flat if isinstance(grads, FlatDict) else flatten(grads)
+        g = grads.flat if isinstance(grads, FlatDict) else FlatDict(grads).flat  # a sum: any order will do
         return xp.vdot(g, g).astype(xp.float64)
 
     def sum_squares(keys):

@@ -212,7 +212,10 @@ def train_step(state: TrainState, cfg: TransformerConfig, batch: Batch, lr: floa
                                                     state.rngs, state.workers, state.comm,
                                                     f"step {state.step + 1}'s gradient all-reduce")
     if be.on_device:
-        grads = FlatDict(grads)  # one buffer: the norm and Adam are then one kernel each
+        # One buffer, laid out as the parameters' (the backward returns its gradients in
+        # another order): the norm and Adam are then one kernel each, and Adam's kernel
+        # pairs params.flat[i] with grads.flat[i].
+        grads = FlatDict(grads, layout=state.params)
     sq_norm = squared_norm(grads, state.workers)
     loss, sq_norm = (float(x) for x in be.to_host(be.xp.stack([be.xp.asarray(loss, dtype=sq_norm.dtype),
                                                                  sq_norm])))

@@ -73,3 +73,24 @@ def test_trained_parameters_are_identical_on_every_rank_bit_for_bit(comm):
         for k in state.params:
             assert np.array_equal(alone.params[k], state.params[k]), k
         alone.workers.close()
+
+
+@pytest.mark.parametrize("dtype, tol", [("float64", 1e-10), ("float32", 1e-5)])
+def test_cupysim_ranks_train_as_numpy_ranks(comm, dtype, tol):
+    """Five steps of ``small`` without dropout on two ranks: cupysim (the device path:
+    flat gradient buffers, the fused Adam) gives NumPy's losses and parameters."""
+    from npformer.backend import get_backend
+    from npformer.model.config import preset
+    from npformer.train.trainer import train_step
+    cfg = preset("small", vocab_size=24, p_drop=0.0, max_len=32)
+    batch = SequenceTask("reverse", cfg.vocab_size, 4, 12).batch(seed=0, step=1, batch_size=16)
+    runs = {}
+    for backend in ("numpy", "cupysim"):
+        state = init_state(cfg, seed=0, backend=backend, dtype=dtype, comm=comm)
+        losses = [train_step(state, cfg, batch, 1e-3)[0] for _ in range(5)]
+        runs[backend] = losses, {k: get_backend(backend).to_host(v) for k, v in state.params.items()}
+    (losses_np, params_np), (losses_sim, params_sim) = runs["numpy"], runs["cupysim"]
+    assert losses_np[-1] < losses_np[0] - 0.3  # it learns
+    np.testing.assert_allclose(losses_sim, losses_np, rtol=tol, atol=tol)
+    for k in params_np:
+        np.testing.assert_allclose(params_sim[k], params_np[k], rtol=tol, atol=tol, err_msg=k)

@@ -36,7 +36,7 @@ def test_collectives_and_training_on_two_ranks(mpiexec, run):
     proc = run([mpiexec, "-n", "2", sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", "addopts=",
                 "-q", str(HERE / "mpi_collectives.py")])
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.count("4 passed") == 2, proc.stdout
+    assert proc.stdout.count("6 passed") == 2, proc.stdout
 
 
 def test_two_ranks_print_one_json_line_and_train_like_one_process(mpiexec, tmp_path, run):

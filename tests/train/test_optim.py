@@ -165,10 +165,10 @@ def test_fused_device_update_equals_the_host_reference(dtype, rtol):
     assert not opt_h.fused and opt_d.fused
     for t, grads in enumerate(grad_seq):
         scale = 0.5 if t % 2 else 1.0
-        g_dev = {k: sim.asarray(g) for k, g in grads.items()}
+        g_dev = {k: sim.asarray(g) for k, g in reversed(grads.items())}  # as the backward orders them
         assert float(squared_norm(g_dev)) == pytest.approx(float(squared_norm(grads)), rel=rtol)
         opt_h.update(host, grads, 1e-2, grad_scale=scale)
-        opt_d.update(device, g_dev if t % 2 else FlatDict(g_dev), 1e-2, grad_scale=scale)
+        opt_d.update(device, g_dev if t % 2 else FlatDict(g_dev, layout=device), 1e-2, grad_scale=scale)
     for mine, theirs in ((host, device), (opt_h.m, opt_d.m), (opt_h.v, opt_d.v)):
         for k in shapes:
             assert theirs[k].dtype == dtype
@@ -197,3 +197,19 @@ def test_a_device_optimizer_needs_flat_parameters():
     opt = Adam(params)
     with pytest.raises(ValueError, match="not the FlatDict this optimizer was built with"):
         opt.update(trainable({"w": sim.xp.zeros(3)}), {"w": sim.xp.ones(3)}, 1e-3)
+
+
+def test_the_fused_update_refuses_gradients_laid_out_in_another_order():
+    """The kernel pairs params.flat[i] with grads.flat[i]: a gradient buffer in another
+    order would update every parameter with pieces of the others' gradients."""
+    from npformer.backend import get_backend
+    from npformer.flat import FlatDict
+    sim = get_backend("cupysim")
+    params = trainable({"W": sim.xp.zeros((2, 3)), "b": sim.xp.zeros(3)})
+    opt = Adam(params)
+    backwards = FlatDict({"b": sim.xp.ones(3), "W": sim.xp.ones((2, 3))})
+    with pytest.raises(ValueError, match=r"another order than the parameters' \(entry 0 is 'b', expected 'W'\)"):
+        opt.update(params, backwards, 1e-3)
+    assert opt.t == 0 and float(sim.xp.abs(params.flat).sum()) == 0.0  # refused before any change
+    with pytest.raises(ValueError, match="expected a FlatDict"):
+        params.require_same_layout({"W": sim.xp.ones((2, 3)), "b": sim.xp.ones(3)}, "adam: the gradients")
