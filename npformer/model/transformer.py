@@ -31,7 +31,7 @@ from npformer.model.params import check_params, embedding_keys
 from npformer.ops.cross_entropy import cross_entropy_backward, cross_entropy_forward
 from npformer.ops.dropout import dropout_backward, dropout_forward
 from npformer.ops.embedding import embedding_backward, embedding_forward
-from npformer.ops.positional import positional_forward, sinusoidal_table
+from npformer.ops.positional import positional_backward, positional_forward, sinusoidal_table
 
 _PE_CACHE: dict = {}
 
@@ -84,20 +84,21 @@ def check_batch(cfg: TransformerConfig, src, tgt_in, tgt_out) -> int:
 
 class EmbedCache(NamedTuple):
     emb: object
+    pos: object
     drop: object
 
 
 def embed_forward(ids, E, cfg, table, p_drop=0.0, rng=None, offset=0):
     """Dropout(sqrt(d_model) * E[ids] + PE[offset:offset+L])."""
     x, emb = embedding_forward(ids, E, scale=cfg.d_model ** 0.5)  # (B, L, d_model)
-    x, _ = positional_forward(x, table, offset)
+    x, pos = positional_forward(x, table, offset)
     x, drop = dropout_forward(x, p_drop, rng)
-    return x, EmbedCache(emb, drop)
+    return x, EmbedCache(emb, pos, drop)
 
 
 def embed_backward(dx, cache: EmbedCache):
-    """Returns dE (V, d_model); the positional encoding is a constant."""
-    return embedding_backward(dropout_backward(dx, cache.drop), cache.emb)
+    """Returns dE (V, d_model); the positional encoding is a constant (its backward is dy)."""
+    return embedding_backward(positional_backward(dropout_backward(dx, cache.drop), cache.pos), cache.emb)
 
 
 class TransformerCache(NamedTuple):

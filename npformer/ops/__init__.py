@@ -30,6 +30,6 @@ from npformer.ops.multihead import (cross_attention_backward, cross_attention_fo
 from npformer.ops.positional import positional_backward, positional_forward, sinusoidal_table
 from npformer.ops.relu import relu_backward, relu_forward
 from npformer.ops.residual import residual_backward, residual_forward
-from npformer.ops.softmax import softmax, softmax_backward, softmax_forward
+from npformer.ops.softmax import softmax_backward, softmax_forward, softmax_terms
 
-__all__ = [n for n in dir() if n.endswith(("_forward", "_backward"))] + ["softmax", "sinusoidal_table"]
+__all__ = [n for n in dir() if n.endswith(("_forward", "_backward"))] + ["softmax_terms", "sinusoidal_table"]

@@ -10,17 +10,15 @@ The mask broadcasts against (B, h, T_q, T_k): a key-padding mask is
 (B, 1, 1, T_k), the look-ahead mask (1, 1, T, T), and their AND combines them.
 A mask that is not boolean, or that does not broadcast to that shape, is
 refused with an error (NumPy would broadcast some wrong shapes silently).
-We fill masked scores with the dtype's most negative finite number instead of
--inf, so exp() gives exactly 0 there without inf - inf = NaN.
-A query row whose keys are ALL masked (a sentence that is entirely padding,
-or a mask supplied from outside; npformer's own masks always leave a real
-key) would otherwise get uniform weights; we define its weights as all zero, so its
-output is 0 and it passes no gradient. The result is always finite.
+The masked softmax is ops/softmax.py's: masked keys get weight exactly 0,
+and a query row whose keys are ALL masked gets all-zero weights, so its
+output is 0 and it passes no gradient. That row happens: a source sentence
+that is entirely padding is not refused, and a mask may come from outside.
 
 Backward (a chain of matmuls and one softmax):
     dV = P^T dout                                    (B, h, T_k, d_v)
     dP = dout V^T                                    (B, h, T_q, T_k)
-    dS = P * (dP - sum_k(dP * P))                    softmax backward
+    dS = P * (dP - sum_k(dP * P))                    softmax_backward (ops/softmax.py)
     dQ = dS K / sqrt(d_k)                            (B, h, T_q, d_k)
     dK = dS^T Q / sqrt(d_k)                          (B, h, T_k, d_k)
 Masked positions have P = 0 exactly, so dS = 0 there: a masked key receives no
@@ -29,6 +27,7 @@ gradient from that query, and the 1/sqrt(d_k) scale reappears in dQ and dK.
 from typing import NamedTuple
 
 from npformer.backend import backend_of
+from npformer.ops.softmax import SoftmaxCache, softmax_backward, softmax_forward
 
 
 class AttentionCache(NamedTuple):
@@ -57,19 +56,13 @@ def check_mask(mask, scores_shape) -> None:
 def attention_weights(Q, K, mask=None):
     """P = softmax(Q K^T / sqrt(d_k) + M), with fully masked rows set to 0."""
     check_mask(mask, (*Q.shape[:-1], K.shape[-2]))
-    xp = backend_of(Q, K, mask).xp
+    backend_of(Q, K, mask)  # all on one device
     d_k = Q.shape[-1]
     scale = 1.0 / d_k ** 0.5
-    # One (B, h, T_q, T_k) buffer, updated in place: scores, masked scores, then P.
+    # One (B, h, T_q, T_k) buffer, updated in place: scores, then P.
     S = Q @ K.swapaxes(-1, -2)  # (B, h, T_q, T_k)
     S *= scale
-    if mask is not None:
-        xp.copyto(S, xp.finfo(S.dtype).min, where=~mask)  # -inf in effect, but exp() stays finite
-    S -= S.max(axis=-1, keepdims=True)
-    P = xp.exp(S, out=S)
-    P /= P.sum(axis=-1, keepdims=True)
-    if mask is not None:
-        P *= mask  # only changes fully masked rows: uniform -> 0
+    P, _ = softmax_forward(S, mask, out=S)
     return P, scale
 
 
@@ -90,11 +83,9 @@ def attention_backward(dout, cache: AttentionCache):
     Q, K, V, P, scale = cache
     dV = P.swapaxes(-1, -2) @ dout  # (B, h, T_k, d_v)
     dP = dout @ V.swapaxes(-1, -2)  # (B, h, T_q, T_k)
-    # dS = P * (dP - rowsum(dP * P)), then times the scale (S = scale * Q K^T: it
+    # dS = softmax_backward(dP), then times the scale (S = scale * Q K^T: it
     # multiplies both dQ and dK); one buffer, dP's, turned into dS_scaled in place.
-    dS_scaled = dP
-    dS_scaled -= (dP * P).sum(axis=-1, keepdims=True)
-    dS_scaled *= P
+    dS_scaled = softmax_backward(dP, SoftmaxCache(P), out=dP)
     dS_scaled *= scale
     dQ = dS_scaled @ K  # (B, h, T_q, d_k)
     dK = dS_scaled.swapaxes(-1, -2) @ Q  # (B, h, T_k, d_k)

@@ -13,7 +13,9 @@ Backward: since sum_v q_nv = 1,
     d loss_n / d z_nv = softmax(z_n)_v - q_nv
     dz_nv = dloss * [y_n not pad] * (p_nv - q_nv) / N
 Fusing softmax and the loss gives this simple form and avoids log(0): never
-differentiate through log(softmax) separately.
+differentiate through log(softmax) separately. The forward's softmax is
+ops/softmax.py's ``softmax_terms``, which also gives each row's max m and
+shifted sum s, so lse_n - m_n = log s_n is never formed from two large numbers.
 
 Shapes: logits (..., V), targets (...) int  (e.g. (B, T, V) and (B, T)).
 
@@ -26,6 +28,7 @@ host before sending it (model/checks.py, ``check_batch``).
 from typing import NamedTuple
 
 from npformer.backend import backend_of
+from npformer.ops.softmax import softmax_terms
 
 
 class CrossEntropyCache(NamedTuple):
@@ -57,17 +60,20 @@ def cross_entropy_forward(logits, targets, pad_id=0, eps_ls=0.1):
             raise ValueError(f"cross-entropy: targets must be in [0, {V}) (V = logits.shape[-1]), "
                              f"got values in [{lo}, {hi}]")
     eps_ls = float(eps_ls)
+    p, m, s = softmax_terms(logits)  # (..., V), (..., 1), (..., 1); p is reused by the backward
+    m = m[..., 0]
     # everything relative to the row max m: lse - m = log s, so no two large
     # numbers are ever subtracted (float32 logits of 1e4 keep full precision)
-    e = logits - logits.max(axis=-1, keepdims=True)  # (..., V)  z - m
-    zm_true = xp.take_along_axis(e, targets[..., None], axis=-1)[..., 0]  # (...)  z_y - m
-    zm_sum = e.sum(axis=-1) if eps_ls else 0.0  # (...)  sum_v (z_v - m)
-    xp.exp(e, out=e)  # in place: one (..., V) buffer serves z - m, exp and finally p
-    s = e.sum(axis=-1, keepdims=True)  # (..., 1)
+    zm_true = xp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0] - m  # (...)  z_y - m
+    if eps_ls:
+        # sum_v (z_v - m) = sum_v z_v - V m: the sum in float64, where V m and the sum
+        # of V logits near m cancel exactly enough, then back to the logits' dtype
+        zm_sum = (logits.sum(axis=-1, dtype=xp.float64) - V * m.astype(xp.float64)).astype(logits.dtype)
+    else:
+        zm_sum = 0.0
     loss_n = xp.log(s[..., 0]) - (1.0 - eps_ls) * zm_true - (eps_ls / V) * zm_sum  # (...)
     loss = (loss_n * valid).sum() / n_tokens.astype(logits.dtype)  # ()
-    e /= s  # e is now p = softmax(logits), reused by the backward
-    return loss, CrossEntropyCache(e, targets, valid, n_tokens, eps_ls)
+    return loss, CrossEntropyCache(p, targets, valid, n_tokens, eps_ls)
 
 
 def cross_entropy_backward(dloss, cache: CrossEntropyCache):

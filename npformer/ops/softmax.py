@@ -1,40 +1,74 @@
-"""Softmax over the last axis, as used for attention weights. Paper §3.2.1.
+"""Softmax over the last axis, optionally masked. Paper §3.2.1.
+
+The one softmax of the model: attention's weights (ops/attention.py) and the
+loss's distribution (ops/cross_entropy.py) are both computed by this module.
 
 Forward (one row z of length n; every other axis is independent)
-    p_i = exp(z_i - max(z)) / sum_k exp(z_k - max(z))
-Subtracting max(z) changes nothing mathematically (it cancels) but keeps exp()
-from overflowing, so logits of +-1e4 stay finite in float32.
+    m   = max_k z_k
+    s   = sum_k exp(z_k - m)
+    p_i = exp(z_i - m) / s
+Subtracting m changes nothing mathematically (it cancels) but keeps exp()
+from overflowing, so logits of +-1e4 stay finite in float32. The row's
+log-sum-exp, log sum_k exp(z_k) = m + log s, is what a loss needs:
+``softmax_terms`` hands m and s to such a caller.
+
+Masked softmax (``mask`` True = "may be chosen"): masked entries get p_i = 0,
+the row normalised over the others. They are filled with the dtype's most
+negative finite number, not -inf, so exp() gives exactly 0 there without
+inf - inf = NaN. A row with no unmasked entry would come out uniform; it is
+defined as all zero instead, so it passes no gradient. The result is always finite.
 
 Backward (Jacobian-vector product; never build the n x n Jacobian)
     dp_i/dz_j = p_i (delta_ij - p_j)
     dz_j = sum_i dp_i p_i (delta_ij - p_j) = p_j (dp_j - sum_i dp_i p_i)
     dz = p * (dp - sum(dp * p, axis=-1, keepdims=True))
+Masked entries have p = 0, so dz = 0 there: the mask needs no backward of its own.
+
+``out=`` gives a buffer of z's shape and dtype to write into; it may be the
+input itself (attention's scores become its weights, dp becomes dz), so one
+(B, h, T_q, T_k) buffer serves the whole forward and another the backward.
 """
 from typing import NamedTuple
 
+from npformer.backend import backend_of
+
 
 class SoftmaxCache(NamedTuple):
-    p: object  # the output: the backward needs only p, not z
+    p: object  # (..., n) the output: the backward needs only p, not z
 
 
-def softmax(z, axis=-1):
-    """The forward values only (no cache), for inference code."""
-    xp = _xp(z)
-    e = xp.exp(z - z.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
+def softmax_terms(z, mask=None, out=None):
+    """``(p, m, s)``: p = softmax(z) (masked), with the row max m and the shifted sum
+    s = sum_k exp(z_k - m), both (..., 1), for a caller that needs log-sum-exp = m + log s."""
+    xp = backend_of(z, mask).xp
+    if mask is not None:  # m is then the max over the unmasked entries
+        if out is None:
+            out = z.copy()
+        elif out is not z:
+            out[...] = z
+        xp.copyto(out, xp.finfo(out.dtype).min, where=~mask)  # -inf in effect, but exp() stays finite
+        z = out
+    m = z.max(axis=-1, keepdims=True)  # (..., 1)
+    e = xp.subtract(z, m, out=out)  # (..., n)  z - m
+    xp.exp(e, out=e)
+    s = e.sum(axis=-1, keepdims=True)  # (..., 1)
+    e /= s
+    if mask is not None:
+        e *= mask  # only changes rows with no unmasked entry: uniform -> 0
+    return e, m, s
 
 
-def softmax_forward(z):
-    p = softmax(z)
+def softmax_forward(z, mask=None, out=None):
+    """p = softmax(z) over the last axis, 0 where ``mask`` is False. Returns ``(p, cache)``."""
+    p, _, _ = softmax_terms(z, mask, out)
     return p, SoftmaxCache(p)
 
 
-def softmax_backward(dp, cache: SoftmaxCache):
-    """Returns ``dz``."""
+def softmax_backward(dp, cache: SoftmaxCache, out=None):
+    """Returns ``dz`` = p * (dp - sum(dp * p)); ``out`` may be ``dp`` itself."""
     p = cache.p
-    return p * (dp - (dp * p).sum(axis=-1, keepdims=True))
-
-
-def _xp(a):
-    from npformer.backend import backend_of
-    return backend_of(a).xp
+    xp = backend_of(dp, p).xp
+    row = (dp * p).sum(axis=-1, keepdims=True)  # (..., 1)  sum_i dp_i p_i, read before dp is overwritten
+    dz = xp.subtract(dp, row, out=out)
+    dz *= p
+    return dz

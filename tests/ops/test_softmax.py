@@ -39,7 +39,6 @@ def test_softmax_stays_finite_and_correct_for_huge_logits_in_float32(be):
     e = np.exp(-1.0)
     np.testing.assert_allclose(p[0], [1 / (1 + e), 0.0, 0.0, e / (1 + e)], rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(p[1], [0.25] * 4, rtol=1e-6)
-    assert np.isfinite(be.to_host(ops.softmax(be.asarray(z)))).all()
 
 
 @HYP
