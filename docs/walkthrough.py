@@ -65,7 +65,7 @@ if ROOT is not None and str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 
 from npformer import ops  # noqa: E402
-from npformer.gradcheck import check_gradients  # noqa: E402
+from npformer.verify.gradcheck import check_gradients  # noqa: E402
 
 # Pictures go to --out DIR, by default runs/walkthrough/ (which git ignores). As a
 # notebook, the kernel's own arguments are ignored and the default applies.
@@ -663,7 +663,7 @@ if plt is not None:
 # reversal task.
 
 # %%
-from npformer.gradient_flow import gradient_flow  # noqa: E402
+from npformer.verify.gradient_flow import gradient_flow  # noqa: E402
 
 deep = cfg.replace(n_layers=6)
 flow_batches = task.batches(seed=0, batch_size=BATCH)

@@ -17,6 +17,7 @@ backend that owns their inputs, which also refuses to mix host and device arrays
 """
 from __future__ import annotations
 
+from npformer.errors import UserError
 import os
 from typing import Any
 
@@ -128,34 +129,34 @@ def get_backend(name: str | None = None) -> Backend:
     if name in _CACHE:
         return _CACHE[name]
     if name == "cupysim":
-        from npformer import cupysim
+        from npformer.runtime import cupysim
         _CACHE[name] = Backend("cupysim", cupysim.xp, on_device=True)
         return _CACHE[name]
     try:
         import cupy
     except ImportError as e:
-        raise RuntimeError(
+        raise UserError(
             "backend 'cupy' requested but CuPy is not installed "
             f"({e}); install it with `pip install npformer[gpu]` (or the cupy wheel for your CUDA)") from e
     try:
         n_gpus = cupy.cuda.runtime.getDeviceCount()
     except Exception as e:  # CUDA driver missing or broken
-        raise RuntimeError(f"backend 'cupy' requested: CuPy is installed but no GPU is usable ({e})") from e
+        raise UserError(f"backend 'cupy' requested: CuPy is installed but no GPU is usable ({e})") from e
     if n_gpus == 0:
-        raise RuntimeError("backend 'cupy' requested: CuPy is installed but no GPU is visible")
-    check_cupy_version(cupy.__version__)
+        raise UserError("backend 'cupy' requested: CuPy is installed but no GPU is visible")
+    validate_cupy_version(cupy.__version__)
     _CACHE[name] = Backend("cupy", cupy, on_device=True)
     return _CACHE[name]
 
 
-def check_cupy_version(version: str) -> None:
+def validate_cupy_version(version: str) -> None:
     """Refuse a CuPy older than ``MIN_CUPY`` with a message that says what to install."""
     try:
         major_minor = tuple(int(p) for p in version.split(".")[:2])
     except ValueError:
         return  # a development build: let it try
     if major_minor < MIN_CUPY:
-        raise RuntimeError(f"backend 'cupy': CuPy {version} is too old; npformer needs CuPy >= "
+        raise UserError(f"backend 'cupy': CuPy {version} is too old; npformer needs CuPy >= "
                            f"{MIN_CUPY[0]}.{MIN_CUPY[1]} (pip install 'npformer[gpu]', or the cupy wheel "
                            "for your CUDA version, e.g. cupy-cuda12x)")
 
@@ -204,7 +205,7 @@ def backend_of(*arrays) -> Backend:
     return get_backend(found or "numpy")
 
 
-def check_dtype(name: str) -> str:
+def validate_dtype(name: str) -> str:
     """Validate a floating dtype name for the model ('float32' or 'float64')."""
     if str(name) not in DTYPES:
         raise ValueError(f"dtype: unknown dtype {name!r}; expected one of {', '.join(DTYPES)}")

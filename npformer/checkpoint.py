@@ -34,7 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from npformer.backend import backend_of, check_dtype, get_backend
+from npformer.backend import backend_of, validate_dtype, get_backend
 from npformer.model.config import TransformerConfig
 from npformer.model.params import param_shapes
 
@@ -194,7 +194,7 @@ def load(path, backend=None, expected_config: TransformerConfig | None = None,
     """
     path = os.fspath(path)
     if dtype is not None:
-        check_dtype(dtype)
+        validate_dtype(dtype)
     arrays = read_arrays(path)
     meta = _read_meta(path, arrays)
     try:
@@ -202,7 +202,7 @@ def load(path, backend=None, expected_config: TransformerConfig | None = None,
     except (TypeError, ValueError) as e:
         raise ValueError(f"checkpoint {path}: invalid config ({e})") from None
     if expected_config is not None:
-        check_same_config(expected_config, config, path)
+        validate_same_config(expected_config, config, path)
     if expected_tokenizer is not None and meta["tokenizer"] != expected_tokenizer:
         theirs = meta["tokenizer"] or {}
         differ = sorted(k for k in set(expected_tokenizer) | set(theirs)
@@ -263,7 +263,7 @@ def _group(path, arrays, prefix, shapes, be, dtype) -> dict:
     return out
 
 
-def check_same_config(expected: TransformerConfig, found: TransformerConfig, path: str = "") -> None:
+def validate_same_config(expected: TransformerConfig, found: TransformerConfig, path: str = "") -> None:
     """Raise ``ValueError`` naming every field where the two configs differ."""
     a, b = expected.to_dict(), found.to_dict()
     differ = [f"{k}: expected {a[k]!r}, checkpoint has {b[k]!r}" for k in a if a[k] != b[k]]

@@ -12,6 +12,7 @@ are written as PNG files with the non-interactive Agg backend.
 """
 from __future__ import annotations
 
+from npformer.errors import UserError
 import os
 
 import numpy as np
@@ -36,7 +37,7 @@ def _pyplot():
     try:
         import matplotlib
     except ImportError as e:
-        raise RuntimeError("plotting needs matplotlib: pip install 'npformer[plot]'") from e
+        raise UserError("plotting needs matplotlib: pip install 'npformer[plot]'") from e
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
@@ -141,7 +142,7 @@ def plot_positional(d_model: int, max_len: int, path: str) -> str:
 
 def plot_gradient_flow(flow: dict, path: str, title: str = "") -> str:
     """Post-LN and pre-LN side by side (shared y axis from 0): each layer's weight-gradient
-    norm at initialisation against its index, one line per stack (npformer.gradient_flow)."""
+    norm at initialisation against its index, one line per stack (npformer.verify.gradient_flow)."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, norm in zip(axes, ("post", "pre")):

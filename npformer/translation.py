@@ -12,6 +12,7 @@ stands in for it.
 """
 from __future__ import annotations
 
+from npformer.errors import UserError
 import math
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ from npformer.decode import beam_search, greedy_decode
 from npformer.decode.shared import EXTRA_OUTPUT_LENGTH, output_length_rule
 from npformer.model.config import TransformerConfig
 from npformer.train.trainer import evaluate_loss
-from npformer.workers import as_workers
+from npformer.runtime.workers import as_workers
 
 
 @dataclass
@@ -57,7 +58,7 @@ def translate(model: Translator, sentences, beam_size: int = 4, alpha: float = 0
     output has at most ``max_len_a`` * (its source's tokens) + ``max_len_b``
     tokens: the paper's input length + 50 by default; a young model that
     repeats itself runs to that limit, so a tighter rule bounds the damage.
-    ``workers`` (npformer/workers.py) decode several batches at once on CPU threads.
+    ``workers`` (npformer/runtime/workers.py) decode several batches at once on CPU threads.
     ``no_repeat_ngram`` = n > 0 forbids any output to repeat n subword tokens
     (npformer/decode/beam.py; off by default, as in the paper).
     """
@@ -117,7 +118,7 @@ def score(hypotheses, references) -> dict:
     try:
         import sacrebleu
     except ImportError as e:
-        raise RuntimeError("scoring needs sacreBLEU: pip install 'npformer[eval]'") from e
+        raise UserError("scoring needs sacreBLEU: pip install 'npformer[eval]'") from e
     bleu = sacrebleu.metrics.BLEU()
     chrf = sacrebleu.metrics.CHRF()
     b = bleu.corpus_score(list(hypotheses), [list(references)])

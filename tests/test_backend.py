@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from npformer import backend
-from npformer.backend import backend_of, check_dtype, cupy_available, get_backend
+from npformer.backend import backend_of, validate_dtype, cupy_available, get_backend
 
 
 def test_default_backend_is_numpy(monkeypatch):
@@ -123,6 +123,6 @@ def test_to_host_and_asarray(be):
 
 
 def test_check_dtype():
-    assert check_dtype("float32") == "float32" and check_dtype("float64") == "float64"
+    assert validate_dtype("float32") == "float32" and validate_dtype("float64") == "float64"
     with pytest.raises(ValueError, match="expected one of float32, float64"):
-        check_dtype("float16")
+        validate_dtype("float16")

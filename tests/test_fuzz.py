@@ -86,7 +86,7 @@ def test_cross_entropy_with_random_shapes(be, shape, V, eps_ls, pad_id, seed):
     logits = be.asarray(rng.standard_normal((*shape, V)) * 10)
     targets = rng.integers(0, V, shape)
     if (targets == pad_id).all():
-        if not be.on_device:  # on a device the caller's host-side check_batch refuses it
+        if not be.on_device:  # on a device the caller's host-side validate_batch refuses it
             with pytest.raises(ValueError, match="every target is padding"):
                 ops.cross_entropy_forward(logits, be.asarray(targets), pad_id, eps_ls)
         return

@@ -1,4 +1,4 @@
-"""Per-layer gradient norms at initialisation (npformer/gradient_flow.py) and their plots."""
+"""Per-layer gradient norms at initialisation (npformer/verify/gradient_flow.py) and their plots."""
 import gzip
 import json
 
@@ -8,7 +8,7 @@ import pytest
 from npformer.cli import main
 from npformer.data.batching import make_batches
 from npformer.data.corpus import DEFAULT_CORPUS
-from npformer.gradient_flow import gradient_flow, layer_weight_norms
+from npformer.verify.gradient_flow import gradient_flow, layer_weight_norms
 from npformer.model.config import preset
 
 

@@ -14,13 +14,17 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "npformer"
 
 # Lowest first. A module belongs to the layer of the longest prefix listed here.
+# npformer.runtime is the machinery that runs the Transformer fast and spread out
+# (CPU tuning, the CuPy stand-in, flat buffers, threads, ranks); npformer.verify is
+# the gradient check and the cases it runs, each at the layer of what it checks.
 LAYERS = [
-    ("npformer", "npformer._cpu", "npformer.backend", "npformer.cupysim", "npformer.special_tokens",
-     "npformer.flat"),
-    ("npformer.ops", "npformer.gradcheck", "npformer.workers", "npformer.distributed", "npformer.data"),
-    ("npformer.model",),
+    ("npformer", "npformer.errors", "npformer.runtime.cpu", "npformer.backend", "npformer.runtime.cupysim",
+     "npformer.special_tokens", "npformer.runtime.flat"),
+    ("npformer.ops", "npformer.verify.gradcheck", "npformer.runtime.workers", "npformer.runtime.distributed",
+     "npformer.data"),
+    ("npformer.model", "npformer.verify.model_cases"),
     ("npformer.checkpoint",),
-    ("npformer.decode", "npformer.train", "npformer.checks", "npformer.gradient_flow", "npformer.torch_reference"),
+    ("npformer.decode", "npformer.train", "npformer.verify"),
     ("npformer.translation", "npformer.plot"),
     ("npformer.commands",),
     ("npformer.cli", "npformer.__main__"),
@@ -62,11 +66,25 @@ def imported(path: Path) -> set:
 MODULES = sorted(PACKAGE.rglob("*.py"))
 
 
+def upward_imports(path: Path, me: str) -> list:
+    """The npformer modules that ``path`` (the module ``me``) imports from layers above its own."""
+    return sorted(m for m in imported(path) if layer(m) > layer(me))
+
+
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: module_name(p))
 def test_no_module_imports_from_a_layer_above_it(path):
     me = module_name(path)
-    above = sorted(m for m in imported(path) if layer(m) > layer(me))
+    above = upward_imports(path, me)
     assert not above, f"{me} (layer {layer(me)}) imports from higher layers: {above}"
+
+
+def test_a_planted_wrong_way_import_is_found(tmp_path):
+    """An op that imports the trainer (inside a function, too) is refused."""
+    planted = tmp_path / "planted.py"
+    planted.write_text("from npformer.backend import backend_of\n\n"
+                       "def f():\n    from npformer.train import trainer\n    return trainer\n")
+    assert upward_imports(planted, "npformer.ops.planted") == ["npformer.train.trainer"]
+    assert upward_imports(planted, "npformer.train.planted") == []
 
 
 def test_commands_share_only_through_options():

@@ -16,8 +16,8 @@ import pytest
 
 import npformer.ops as ops
 from npformer.backend import backend_of
-from npformer.checks import CONSTANTS, op_cases
-from npformer.gradcheck import check_gradients
+from npformer.verify.op_cases import CONSTANTS, op_cases
+from npformer.verify.gradcheck import check_gradients
 from npformer.ops.attention import AttentionCache, attention_weights
 
 
@@ -161,7 +161,7 @@ def dropout_backward_uses_the_cached_mask(be):
 
 class Mutant(NamedTuple):
     patches: dict   # "module.attribute" -> replacement
-    cases: tuple    # op cases of npformer.checks.op_cases whose gradient check must fail
+    cases: tuple    # op cases of npformer.verify.op_cases.op_cases whose gradient check must fail
     prop: object    # property check that must fail
 
 
@@ -225,7 +225,7 @@ def final_norm_backward_dropped(dy, cache, stack):
 def test_model_gradient_check_catches_a_dropped_final_norm_backward(monkeypatch, module):
     """Pre-LN ends each stack with a LayerNorm; a backward that passes dy straight
     through it must fail the whole-model rows for pre-LN and leave post-LN's alone."""
-    from npformer.model.checks import run_model_checks
+    from npformer.verify.model_cases import run_model_checks
     monkeypatch.setattr(f"{module}.final_norm_backward", final_norm_backward_dropped)
     results = {r.name: r for r in run_model_checks("numpy")}
     for name in ("model_pre", "model_dropout_pre", "model_directional_pre"):

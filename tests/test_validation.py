@@ -99,7 +99,7 @@ def test_cross_entropy_refuses_float_and_out_of_range_targets(be):
     logits = be.xp.zeros((2, 3, 7))
     with pytest.raises(TypeError, match="targets must be integer token ids, got float64"):
         ops.cross_entropy_forward(logits, be.xp.ones((2, 3)))
-    if be.on_device:  # values are checked on the host, before ids go to a device (check_batch)
+    if be.on_device:  # values are checked on the host, before ids go to a device (validate_batch)
         return
     with pytest.raises(ValueError, match=r"targets must be in \[0, 7\) .*got values in \[1, 7\]"):
         ops.cross_entropy_forward(logits, be.asarray(np.array([[1, 2, 7], [1, 1, 1]])))
@@ -112,7 +112,7 @@ def test_embedding_refuses_float_and_out_of_range_ids(be):
     E = be.xp.zeros((12, 4))
     with pytest.raises(TypeError, match="ids must be integer token ids, got float64"):
         ops.embedding_forward(be.xp.ones((2, 3)), E)
-    if be.on_device:  # values are checked on the host, before ids go to a device (check_ids)
+    if be.on_device:  # values are checked on the host, before ids go to a device (validate_ids)
         return
     with pytest.raises(ValueError, match=r"ids must be in \[0, 12\) .*got values in \[-1, 3\]"):
         ops.embedding_forward(be.asarray(np.array([[3, -1]])), E)  # -1 used to pick row 11

@@ -3,8 +3,8 @@ worker and restored after, and worker counts it refuses."""
 import numpy as np
 import pytest
 
-from npformer import workers as workers_module
-from npformer.workers import Workers, balanced_groups, blas_threads_controllable
+from npformer.runtime import workers as workers_module
+from npformer.runtime.workers import Workers, balanced_groups, blas_threads_controllable
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """``npformer compare-torch``: npformer's loss, logits and gradients against stock PyTorch
-modules with the same weights, float64, one padded batch (npformer/torch_reference.py).
+modules with the same weights, float64, one padded batch (npformer/verify/torch_compare.py).
 
     pip install 'npformer[torch]'
     npformer compare-torch                      # tiny preset, post-LN and pre-LN
@@ -16,7 +16,7 @@ from npformer.commands.options import int_at_least
 
 def cmd_compare_torch(args) -> int:
     from npformer.model.config import preset
-    from npformer.torch_reference import TOLERANCE, compare, import_torch
+    from npformer.verify.torch_compare import TOLERANCE, compare, import_torch
     import_torch()  # a missing torch is a one-line error before any work
     norms = ("post", "pre") if args.norm == "both" else (args.norm,)
     results = [compare(preset(args.preset, vocab_size=args.vocab_size, norm=n), seed=args.seed) for n in norms]

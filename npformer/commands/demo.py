@@ -29,7 +29,7 @@ import sys
 import time
 
 from npformer.commands.options import (CORPUS_DEFAULTS, add_backend_args, add_decoding_args, add_recipe_args,
-                                       check_schedule_options, decoding_settings, derive_recipe, int_at_least,
+                                       validate_schedule_options, decoding_settings, derive_recipe, int_at_least,
                                        model_config, number_at_least, require, schedule_of)
 from npformer.train.recipe import DERIVED
 
@@ -45,7 +45,7 @@ DEMO_DECODING = dict(beam=4, alpha=1.0, max_len_a=1.2, max_len_b=5, no_repeat_ng
 
 def cmd_demo(args) -> int:
     require("sacrebleu", "the demo's test-set BLEU and chrF")
-    from npformer.distributed import launch
+    from npformer.runtime.distributed import launch
     from npformer.train.trainer import TrainingDiverged
     with launch(args.backend, "demo", agreed=(TrainingDiverged,)) as comm:
         return demo_on(args, comm)
@@ -54,7 +54,7 @@ def cmd_demo(args) -> int:
 def demo_on(args, comm) -> int:
     """``npformer demo`` as one rank of ``comm`` (SingleProcess without a launcher)."""
     from npformer.data.pipeline import batch_schedule, prepare
-    from npformer.distributed.communicator import digest
+    from npformer.runtime.distributed.communicator import digest
     from npformer.train.ranks import fingerprint, workers_per_rank
     from npformer.train.trainer import init_state, throughput, train
     from npformer.translation import Translator, dev_evaluator, evaluate_pairs
@@ -72,7 +72,7 @@ def demo_on(args, comm) -> int:
                 **{k: getattr(args, k) for k in DERIVED}}
     for line in derive_recipe(settings, minutes=args.minutes - eval_minutes, steps=None):
         say(f"  {line}")
-    check_schedule_options(settings)
+    validate_schedule_options(settings)
     data = prepare(num_merges=settings["merges"], splits_wanted=("train", "dev"))
     settings["vocab_size"] = data.tokenizer.vocab_size
     cfg = model_config(settings)
@@ -85,7 +85,7 @@ def demo_on(args, comm) -> int:
                              max_len=settings["max_len"])
     if comm.size > 1:  # the ranks must have learned the same vocabulary and drawn the same batches
         first = batches(1)
-        comm.check_same(fingerprint(state, cfg, settings={"seed": args.seed, "minutes": args.minutes},
+        comm.require_same(fingerprint(state, cfg, settings={"seed": args.seed, "minutes": args.minutes},
                                     vocabulary=digest(data.tokenizer.to_dict()),
                                     data=digest([digest(first.src), digest(first.tgt_out)])))
     evaluate = dev_evaluator(data, cfg, settings["max_tokens"], bleu_sentences=0, workers=workers)

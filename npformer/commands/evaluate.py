@@ -10,7 +10,7 @@ def cmd_evaluate(args) -> int:
     require("sacrebleu", "evaluate (BLEU and chrF)")
     from npformer.data.corpus import load_corpus
     from npformer.translation import Translator, evaluate_pairs
-    from npformer.workers import make_workers
+    from npformer.runtime.workers import make_workers
     model = Translator.from_checkpoint(args.checkpoint, backend=args.backend, dtype=args.dtype)
     pairs = load_corpus(args.data)[args.split]
     if args.limit:

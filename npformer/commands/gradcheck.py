@@ -5,7 +5,7 @@ from npformer.commands.options import add_backend_args, int_at_least
 
 
 def cmd_gradcheck(args) -> int:
-    from npformer.checks import run_all_checks
+    from npformer.verify.op_cases import run_all_checks
     if args.dtype != "float64":
         raise ValueError(f"--dtype: gradient checks need float64, got {args.dtype}")
     results = run_all_checks(args.backend, seed=args.seed, quick=args.quick)

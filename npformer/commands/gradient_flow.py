@@ -1,5 +1,5 @@
 """``npformer gradient-flow``: each layer's weight-gradient norm at initialisation, post-LN
-beside pre-LN, averaged over a few batches of the corpus (npformer/gradient_flow.py).
+beside pre-LN, averaged over a few batches of the corpus (npformer/verify/gradient_flow.py).
 
     npformer gradient-flow --preset small --out docs/img/gradient_flow.png
 
@@ -12,7 +12,7 @@ from npformer.commands.options import add_backend_args, int_at_least, require
 
 def cmd_gradient_flow(args) -> int:
     from npformer.data.pipeline import batch_schedule, prepare
-    from npformer.gradient_flow import gradient_flow
+    from npformer.verify.gradient_flow import gradient_flow
     from npformer.model.config import preset
     if args.out:
         require("matplotlib", "gradient-flow --out")  # an error before the work, not after

@@ -7,6 +7,7 @@ sibling command.
 """
 from __future__ import annotations
 
+from npformer.errors import UserError
 import argparse
 import importlib
 import math
@@ -25,7 +26,7 @@ def require(module: str, purpose: str) -> None:
     try:
         importlib.import_module(module)
     except ImportError:
-        raise RuntimeError(f"{purpose} needs {module}, which is not installed: "
+        raise UserError(f"{purpose} needs {module}, which is not installed: "
                            f"pip install 'npformer[{EXTRAS[module]}]'") from None
 
 
@@ -140,7 +141,7 @@ def derive_recipe(settings: dict, minutes: float | None, steps: int | None) -> l
     return describe(derived, reasons)
 
 
-def check_schedule_options(settings: dict) -> None:
+def validate_schedule_options(settings: dict) -> None:
     """--lr belongs to the linear schedule, --lr-factor to the paper's."""
     if settings.get("schedule") == "noam" and settings.get("lr") is not None:
         raise ValueError("--lr is the peak of the linear schedule; the paper's schedule (--schedule noam) "

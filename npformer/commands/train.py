@@ -42,7 +42,7 @@ import sys
 import time
 from typing import Callable, NamedTuple
 
-from npformer.commands.options import (CORPUS_DEFAULTS, add_backend_args, add_recipe_args, check_schedule_options,
+from npformer.commands.options import (CORPUS_DEFAULTS, add_backend_args, add_recipe_args, validate_schedule_options,
                                        derive_recipe, int_at_least, model_config, number_at_least, schedule_of)
 
 # Settings that define a run: stored in its checkpoint, fixed on --resume.
@@ -154,7 +154,7 @@ def make_source(settings: dict, tokenizer: dict | None, workers=None) -> DataSou
 
 
 def cmd_train(args) -> int:
-    from npformer.distributed import launch
+    from npformer.runtime.distributed import launch
     from npformer.train.trainer import TrainingDiverged
     with launch(args.backend, "train", agreed=(TrainingDiverged,)) as comm:
         return train_on(args, comm)
@@ -162,7 +162,7 @@ def cmd_train(args) -> int:
 
 def run_fingerprint(state, cfg, settings: dict, source: DataSource) -> dict:
     """What the ranks of one run must share (train/ranks.py ``fingerprint``)."""
-    from npformer.distributed.communicator import digest
+    from npformer.runtime.distributed.communicator import digest
     from npformer.train.ranks import fingerprint
     batch = source.batches(state.step + 1)
     return fingerprint(state, cfg, settings=settings, vocabulary=digest(source.tokenizer),
@@ -179,9 +179,9 @@ def train_on(args, comm) -> int:
         state, cfg, settings, source, steps, layout_note = set_up(args, comm, last)
         mine = run_fingerprint(state, cfg, settings, source) if comm.size > 1 else None
     except Exception as e:  # every rank learns of it at the start-up check, and stops
-        comm.check_same(e)
+        comm.require_same(e)
         raise
-    comm.check_same(mine)
+    comm.require_same(mine)
     if layout_note and comm.rank == 0:
         print(f"npformer train: {layout_note}", file=sys.stderr, flush=True)
     workers = state.workers
@@ -269,7 +269,7 @@ def set_up(args, comm, last):
         if settings["task"] == "translate":
             note = "the recipe for this corpus and budget:\n  " + "\n  ".join(
                 derive_recipe(settings, args.minutes, steps))
-        check_schedule_options(settings)
+        validate_schedule_options(settings)
         source = make_source(settings, None, workers)
         cfg = model_config(settings)
         state = init_state(cfg, seed=settings["seed"], backend=args.backend, dtype=settings["dtype"],

@@ -7,7 +7,7 @@ from npformer.commands.options import add_backend_args, add_decoding_args, decod
 
 def cmd_translate(args) -> int:
     from npformer.translation import Translator, translate
-    from npformer.workers import make_workers
+    from npformer.runtime.workers import make_workers
     model = Translator.from_checkpoint(args.checkpoint, backend=args.backend, dtype=args.dtype)
     sentences = args.sentences or [line.rstrip("\n") for line in sys.stdin]
     sentences = [s for s in sentences if s.strip()]

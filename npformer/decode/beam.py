@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from npformer.decode.shared import check_int, check_src, make_decoder, next_log_probs, output_limits
+from npformer.decode.shared import validate_int, validate_src, make_decoder, next_log_probs, output_limits
 
 
 class Hypothesis(NamedTuple):
@@ -108,17 +108,17 @@ def beam_search(params, cfg, src, beam_size=4, alpha=0.6, max_len=None, min_len=
     fewer if fewer finished). max_len, min_len and use_cache are as in ``greedy_decode``.
     ``no_repeat_ngram`` = n > 0 forbids repeating any n tokens (see the module docstring).
     """
-    be, src_on_device = check_src(params, cfg, src)
-    k = check_int(beam_size, "beam_size", 1)
+    be, src_on_device = validate_src(params, cfg, src)
+    k = validate_int(beam_size, "beam_size", 1)
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0.0 <= alpha < float("inf"):
         raise ValueError(f"alpha: expected a finite number >= 0 (the paper uses 0.6), got {alpha!r}")
     alpha = float(alpha)
     limits = output_limits(cfg, src, max_len)  # (B,) host; from a host src, no read
     src = src_on_device
-    min_len = check_int(min_len, "min_len", 0)
-    no_repeat_ngram = check_int(no_repeat_ngram, "no_repeat_ngram", 0)
+    min_len = validate_int(min_len, "min_len", 0)
+    no_repeat_ngram = validate_int(no_repeat_ngram, "no_repeat_ngram", 0)
     if n_best is not None:
-        n_best = check_int(n_best, "n_best", 1, k)
+        n_best = validate_int(n_best, "n_best", 1, k)
     xp, B, V = be.xp, src.shape[0], cfg.target_vocab
     decoder = make_decoder(params, cfg, src, int(limits.max()), use_cache, copies=k)
 

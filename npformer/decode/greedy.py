@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from npformer.decode.shared import check_int, check_src, make_decoder, next_log_probs, output_limits
+from npformer.decode.shared import validate_int, validate_src, make_decoder, next_log_probs, output_limits
 
 
 def greedy_decode(params, cfg, src, max_len=None, use_cache=True, min_len=0, return_logits=False):
@@ -27,10 +27,10 @@ def greedy_decode(params, cfg, src, max_len=None, use_cache=True, min_len=0, ret
     min_len: EOS is not allowed before this many tokens (0 = no minimum).
     return_logits: also return a list of B host arrays (n_steps_b, V), one row per step.
     """
-    be, src_on_device = check_src(params, cfg, src)
+    be, src_on_device = validate_src(params, cfg, src)
     limits = output_limits(cfg, src, max_len)  # (B,) host; from a host src, no read
     src = src_on_device
-    min_len = check_int(min_len, "min_len", 0)
+    min_len = validate_int(min_len, "min_len", 0)
     B = src.shape[0]
     decoder = make_decoder(params, cfg, src, int(limits.max()), use_cache)
     outputs = [[] for _ in range(B)]

@@ -57,9 +57,9 @@ from npformer.backend import backend_of
 from npformer.model.config import TransformerConfig
 from npformer.model.encoder import encoder_forward
 from npformer.model.masks import padding_mask
-from npformer.model.params import check_params, embedding_keys
+from npformer.model.params import validate_params, embedding_keys
 from npformer.model.sublayer import final_norm_forward, sublayer_in_forward, sublayer_out_forward, subdict
-from npformer.model.transformer import check_ids, embed_forward, positional_table
+from npformer.model.transformer import validate_ids, embed_forward, positional_table
 from npformer.ops.attention import attention_forward
 from npformer.ops.feedforward import feedforward_forward
 from npformer.ops.linear import linear_forward
@@ -71,10 +71,10 @@ def encode(params, cfg: TransformerConfig, src):
 
     src (B, S) ids -> (memory (B, S, d_model), src_mask (B, 1, 1, S)).
     """
-    check_params(params, cfg)
+    validate_params(params, cfg)
     E_src = params[embedding_keys(cfg)["src"]]
     be = backend_of(src, E_src)
-    check_ids(src, "src", cfg.vocab_size, cfg.max_len)
+    validate_ids(src, "src", cfg.vocab_size, cfg.max_len)
     src_mask = padding_mask(src, cfg.pad_id)  # (B, 1, 1, S)
     table = positional_table(cfg, be.xp, E_src.dtype)
     x, _ = embed_forward(src, E_src, cfg, table)  # (B, S, d_model)
@@ -214,7 +214,7 @@ def teacher_forced_logits(params, cfg: TransformerConfig, src, tgt_in):
     Equals ``transformer_forward(params, cfg, src, tgt_in)[0]`` (inference mode) wherever
     tgt_in holds no padding; used to test the cache.
     """
-    check_ids(tgt_in, "tgt_in", cfg.target_vocab, cfg.max_len)
+    validate_ids(tgt_in, "tgt_in", cfg.target_vocab, cfg.max_len)
     memory, src_mask = encode(params, cfg, src)
     if tgt_in.shape[0] != memory.shape[0]:
         raise ValueError(f"src and tgt_in: batch sizes differ, {memory.shape[0]} vs {tgt_in.shape[0]}")

@@ -29,13 +29,13 @@ import numpy as np
 from npformer.backend import backend_of
 from npformer.decode.incremental import decode_step, encode, init_decoder_state, reorder
 from npformer.model.config import TransformerConfig
-from npformer.model.params import check_params, embedding_keys
-from npformer.model.transformer import check_ids, transformer_forward
+from npformer.model.params import validate_params, embedding_keys
+from npformer.model.transformer import validate_ids, transformer_forward
 
 EXTRA_OUTPUT_LENGTH = 50  # §6.1: maximum output length = input length + 50
 
 
-def check_int(value, name, lo, hi=None):
+def validate_int(value, name, lo, hi=None):
     """``value`` as an int in [lo, hi]; a ValueError/TypeError naming ``name`` otherwise."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name}: expected an integer, got {type(value).__name__} {value!r}")
@@ -45,14 +45,14 @@ def check_int(value, name, lo, hi=None):
     return int(value)
 
 
-def check_src(params, cfg: TransformerConfig, src):
+def validate_src(params, cfg: TransformerConfig, src):
     """``(backend, src on the parameters' device)`` for a (B, S) integer array with ids
     in [0, V). A host (NumPy) ``src`` is checked there and then sent to the device:
     the way to have the ids' values checked when the model lives on a GPU."""
     if not hasattr(src, "dtype") or not hasattr(src, "ndim"):
         raise TypeError(f"src: expected a (batch, length) integer array of token ids, got {type(src).__name__}")
-    check_ids(src, "src", cfg.vocab_size, cfg.max_len)
-    check_params(params, cfg)
+    validate_ids(src, "src", cfg.vocab_size, cfg.max_len)
+    validate_params(params, cfg)
     E = params[embedding_keys(cfg)["src"]]
     if backend_of(src).on_device:
         return backend_of(src, E), src  # one device, or a clear error
@@ -68,10 +68,10 @@ def output_limits(cfg: TransformerConfig, src, max_len=None) -> np.ndarray:
     if max_len is not None and np.ndim(max_len) == 1:
         if len(max_len) != B:
             raise ValueError(f"max_len: expected one limit per sentence ({B}), got {len(max_len)}")
-        return np.array([check_int(m, f"max_len[{i}]", 1, cfg.max_len) for i, m in enumerate(max_len)],
+        return np.array([validate_int(m, f"max_len[{i}]", 1, cfg.max_len) for i, m in enumerate(max_len)],
                         dtype=np.int64)
     if max_len is not None:
-        limit = check_int(max_len, "max_len", 1, cfg.max_len)
+        limit = validate_int(max_len, "max_len", 1, cfg.max_len)
         return np.full(B, limit, dtype=np.int64)
     n_src = backend_of(src).to_host((src != cfg.pad_id).sum(axis=1))  # (B,)
     return np.array(output_length_rule(n_src, 1.0, EXTRA_OUTPUT_LENGTH, cfg.max_len), dtype=np.int64)

@@ -9,7 +9,7 @@
 
 Untied (``tie_embeddings=False``): "src_embed" (V, d_model), "tgt_embed" and
 "out_proj" (V_tgt, d_model) instead of "embed". Gradients use the same keys.
-``check_params`` refuses a dict that does not fit the config, naming the key.
+``validate_params`` refuses a dict that does not fit the config, naming the key.
 
 Initialisation (the paper does not state one): Xavier/Glorot uniform for the
 weight matrices, zeros for biases and beta, ones for gamma, and N(0, d_model^-1)
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from npformer.backend import backend_of, check_dtype, get_backend
+from npformer.backend import backend_of, validate_dtype, get_backend
 from npformer.model.config import TransformerConfig
 from npformer.ops.feedforward import PARAM_NAMES as FFN_PARAMS
 from npformer.ops.multihead import PARAM_NAMES as ATTN_PARAMS
@@ -81,7 +81,7 @@ def param_shapes(cfg: TransformerConfig) -> dict:
     return shapes
 
 
-def check_params(params, cfg: TransformerConfig) -> None:
+def validate_params(params, cfg: TransformerConfig) -> None:
     """``params`` must hold exactly the keys of ``param_shapes(cfg)``, each a float array of
     that shape, all of one dtype: a ValueError/TypeError that names the key otherwise."""
     if not isinstance(params, dict):
@@ -106,7 +106,7 @@ def check_params(params, cfg: TransformerConfig) -> None:
 
 
 def init_params(cfg: TransformerConfig, seed: int = 0, dtype: str = "float32", backend=None) -> dict:
-    dtype = check_dtype(dtype)
+    dtype = validate_dtype(dtype)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
     be = get_backend(backend)

@@ -36,7 +36,7 @@ from npformer.ops.residual import residual_backward, residual_forward
 NORMS = ("post", "pre")
 
 
-def check_norm(norm: str) -> str:
+def validate_norm(norm: str) -> str:
     if norm not in NORMS:
         raise ValueError(f"norm: expected 'post' (LayerNorm after the residual, the paper's) or 'pre' "
                          f"(LayerNorm before the sublayer), got {norm!r}")
@@ -72,7 +72,7 @@ def add_norm_backward(dy, cache: AddNormCache):
 
 def sublayer_in_forward(x, gamma, beta, norm: str):
     """The sublayer's input u: LayerNorm(x) for pre-LN, x itself for post-LN. Returns ``(u, cache)``."""
-    if check_norm(norm) == "pre":
+    if validate_norm(norm) == "pre":
         return layernorm_forward(x, gamma, beta)  # (..., d_model)
     return x, None
 
@@ -87,7 +87,7 @@ def sublayer_in_backward(du, cache):
 
 def sublayer_out_forward(x, s, gamma, beta, norm: str, p_drop, rng):
     """The layer's output from its input x and the sublayer's output s. Returns ``(y, cache)``."""
-    if check_norm(norm) == "post":
+    if validate_norm(norm) == "post":
         return add_norm_forward(x, s, gamma, beta, p_drop, rng)
     s, drop = dropout_forward(s, p_drop, rng)
     y, add = residual_forward(x, s)  # (..., d_model)
@@ -110,7 +110,7 @@ class StackCache(NamedTuple):
 
 def final_norm_forward(x, params, stack: str, norm: str):
     """Pre-LN ends the stack with LayerNorm(x; "<stack>.norm.*"); post-LN's last layer already normalised."""
-    if check_norm(norm) == "pre":
+    if validate_norm(norm) == "pre":
         return layernorm_forward(x, params[f"{stack}.norm.gamma"], params[f"{stack}.norm.beta"])
     return x, None
 

@@ -27,7 +27,7 @@ from npformer.model.config import TransformerConfig
 from npformer.model.decoder import decoder_backward, decoder_forward
 from npformer.model.encoder import encoder_backward, encoder_forward
 from npformer.model.masks import padding_mask, target_mask
-from npformer.model.params import check_params, embedding_keys
+from npformer.model.params import validate_params, embedding_keys
 from npformer.ops.cross_entropy import cross_entropy_backward, cross_entropy_forward
 from npformer.ops.dropout import dropout_backward, dropout_forward
 from npformer.ops.embedding import embedding_backward, embedding_forward
@@ -44,13 +44,13 @@ def positional_table(cfg: TransformerConfig, xp, dtype):
     return _PE_CACHE[key]
 
 
-def check_ids(ids, name, vocab, max_len):
+def validate_ids(ids, name, vocab, max_len):
     """Validate a (B, L) integer id array: a clear error instead of a wrong answer.
 
     The value range is checked only where the ids live on the host: on a GPU it
     would read them back and stall the device at every call. Code that sends ids
     to a device checks them here first, while they are still host arrays
-    (``check_batch``, the decoders' ``check_src``)."""
+    (``validate_batch``, the decoders' ``validate_src``)."""
     if not hasattr(ids, "dtype") or ids.dtype.kind not in "iu":
         raise TypeError(f"{name}: expected an integer array of token ids, got "
                         f"{getattr(ids, 'dtype', type(ids).__name__)}")
@@ -67,12 +67,12 @@ def check_ids(ids, name, vocab, max_len):
         raise ValueError(f"{name}: token ids must be in [0, {vocab}), got values in [{lo}, {hi}]")
 
 
-def check_batch(cfg: TransformerConfig, src, tgt_in, tgt_out) -> int:
+def validate_batch(cfg: TransformerConfig, src, tgt_in, tgt_out) -> int:
     """Validate a training batch (src (B, S), tgt_in and tgt_out (B, T), ideally host
     arrays) before any work on it; returns N, its number of non-pad targets."""
-    check_ids(src, "src", cfg.vocab_size, cfg.max_len)
-    check_ids(tgt_in, "tgt_in", cfg.target_vocab, cfg.max_len)
-    check_ids(tgt_out, "tgt_out", cfg.target_vocab, cfg.max_len)
+    validate_ids(src, "src", cfg.vocab_size, cfg.max_len)
+    validate_ids(tgt_in, "tgt_in", cfg.target_vocab, cfg.max_len)
+    validate_ids(tgt_out, "tgt_out", cfg.target_vocab, cfg.max_len)
     if tgt_out.shape != tgt_in.shape or src.shape[0] != tgt_in.shape[0]:
         raise ValueError(f"batch: src {src.shape}, tgt_in {tgt_in.shape} and tgt_out {tgt_out.shape} "
                          "must have one batch size, and tgt_in and tgt_out one length")
@@ -116,10 +116,10 @@ def transformer_forward(params, cfg: TransformerConfig, src, tgt_in, rng=None):
 
     Returns ``(logits, cache)``.
     """
-    check_params(params, cfg)
+    validate_params(params, cfg)
     be = backend_of(src, tgt_in, params[embedding_keys(cfg)["src"]])
-    check_ids(src, "src", cfg.vocab_size, cfg.max_len)
-    check_ids(tgt_in, "tgt_in", cfg.target_vocab, cfg.max_len)
+    validate_ids(src, "src", cfg.vocab_size, cfg.max_len)
+    validate_ids(tgt_in, "tgt_in", cfg.target_vocab, cfg.max_len)
     if src.shape[0] != tgt_in.shape[0]:
         raise ValueError(f"src and tgt_in: batch sizes differ, {src.shape[0]} vs {tgt_in.shape[0]}")
     keys = embedding_keys(cfg)

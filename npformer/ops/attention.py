@@ -38,7 +38,7 @@ class AttentionCache(NamedTuple):
     scale: float   # 1 / sqrt(d_k)
 
 
-def check_mask(mask, scores_shape) -> None:
+def validate_mask(mask, scores_shape) -> None:
     """The mask must be boolean and broadcast to the scores' shape (B, h, T_q, T_k)
     without growing it: a wrong mask would otherwise silently mask the wrong keys."""
     if mask is None:
@@ -55,7 +55,7 @@ def check_mask(mask, scores_shape) -> None:
 
 def attention_weights(Q, K, mask=None):
     """P = softmax(Q K^T / sqrt(d_k) + M), with fully masked rows set to 0."""
-    check_mask(mask, (*Q.shape[:-1], K.shape[-2]))
+    validate_mask(mask, (*Q.shape[:-1], K.shape[-2]))
     backend_of(Q, K, mask)  # all on one device
     d_k = Q.shape[-1]
     scale = 1.0 / d_k ** 0.5

@@ -25,7 +25,7 @@ class EmbeddingCache(NamedTuple):
 def embedding_forward(ids, E, scale=1.0):
     """``(y, cache)``. The ids' range is checked where they live on the host; on a
     device that check would read them back at every call, so callers check their
-    host arrays before sending them (model/transformer.py, ``check_ids``)."""
+    host arrays before sending them (model/transformer.py, ``validate_ids``)."""
     V = E.shape[0]
     if ids.dtype.kind not in "iu":
         raise TypeError(f"embedding: ids must be integer token ids, got {ids.dtype}")

@@ -7,7 +7,7 @@
     trainer.py   TrainState, train(), save_state / load_state
     progress.py  tqdm bar or plain log lines on stderr
 
-The worker pool itself is npformer/workers.py.
+The worker pool itself is npformer/runtime/workers.py.
 """
 from npformer.train.optim import Adam, clip_grad_norm, global_norm
 from npformer.train.schedule import Schedule, linear_lr, noam_lr

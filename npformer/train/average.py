@@ -28,7 +28,7 @@ def average_checkpoints(paths) -> tuple[dict, Checkpoint]:
     for path in paths[1:]:
         ck = checkpoint.load(path)
         try:
-            checkpoint.check_same_config(first.config, ck.config, path)
+            checkpoint.validate_same_config(first.config, ck.config, path)
         except ValueError as e:
             raise ValueError(f"average: {e} (expected: as in {paths[0]}); only checkpoints of one run "
                              "can be averaged") from None

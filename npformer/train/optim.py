@@ -38,8 +38,8 @@ from __future__ import annotations
 import math
 
 from npformer.backend import backend_of
-from npformer.flat import FlatDict
-from npformer.workers import as_workers
+from npformer.runtime.flat import FlatDict
+from npformer.runtime.workers import as_workers
 
 
 # Elements per block of the update: 4 arrays x 64K float32 = 1 MiB, about the
@@ -90,7 +90,7 @@ class Adam:
         if self.fused:
             if not isinstance(params, FlatDict):
                 raise TypeError("adam: on a device backend the parameters must be a FlatDict "
-                                "(npformer.flat), so that one kernel can update them all")
+                                "(npformer.runtime.flat), so that one kernel can update them all")
             self.m, self.v = FlatDict(params), FlatDict(params)
             self.m.flat.fill(0)
             self.v.flat.fill(0)
@@ -103,7 +103,7 @@ class Adam:
     def update(self, params: dict, grads: dict, lr: float, workers=None, grad_scale: float = 1.0) -> None:
         """One Adam step: change every ``params[k]`` in place using ``grad_scale * grads[k]``.
 
-        ``workers`` (npformer/workers.py) share the parameters out between CPU
+        ``workers`` (npformer/runtime/workers.py) share the parameters out between CPU
         threads; each parameter's update is the same either way."""
         if set(grads) != set(params) or set(params) != set(self.m):
             missing = sorted(set(params) ^ set(grads) | set(params) ^ set(self.m))

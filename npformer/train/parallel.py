@@ -5,7 +5,7 @@ every batch and the parts were summed. A CPU has cores instead of GPUs, and
 the same split keeps all of them busy: NumPy's element-wise work (softmax,
 LayerNorm, dropout, the loss, Adam) runs on one core per call, so one big
 forward/backward leaves the other cores idle outside the matrix products.
-Here the ``n`` threads of a worker pool (npformer/workers.py) each run the
+Here the ``n`` threads of a worker pool (npformer/runtime/workers.py) each run the
 unchanged forward and backward on a slice of the batch's sentences.
 
 The math is exactly that of the whole batch. Split the B sentences into shards
@@ -40,9 +40,9 @@ from __future__ import annotations
 import numpy as np
 
 from npformer.backend import backend_of
-from npformer.distributed.buckets import Buckets
+from npformer.runtime.distributed.buckets import Buckets
 from npformer.model.transformer import loss_and_grads
-from npformer.workers import Workers, as_workers
+from npformer.runtime.workers import Workers, as_workers
 
 
 def worker_generators(backend, seed: int, n: int, first: int = 0) -> list:

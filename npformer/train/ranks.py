@@ -32,8 +32,8 @@ import hashlib
 import os
 
 from npformer.backend import backend_of
-from npformer.distributed.communicator import RanksDisagree, digest
-from npformer.workers import available_cores, default_workers, limit_blas_threads, make_workers
+from npformer.runtime.distributed.communicator import RanksDisagree, digest
+from npformer.runtime.workers import available_cores, default_workers, limit_blas_threads, make_workers
 
 
 def workers_per_rank(n: int | None, backend, comm):
@@ -76,7 +76,7 @@ def fingerprint(state, cfg, **more) -> dict:
             "seed": state.seed, **more}
 
 
-def check_parameters_agree(state) -> None:
+def require_parameters_agree(state) -> None:
     """Raise ``RanksDisagree`` on every rank when the ranks' parameters differ."""
     digests = state.comm.allgather(parameters_digest(state.params), "the end-of-run parameter check")
     differ = [r for r, d in enumerate(digests) if d != digests[0]]

@@ -15,7 +15,7 @@ One step t = 1, 2, ...:
 Everything that changes during training lives in a ``TrainState``: the
 parameters, Adam's moments, the step, the dropout generators (one per worker)
 and a history of logged records. On a device backend the parameters are a
-``FlatDict`` (npformer/flat.py), so that Adam updates them in one kernel. A checkpoint
+``FlatDict`` (npformer/runtime/flat.py), so that Adam updates them in one kernel. A checkpoint
 stores all of it (``save_state``/``load_state``), so stopping at step k and
 resuming gives the same losses as never stopping.
 
@@ -44,23 +44,24 @@ from typing import Callable
 import numpy as np
 
 from npformer import checkpoint
+from npformer.errors import UserError
 from npformer.backend import get_backend
 from npformer.data.batching import Batch
-from npformer.distributed.communicator import Communicator, SingleProcess
+from npformer.runtime.distributed.communicator import Communicator, SingleProcess
 from npformer.model.config import TransformerConfig
 from npformer.model.params import init_params, params_backend
-from npformer.model.transformer import check_batch, transformer_forward
+from npformer.model.transformer import validate_batch, transformer_forward
 from npformer.ops.cross_entropy import cross_entropy_forward
-from npformer.flat import FlatDict
+from npformer.runtime.flat import FlatDict
 from npformer.train.optim import Adam, clip_scale, squared_norm
 from npformer.train.parallel import parallel_loss_and_grads, worker_generators
 from npformer.train.progress import Progress
-from npformer.train.ranks import check_parameters_agree
+from npformer.train.ranks import require_parameters_agree
 from npformer.train.schedule import Schedule
-from npformer.workers import Workers, as_workers
+from npformer.runtime.workers import Workers, as_workers
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(UserError):
     """The loss or the gradient norm stopped being a finite number."""
 
 
@@ -72,7 +73,7 @@ class TrainState:
     seed: int
     step: int = 0             # updates done so far
     history: list = field(default_factory=list)  # {"kind": "train"|"eval", "step", ...}
-    workers: Workers = field(default_factory=Workers)  # threads sharing each step (npformer/workers.py)
+    workers: Workers = field(default_factory=Workers)  # threads sharing each step (npformer/runtime/workers.py)
     comm: Communicator = field(default_factory=SingleProcess)  # the ranks sharing each step (ranks.py)
 
 
@@ -171,7 +172,7 @@ def evaluate_loss(params, cfg: TransformerConfig, batches, workers=None) -> floa
     be = params_backend(params)
 
     def batch_loss(b):
-        n_tokens = check_batch(cfg, b.src, b.tgt_in, b.tgt_out)
+        n_tokens = validate_batch(cfg, b.src, b.tgt_in, b.tgt_out)
         logits, _ = transformer_forward(params, cfg, be.asarray(b.src), be.asarray(b.tgt_in))
         loss, _ = cross_entropy_forward(logits, be.asarray(b.tgt_out), cfg.pad_id, cfg.eps_ls)
         return loss.astype(be.xp.float64) * n_tokens, n_tokens
@@ -207,7 +208,7 @@ def train_step(state: TrainState, cfg: TransformerConfig, batch: Batch, lr: floa
     parameters alone) when the loss or the gradient norm is not finite.
     """
     be = params_backend(state.params)
-    check_batch(cfg, batch.src, batch.tgt_in, batch.tgt_out)
+    validate_batch(cfg, batch.src, batch.tgt_in, batch.tgt_out)
     loss, grads, n_tokens = parallel_loss_and_grads(state.params, cfg, batch.src, batch.tgt_in, batch.tgt_out,
                                                     state.rngs, state.workers, state.comm,
                                                     f"step {state.step + 1}'s gradient all-reduce")
@@ -352,7 +353,7 @@ def train(state: TrainState, cfg: TransformerConfig, batches: Callable[[int], Ba
         if do_eval or do_save:
             evaluate_and_save(do_eval, do_save)
         if comm.size > 1:
-            check_parameters_agree(state)
+            require_parameters_agree(state)
     finally:
         bar.close()
     return state

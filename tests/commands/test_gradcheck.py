@@ -1,7 +1,7 @@
 """``npformer gradcheck``: one JSON list with a passing row per op; float32 refused in one line."""
 import json
 
-from npformer.checks import op_cases
+from npformer.verify.op_cases import op_cases
 
 
 def test_quick_json_lists_every_op(run_npformer):

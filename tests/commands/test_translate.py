@@ -46,7 +46,7 @@ def test_translate_after_a_fresh_start_from_arguments_and_stdin(run_dir, run_npf
 
 def test_translations_are_the_same_with_worker_threads(run_dir):
     """Batches decoded on several threads come back in order, each as decoded alone."""
-    from npformer.workers import Workers, blas_threads_controllable
+    from npformer.runtime.workers import Workers, blas_threads_controllable
     from npformer.translation import Translator, translate
     if not blas_threads_controllable():
         pytest.skip("threadpoolctl is not installed")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from npformer import ops
-from npformer.model.checks import TINY
+from npformer.verify.model_cases import TINY
 from npformer.model.params import init_params
 from npformer.model.transformer import loss_and_grads
 

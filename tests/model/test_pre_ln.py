@@ -6,7 +6,7 @@ import pytest
 
 from npformer import checkpoint
 from npformer.cli import main
-from npformer.model.checks import TINY, perturbed_params, tiny_batch
+from npformer.verify.model_cases import TINY, perturbed_params, tiny_batch
 from npformer.model.config import TransformerConfig, preset
 from npformer.model.encoder import encoder_layer_backward, encoder_layer_forward
 from npformer.model.masks import padding_mask

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from npformer.model.checks import TINY, perturbed_params, run_model_checks, tiny_batch
+from npformer.verify.model_cases import TINY, perturbed_params, run_model_checks, tiny_batch
 from npformer.model.config import PRESETS, preset
 from npformer.model.decoder import decoder_backward, decoder_forward
 from npformer.model.encoder import encoder_backward, encoder_forward

@@ -1,5 +1,5 @@
 """Checks shared by tests/ops: the contract every op's backward follows
-(npformer/gradcheck.py says why each check matters).
+(npformer/verify/gradcheck.py says why each check matters).
 
     y, cache = forward(**inputs);   grads = backward(dy, cache)
 

@@ -7,8 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from npformer import ops
-from npformer.checks import length_mask, lookahead_mask
-from npformer.gradcheck import check_gradients
+from npformer.verify.op_cases import length_mask, lookahead_mask
+from npformer.verify.gradcheck import check_gradients
 from npformer.ops.multihead import PARAM_NAMES
 
 HYP = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])

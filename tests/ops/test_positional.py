@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from npformer import ops
-from npformer.gradcheck import check_gradients
+from npformer.verify.gradcheck import check_gradients
 
 HYP = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 

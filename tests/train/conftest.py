@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from npformer.model.checks import TINY
+from npformer.verify.model_cases import TINY
 
 
 def make_padded_batch(B=5, S=7, T=6, V=TINY.vocab_size, seed=0):

@@ -2,7 +2,7 @@
 NumPy and on cupysim (CuPy's rules on the CPU, which take the device path: flat
 buffers and the fused Adam kernel) from the same weights and batch give the same
 losses and the same parameters. A test on one backend proves nothing about
-another; these compare them. (Two MPI ranks: tests/distributed/test_mpi.py.)"""
+another; these compare them. (Two MPI ranks: tests/runtime/distributed/test_mpi.py.)"""
 import numpy as np
 import pytest
 

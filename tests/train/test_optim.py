@@ -152,7 +152,7 @@ def test_fused_device_update_equals_the_host_reference(dtype, rtol):
     """The one-kernel form of Adam (cupy.fuse over flat buffers) and the readable
     per-array form give the same parameters and moments, clipping factor included."""
     from npformer.backend import get_backend
-    from npformer.flat import FlatDict
+    from npformer.runtime.flat import FlatDict
     from npformer.train.optim import squared_norm
     sim = get_backend("cupysim")
     rng = np.random.default_rng(3)
@@ -203,7 +203,7 @@ def test_the_fused_update_refuses_gradients_laid_out_in_another_order():
     """The kernel pairs params.flat[i] with grads.flat[i]: a gradient buffer in another
     order would update every parameter with pieces of the others' gradients."""
     from npformer.backend import get_backend
-    from npformer.flat import FlatDict
+    from npformer.runtime.flat import FlatDict
     sim = get_backend("cupysim")
     params = trainable({"W": sim.xp.zeros((2, 3)), "b": sim.xp.zeros(3)})
     opt = Adam(params)

@@ -6,14 +6,14 @@ from hypothesis import given, settings, strategies as st
 
 from npformer.train.schedule import Schedule
 from npformer.backend import get_backend
-from npformer.model.checks import TINY
+from npformer.verify.model_cases import TINY
 from npformer.model.params import init_params
 from npformer.model.transformer import loss_and_grads
 from npformer.train.optim import Adam, clip_grad_norm, global_norm
 from npformer.train.parallel import parallel_loss_and_grads, shard_rows, worker_generators
 from npformer.train.tasks import SequenceTask
 from npformer.train.trainer import evaluate_loss, init_state, load_state, save_state, train
-from npformer.workers import Workers, blas_threads_controllable
+from npformer.runtime.workers import Workers, blas_threads_controllable
 
 BE = get_backend("numpy")
 @pytest.fixture(scope="module")

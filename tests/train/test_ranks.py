@@ -1,6 +1,6 @@
 """Ranks and threads with one split rule: the whole batch's gradient on every
 rank, identical parameters after training, the start-up check. Threads of this
-process stand in for the ranks (the same runs over MPI: tests/distributed)."""
+process stand in for the ranks (the same runs over MPI: tests/runtime/distributed)."""
 import threading
 
 import numpy as np
@@ -8,15 +8,15 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from npformer.train.schedule import Schedule
-from npformer import workers as workers_module
-from npformer.distributed.communicator import AgreedError, Communicator, RanksDisagree
-from npformer.model.checks import TINY
+from npformer.runtime import workers as workers_module
+from npformer.runtime.distributed.communicator import AgreedError, Communicator, RanksDisagree
+from npformer.verify.model_cases import TINY
 from npformer.model.params import init_params
 from npformer.model.transformer import loss_and_grads
 from npformer.train import parallel
 from npformer.train.parallel import parallel_loss_and_grads, shard_rows, worker_generators
-from npformer.workers import Workers
-from npformer.train.ranks import check_parameters_agree, fingerprint, workers_per_rank
+from npformer.runtime.workers import Workers
+from npformer.train.ranks import require_parameters_agree, fingerprint, workers_per_rank
 from npformer.train.tasks import SequenceTask
 from npformer.train.trainer import init_state, train
 
@@ -223,7 +223,7 @@ def test_differing_parameters_are_found():
     def one(rank):
         state = init_state(TINY, seed=rank, comm=ThreadComm(ranks, rank))
         with pytest.raises(RanksDisagree, match=r"rank\(s\) \[1\] differ"):
-            check_parameters_agree(state)
+            require_parameters_agree(state)
         return True
     assert ranks.run(one) == [True, True]
 
@@ -236,8 +236,8 @@ def test_start_up_check_names_the_rank_and_what_differs():
         mine = fingerprint(state, TINY, settings={"seed": 0, "task": "reverse" if rank < 2 else "copy"},
                            vocabulary="v")
         with pytest.raises(RanksDisagree, match="rank 2 has settings.task = 'copy', rank 0 has 'reverse'"):
-            state.comm.check_same(mine)
-        state.comm.check_same(fingerprint(state, TINY, settings={"seed": 0}))  # alike: passes
+            state.comm.require_same(mine)
+        state.comm.require_same(fingerprint(state, TINY, settings={"seed": 0}))  # alike: passes
         return True
     assert ranks.run(one) == [True] * 3
 
@@ -248,18 +248,18 @@ def test_start_up_errors_stop_every_rank_with_the_ranks_errors():
     def one(rank):
         comm = ThreadComm(ranks, rank)
         with pytest.raises(AgreedError, match=r"^rank 1: --data: no such file$"):
-            comm.check_same({"a": 1} if rank == 0 else ValueError("--data: no such file"))
+            comm.require_same({"a": 1} if rank == 0 else ValueError("--data: no such file"))
         with pytest.raises(AgreedError, match=r"^--data: no such file$"):  # everyone's: said once
-            comm.check_same(ValueError("--data: no such file"))
+            comm.require_same(ValueError("--data: no such file"))
         return True
     assert ranks.run(one) == [True, True]
 
 
 def test_a_single_process_start_up_check_reraises_its_error():
-    from npformer.distributed import SingleProcess
+    from npformer.runtime.distributed import SingleProcess
     with pytest.raises(KeyError):
-        SingleProcess().check_same(KeyError("x"))
-    SingleProcess().check_same({"anything": 1})
+        SingleProcess().require_same(KeyError("x"))
+    SingleProcess().require_same({"anything": 1})
 
 
 def test_workers_per_rank_honours_an_explicit_count_and_shares_the_cores():

@@ -1,8 +1,8 @@
-"""npformer/flat.py: arrays as views of one buffer."""
+"""npformer/runtime/flat.py: arrays as views of one buffer."""
 import numpy as np
 import pytest
 
-from npformer.flat import FlatDict
+from npformer.runtime.flat import FlatDict
 
 
 def test_views_of_one_buffer_in_order(be):

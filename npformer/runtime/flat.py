@@ -36,7 +36,7 @@ class FlatDict(dict):
         if not arrays:
             raise ValueError("FlatDict: no arrays given")
         if layout is not None:
-            check_same_keys_and_shapes(layout, arrays, "FlatDict: the arrays")
+            validate_same_keys_and_shapes(layout, arrays, "FlatDict: the arrays")
             arrays = {k: arrays[k] for k in layout}
         dtypes = {str(a.dtype) for a in arrays.values()}
         if len(dtypes) != 1:
@@ -73,7 +73,7 @@ class FlatDict(dict):
         if not isinstance(other, FlatDict):
             raise ValueError(f"{what}: expected a FlatDict laid out as the parameters, got a "
                              f"{type(other).__name__}; build it with FlatDict(arrays, layout=params)")
-        check_same_keys_and_shapes(self, other, what)
+        validate_same_keys_and_shapes(self, other, what)
         if list(self) != list(other):
             i = next(i for i, (a, b) in enumerate(zip(self, other)) if a != b)
             raise ValueError(f"{what}: the flat buffer is laid out in another order than the parameters' "
@@ -85,7 +85,7 @@ class FlatDict(dict):
         return dict, (dict(self),)
 
 
-def check_same_keys_and_shapes(layout: dict, arrays: dict, what: str) -> None:
+def validate_same_keys_and_shapes(layout: dict, arrays: dict, what: str) -> None:
     """Raise ``ValueError`` unless ``arrays`` has exactly ``layout``'s keys, each with its shape."""
     if set(arrays) != set(layout):
         differ = sorted(set(arrays) ^ set(layout))

@@ -30,13 +30,14 @@ only inside the functions below.
 """
 from __future__ import annotations
 
+from npformer.errors import UserError
 import math
 from typing import NamedTuple
 
 import numpy as np
 
 from npformer.backend import get_backend
-from npformer.model.checks import perturbed_params
+from npformer.verify.model_cases import perturbed_params
 from npformer.model.config import TransformerConfig
 from npformer.model.transformer import loss_and_grads, transformer_forward
 from npformer.ops.layernorm import LAYERNORM_EPS
@@ -49,7 +50,7 @@ def import_torch():
     try:
         import torch
     except ImportError:
-        raise RuntimeError("compare-torch needs PyTorch: pip install 'npformer[torch]' "
+        raise UserError("compare-torch needs PyTorch: pip install 'npformer[torch]' "
                            "(or pip install torch)") from None
     return torch
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from npformer.backend import get_backend
-from npformer.gradcheck import check_directional, check_gradients
+from npformer.verify.gradcheck import check_directional, check_gradients
 from npformer.model.config import TransformerConfig
 from npformer.model.decoder import decoder_layer_backward, decoder_layer_forward
 from npformer.model.encoder import encoder_layer_backward, encoder_layer_forward

@@ -72,7 +72,7 @@ class Communicator:
     def describe(self) -> str:
         return f"{self.size} rank(s) ({self.name})"
 
-    def check_same(self, fingerprint, what: str = "the start-up check") -> None:
+    def require_same(self, fingerprint, what: str = "the start-up check") -> None:
         """The start-up check. ``fingerprint`` is this rank's JSON-serialisable dict,
         or the exception its set-up raised. Raises on every rank when any rank
         failed (an ``AgreedError`` naming the ranks and their errors) or when a

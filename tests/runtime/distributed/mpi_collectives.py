@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from npformer.train.schedule import Schedule
-from npformer import workers as workers_module
-from npformer.distributed.buckets import Buckets
-from npformer.distributed.communicator import RanksDisagree
-from npformer.model.checks import TINY
-from npformer.workers import Workers
+from npformer.runtime import workers as workers_module
+from npformer.runtime.distributed.buckets import Buckets
+from npformer.runtime.distributed.communicator import RanksDisagree
+from npformer.verify.model_cases import TINY
+from npformer.runtime.workers import Workers
 from npformer.train.ranks import fingerprint
 from npformer.train.tasks import SequenceTask
 from npformer.train.trainer import init_state, train
@@ -16,7 +16,7 @@ from npformer.train.trainer import init_state, train
 
 @pytest.fixture(scope="module")
 def comm():
-    from npformer.distributed.mpi import MPICommunicator
+    from npformer.runtime.distributed.mpi import MPICommunicator
     c = MPICommunicator(timeout=60, wait_timeout=120)
     if c.size < 2:
         pytest.fail("run these tests with mpiexec -n 2 or more")
@@ -50,16 +50,16 @@ def test_allreduce_sums_the_buckets_in_place(comm):
 
 
 def test_start_up_check_refuses_a_rank_that_differs(comm):
-    comm.check_same({"seed": 0})
+    comm.require_same({"seed": 0})
     with pytest.raises(RanksDisagree, match=r"rank 1 has seed = 1, rank 0 has 0"):
-        comm.check_same({"seed": int(comm.rank == 1)})
+        comm.require_same({"seed": int(comm.rank == 1)})
 
 
 def test_trained_parameters_are_identical_on_every_rank_bit_for_bit(comm):
     cfg = TINY.replace(p_drop=0.1)
     batches = SequenceTask("reverse", TINY.vocab_size, 2, 8).batches(0, batch_size=16)
     state = init_state(cfg, seed=0, comm=comm)
-    comm.check_same(fingerprint(state, cfg))
+    comm.require_same(fingerprint(state, cfg))
     train(state, cfg, batches, steps=6, schedule=Schedule("noam", 4, d_model=cfg.d_model), clip=1.0,
           log_every=1, progress=False)
     digests = comm.allgather({k: v.tobytes() for k, v in state.params.items()})

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from npformer.distributed.buckets import Buckets
+from npformer.runtime.distributed.buckets import Buckets
 from npformer.train.parallel import sum_into
-from npformer.workers import Workers
+from npformer.runtime.workers import Workers
 
 shapes = st.lists(st.lists(st.integers(1, 7), min_size=0, max_size=3).map(tuple), min_size=1, max_size=12)
 

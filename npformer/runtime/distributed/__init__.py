@@ -10,8 +10,8 @@ computing the gradient of its share of every batch (paper §5.2: 8 GPUs).
 The split of each batch between ranks and threads, and the training step
 built on these, are in npformer/train/ranks.py.
 """
-from npformer.distributed.buckets import Buckets
-from npformer.distributed.communicator import AgreedError, Communicator, RanksDisagree, SingleProcess
-from npformer.distributed.launch import launch, ranks_from_env
+from npformer.runtime.distributed.buckets import Buckets
+from npformer.runtime.distributed.communicator import AgreedError, Communicator, RanksDisagree, SingleProcess
+from npformer.runtime.distributed.launch import launch, ranks_from_env
 
 __all__ = ["AgreedError", "Buckets", "Communicator", "RanksDisagree", "SingleProcess", "launch", "ranks_from_env"]

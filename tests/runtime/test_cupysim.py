@@ -1,4 +1,4 @@
-"""npformer/cupysim.py: CuPy's rules on the CPU, and the faults it exists to catch.
+"""npformer/runtime/cupysim.py: CuPy's rules on the CPU, and the faults it exists to catch.
 
 Three faults are planted in real code paths and must be caught on cupysim:
   1. a call that CuPy 13 lacks (``xp.put_along_axis`` in the cross-entropy backward): AttributeError;
@@ -12,9 +12,10 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from npformer import cupysim, ops
+from npformer import ops
+from npformer.runtime import cupysim
 from npformer.backend import backend_of, get_backend
-from npformer.cupysim import SimArray, host_reads
+from npformer.runtime.cupysim import SimArray, host_reads
 from npformer.model.config import preset
 from npformer.train import parallel, trainer
 from npformer.train.tasks import SequenceTask
@@ -91,7 +92,7 @@ def test_every_read_back_to_the_host_is_counted_with_its_place(read, kind):
 
 
 def test_reads_from_worker_threads_are_counted():
-    from npformer.workers import Workers, blas_threads_controllable
+    from npformer.runtime.workers import Workers, blas_threads_controllable
     with host_reads() as reads:
         if blas_threads_controllable():
             Workers(2).map(lambda i: float(sim(i)), range(4))
@@ -101,7 +102,7 @@ def test_reads_from_worker_threads_are_counted():
 
 
 def test_only_the_api_every_supported_cupy_has():
-    api = json.loads(resources.files("npformer").joinpath("cupy_api.json").read_text())
+    api = json.loads(resources.files("npformer.runtime").joinpath("cupy_api.json").read_text())
     assert api["versions"][0] == "13.0.0" and api["versions"][-1].startswith("14.")
     assert "put_along_axis" in api["not_in_every_version"]["cupy"]["13.0.0"]
     with pytest.raises(AttributeError, match="put_along_axis.*every supported CuPy version"):

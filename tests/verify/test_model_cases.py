@@ -1,8 +1,8 @@
-"""npformer/model/checks.py: the fixed dropout draws the model gradient checks rely on."""
+"""npformer/verify/model_cases.py: the fixed dropout draws the model gradient checks rely on."""
 import numpy as np
 import pytest
 
-from npformer.model.checks import ReplayedDraws
+from npformer.verify.model_cases import ReplayedDraws
 
 
 def test_replayed_draws_repeat_after_rewind_as_copies(be):

@@ -14,6 +14,14 @@ We only ever set it when all of these hold, so it is safe:
   * NumPy has not been imported yet in this process (afterwards it has no effect),
   * NPFORMER_NO_AVX512 is not set (the opt-out).
 
+Nothing sets it on import. The ``npformer`` command calls ``tune_openblas()``
+at its start, and so do the benchmarks; a library user who wants the same
+calls it first thing, before NumPy is imported:
+
+    from npformer.runtime.cpu import tune_openblas
+    tune_openblas()
+    import numpy as np
+
 ``blas_tuning()`` reports what happened; the benchmarks print it.
 """
 import os
@@ -33,7 +41,8 @@ def cpu_has_avx512f() -> bool:
     return False
 
 
-def apply() -> None:
+def tune_openblas() -> None:
+    """Set OPENBLAS_CORETYPE=SkylakeX in this process where all the conditions above hold."""
     if os.environ.get("NPFORMER_NO_AVX512"):
         _STATE.update(applied=False, reason="disabled by NPFORMER_NO_AVX512")
     elif "OPENBLAS_CORETYPE" in os.environ:

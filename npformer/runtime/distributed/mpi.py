@@ -27,7 +27,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from npformer.distributed.communicator import Communicator
+from npformer.runtime.distributed.communicator import Communicator
 
 
 def process_alive(pid: int) -> bool:

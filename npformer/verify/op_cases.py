@@ -13,8 +13,8 @@ import numpy as np
 
 from npformer import ops
 from npformer.backend import get_backend
-from npformer.gradcheck import check_gradients
-from npformer.model.checks import run_model_checks
+from npformer.verify.gradcheck import check_gradients
+from npformer.verify.model_cases import run_model_checks
 from npformer.model.masks import lookahead_mask
 
 

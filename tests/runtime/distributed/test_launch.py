@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from npformer.distributed.launch import ranks_from_env, seconds_from_env
-from npformer.distributed.mpi import Watchdog, process_alive
+from npformer.runtime.distributed.launch import ranks_from_env, seconds_from_env
+from npformer.runtime.distributed.mpi import Watchdog, process_alive
 
 ROOT = Path(__file__).resolve().parents[2]
 

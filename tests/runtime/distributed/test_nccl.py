@@ -7,8 +7,8 @@ import threading
 import numpy as np
 import pytest
 
-from npformer.distributed.buckets import Buckets
-from npformer.distributed.nccl import NCCLCommunicator, buffer_pointer
+from npformer.runtime.distributed.buckets import Buckets
+from npformer.runtime.distributed.nccl import NCCLCommunicator, buffer_pointer
 
 CODES = {1: np.float16, 7: np.float32, 8: np.float64}  # NCCL's ncclFloat16/32/64
 

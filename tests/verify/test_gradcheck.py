@@ -1,4 +1,4 @@
-"""npformer/gradcheck.py catches wrong gradients (the command: tests/commands/test_gradcheck.py).
+"""npformer/verify/gradcheck.py catches wrong gradients (the command: tests/commands/test_gradcheck.py).
 
 The user-defined op here is y = x**3 * w with w shared along the batch (like a
 bias): dx = 3 x^2 w dy, dw = sum over the batch of x^3 dy. Its planted bugs are
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import npformer
-from npformer.checks import op_cases
-from npformer.gradcheck import GradCheckResult, check_directional, check_gradients, numerical_gradient
+from npformer.verify.op_cases import op_cases
+from npformer.verify.gradcheck import GradCheckResult, check_directional, check_gradients, numerical_gradient
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(npformer.__file__)))
 

@@ -15,13 +15,14 @@ on its own, so polling costs it nothing) and asks NCCL for asynchronous errors
 (a peer gone from the ring); the MPI watchdog stops the run at the deadline.
 
 The NCCL module, and the stream, can be stand-ins with the same methods:
-tests/distributed/test_nccl.py runs this code over NumPy buffers.
+tests/runtime/distributed/test_nccl.py runs this code over NumPy buffers.
 """
 from __future__ import annotations
 
+from npformer.errors import UserError
 import time
 
-from npformer.distributed.communicator import Communicator
+from npformer.runtime.distributed.communicator import Communicator
 
 
 def buffer_pointer(a) -> int:
@@ -41,7 +42,7 @@ class NCCLCommunicator(Communicator):
         if nccl is None:
             from cupy.cuda import nccl
             if not getattr(nccl, "available", True):
-                raise RuntimeError("backend cupy over several ranks needs NCCL, and CuPy was built without "
+                raise UserError("backend cupy over several ranks needs NCCL, and CuPy was built without "
                                    "it; install the cupy wheel for your CUDA (it bundles NCCL)")
         self.host, self.nccl, self._stream, self.poll_s = host, nccl, stream, poll_s
         self.rank, self.size, self.local_size = host.rank, host.size, host.local_size

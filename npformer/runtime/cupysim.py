@@ -21,7 +21,7 @@ The ``cupysim`` backend runs on NumPy underneath but enforces these rules:
     ``.item()``, ``.tolist()``, ``.get()``, ``asnumpy``/``to_host``, ``repr``.
     ``host_reads()`` counts them and says where they happened;
   * its namespace and its arrays offer only the names that every supported CuPy
-    version has (npformer/cupy_api.json, written by tools/cupy_api.py from
+    version has (npformer/runtime/cupy_api.json, written by tools/cupy_api.py from
     CuPy's own sources). Anything else raises ``AttributeError``.
 
 Use it to check code for a GPU on a machine without one:
@@ -39,11 +39,12 @@ import sys
 import threading
 from contextlib import contextmanager
 from importlib import resources
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-_API = json.loads(resources.files("npformer").joinpath("cupy_api.json").read_text())
+_API = json.loads(resources.files("npformer.runtime").joinpath("cupy_api.json").read_text())
 SUPPORTED_CUPY = tuple(_API["versions"])
 _NAMES = {space: frozenset(names) for space, names in _API["names"].items()}
 
@@ -69,7 +70,7 @@ class HostReads:
 
 _active: list[HostReads] = []
 # a read is reported at its caller's line, not inside these files
-_PLUMBING = {__file__, __file__.replace("cupysim.py", "backend.py")}
+_PLUMBING = {__file__, str(Path(__file__).parents[1] / "backend.py")}
 _lock = threading.Lock()
 
 

@@ -17,12 +17,13 @@ left waiting in a collective.
 """
 from __future__ import annotations
 
+from npformer.errors import UserError
 import os
 import sys
 import traceback
 from contextlib import contextmanager
 
-from npformer.distributed.communicator import AgreedError, SingleProcess
+from npformer.runtime.distributed.communicator import AgreedError, SingleProcess
 
 # (rank variable, size variable) of each launcher; None: the size is asked from MPI.
 LAUNCHER_VARIABLES = (("PMI_RANK", "PMI_SIZE"), ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
@@ -41,7 +42,7 @@ def ranks_from_env(environ=None) -> tuple[int, int | None] | None:
             try:
                 return int(environ[rank_var]), None if size is None else int(size)
             except ValueError:
-                raise RuntimeError(f"{rank_var}={environ[rank_var]!r}"
+                raise UserError(f"{rank_var}={environ[rank_var]!r}"
                                    f"{'' if size is None else f', {size_var}={size!r}'}: expected integers "
                                    "(set by an MPI launcher)") from None
     return None
@@ -68,11 +69,11 @@ def connect(backend=None):
     rank, chosen here before anything touches a GPU) for CuPy arrays."""
     place = ranks_from_env()
     try:
-        from npformer.distributed.mpi import MPICommunicator
+        from npformer.runtime.distributed.mpi import MPICommunicator
         host = MPICommunicator(seconds_from_env("NPFORMER_COMM_TIMEOUT", TIMEOUT_S),
                                seconds_from_env("NPFORMER_WAIT_TIMEOUT", WAIT_TIMEOUT_S))
     except ImportError as e:
-        raise RuntimeError(f"started as rank {place[0]} by an MPI launcher, but mpi4py cannot be imported "
+        raise UserError(f"started as rank {place[0]} by an MPI launcher, but mpi4py cannot be imported "
                            f"({e}); install it with: pip install 'npformer[mpi]'") from None
     name = getattr(backend, "name", backend) or os.environ.get("NPFORMER_BACKEND") or "numpy"
     if name != "cupy":
@@ -81,10 +82,10 @@ def connect(backend=None):
         import cupy
         gpus = cupy.cuda.runtime.getDeviceCount()
         if host.local_size > gpus:
-            raise RuntimeError(f"{host.local_size} ranks on {host.places[host.rank][0]} but {gpus} GPU(s): "
+            raise UserError(f"{host.local_size} ranks on {host.places[host.rank][0]} but {gpus} GPU(s): "
                                "start one rank per GPU (mpiexec -n GPUs, or a hostfile with slots=GPUs)")
         cupy.cuda.Device(host.local_rank).use()
-        from npformer.distributed.nccl import NCCLCommunicator
+        from npformer.runtime.distributed.nccl import NCCLCommunicator
         return NCCLCommunicator(host)
     except BaseException:
         host.finish()  # every rank fails here alike; none must take the others' exit for a crash

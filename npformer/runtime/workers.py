@@ -14,6 +14,7 @@ at once.
 """
 from __future__ import annotations
 
+from npformer.errors import UserError
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -68,7 +69,7 @@ class Workers:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"workers: n must be a positive integer, got {n!r}")
         if n > 1 and not blas_threads_controllable():
-            raise RuntimeError(f"workers: {n} workers need threadpoolctl to pin BLAS to one thread per "
+            raise UserError(f"workers: {n} workers need threadpoolctl to pin BLAS to one thread per "
                                f"worker: {TRAIN_EXTRA}, or use 1 worker")
         self.n = int(n)
         self._pool = ThreadPoolExecutor(self.n, thread_name_prefix="npformer") if self.n > 1 else None

@@ -3,7 +3,7 @@ big messages instead of one per parameter (the base preset has 253).
 
 The parameter dict's arrays are laid out, in the dict's order, one after the
 other in flat buffers of about ``bucket_bytes`` each (an array larger than
-that gets a buffer of its own): each bucket is a ``FlatDict`` (npformer/flat.py).
+that gets a buffer of its own): each bucket is a ``FlatDict`` (npformer/runtime/flat.py).
 ``views[k]`` is parameter k's gradient as a reshaped view into its buffer, so
 that after ``fill`` the all-reduce of the buffers in place *is* the all-reduce
 of every gradient, with no copy back; the optimizer then reads the views.
@@ -15,7 +15,7 @@ adds them, so ranks and threads give the same floats.
 from __future__ import annotations
 
 from npformer.backend import backend_of
-from npformer.flat import FlatDict
+from npformer.runtime.flat import FlatDict
 
 # PyTorch's DistributedDataParallel uses 25 MiB buckets: big enough that a ring
 # all-reduce runs at bandwidth, small enough to keep a few of them in flight.
