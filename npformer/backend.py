@@ -149,12 +149,30 @@ def get_backend(name: str | None = None) -> Backend:
     return _CACHE[name]
 
 
-def validate_cupy_version(version: str) -> None:
-    """Refuse a CuPy older than ``MIN_CUPY`` with a message that says what to install."""
+def min_cupy_for(numpy_version: str) -> tuple:
+    """The oldest CuPy that works with this NumPy: CuPy 13.2 first supports NumPy 2,
+    13.6 NumPy 2.3 and later; NumPy 1 works from ``MIN_CUPY``."""
+    try:
+        major, minor = (int(p) for p in numpy_version.split(".")[:2])
+    except ValueError:
+        return MIN_CUPY
+    if (major, minor) >= (2, 3):
+        return (13, 6)
+    return (13, 2) if major >= 2 else MIN_CUPY
+
+
+def validate_cupy_version(version: str, numpy_version: str | None = None) -> None:
+    """Refuse a CuPy older than ``MIN_CUPY``, or too old for the installed NumPy,
+    with a message that says what to install."""
     try:
         major_minor = tuple(int(p) for p in version.split(".")[:2])
     except ValueError:
         return  # a development build: let it try
+    numpy_version = numpy_version or np.__version__
+    needed = min_cupy_for(numpy_version)
+    if MIN_CUPY <= major_minor < needed:
+        raise UserError(f"backend 'cupy': CuPy {version} does not support NumPy {numpy_version}; it needs "
+                        f"CuPy >= {needed[0]}.{needed[1]} (pip install -U 'npformer[gpu]'), or an older NumPy")
     if major_minor < MIN_CUPY:
         raise UserError(f"backend 'cupy': CuPy {version} is too old; npformer needs CuPy >= "
                            f"{MIN_CUPY[0]}.{MIN_CUPY[1]} (pip install 'npformer[gpu]', or the cupy wheel "

@@ -126,3 +126,15 @@ def test_check_dtype():
     assert validate_dtype("float32") == "float32" and validate_dtype("float64") == "float64"
     with pytest.raises(ValueError, match="expected one of float32, float64"):
         validate_dtype("float16")
+
+
+def test_a_cupy_too_old_for_numpy_is_refused_naming_both():
+    from npformer.backend import validate_cupy_version
+    validate_cupy_version("13.6.0", "2.4.1")
+    validate_cupy_version("13.0.0", "1.26.4")
+    with pytest.raises(RuntimeError, match=r"CuPy 13.1.0 does not support NumPy 2.0.2; it needs CuPy >= 13.2"):
+        validate_cupy_version("13.1.0", "2.0.2")
+    with pytest.raises(RuntimeError, match=r"CuPy 13.4.0 does not support NumPy 2.3.0; it needs CuPy >= 13.6"):
+        validate_cupy_version("13.4.0", "2.3.0")
+    with pytest.raises(RuntimeError, match="too old"):
+        validate_cupy_version("12.3.0", "1.26.4")

@@ -380,6 +380,14 @@ def _asarray(a, dtype=None, order=None, **kwargs):
     return SimArray(np.array(a, dtype=dtype, order=order or "K"))
 
 
+def _array(a, dtype=None, copy=True, order=None, **kwargs):
+    """``cupy.array``: a copy by default, as in CuPy (``asarray`` shares where it can)."""
+    out = _asarray(a, dtype=dtype, order=order)
+    if copy and isinstance(a, SimArray) and np.shares_memory(out._a, a._a):
+        out = SimArray(out._a.copy())
+    return out
+
+
 def _asnumpy(a, stream=None, order="C", out=None, blocking=True):
     if isinstance(a, SimArray):
         _record("asnumpy")
@@ -425,7 +433,7 @@ random = _Namespace("cupy.random", np.random, _NAMES["cupy.random"],
 linalg = _Namespace("cupy.linalg", np.linalg, _NAMES["cupy.linalg"])
 cuda = _Namespace("cupy.cuda", None, {"Device"}, {"Device": _Device})
 xp = _Namespace("cupysim", np, _NAMES["cupy"], {
-    "asarray": _asarray, "array": _asarray, "asnumpy": _asnumpy, "fuse": _fuse, "ndarray": SimArray,
+    "asarray": _asarray, "array": _array, "asnumpy": _asnumpy, "fuse": _fuse, "ndarray": SimArray,
     "random": random, "linalg": linalg, "cuda": cuda,
     "get_array_module": lambda *arrays: xp,
     "ElementwiseKernel": _not_simulated("ElementwiseKernel"), "RawKernel": _not_simulated("RawKernel"),

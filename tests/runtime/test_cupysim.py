@@ -195,3 +195,10 @@ def test_planted_per_step_read_is_caught(monkeypatch):
 def test_cupysim_is_a_backend_choice(monkeypatch):
     monkeypatch.setenv("NPFORMER_BACKEND", "cupysim")
     assert get_backend() is SIM and cupysim.SUPPORTED_CUPY[0] == "13.0.0"
+
+
+def test_array_copies_as_cupy_does_and_asarray_shares():
+    a = cupysim.xp.zeros(3)
+    b, c = cupysim.xp.array(a), cupysim.xp.asarray(a)
+    b[0], c[1] = 1.0, 2.0
+    assert cupysim.xp.asnumpy(a).tolist() == [0.0, 2.0, 0.0]

@@ -42,8 +42,9 @@ class NCCLCommunicator(Communicator):
         if nccl is None:
             from cupy.cuda import nccl
             if not getattr(nccl, "available", True):
-                raise UserError("backend cupy over several ranks needs NCCL, and CuPy was built without "
-                                   "it; install the cupy wheel for your CUDA (it bundles NCCL)")
+                raise UserError("backend cupy over several ranks needs NCCL, which the CuPy wheels do not bundle: "
+                                "pip install nvidia-nccl-cu12 (or -cu13, matching your cupy-cuda wheel), or install "
+                                "the system's libnccl")
         self.host, self.nccl, self._stream, self.poll_s = host, nccl, stream, poll_s
         self.rank, self.size, self.local_size = host.rank, host.size, host.local_size
         self.timeout, self.wait_timeout = host.timeout, host.wait_timeout

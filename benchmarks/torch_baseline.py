@@ -1,11 +1,20 @@
-"""The paper's Transformer built from PyTorch primitives, for timing comparisons only.
+"""npformer's architecture built from PyTorch primitives: the SPEED BASELINE.
 
-The same architecture as npformer (Vaswani et al. 2017, base model, Figure 1):
+``train_step.py`` times npformer's training step against this model's. (The
+correctness comparison of npformer's gradients with stock PyTorch layers is a
+different thing: ``npformer compare-torch``, inside the package.)
+
+The same architecture as npformer (Vaswani et al. 2017, Figure 1), with the
+shapes of npformer's own presets (``npformer.model.config.PRESETS``, read
+through benchmarks/workload.py: one table for both frameworks):
   * one shared vocabulary V and ONE embedding matrix E (V, d_model), tied three ways:
     source embedding, target embedding and the pre-softmax projection
     (logits = h @ E^T, no bias); lookups are scaled by sqrt(d_model)            (§3.4)
-  * sinusoidal positional encoding added after the scaling, then dropout          (§3.5)
-  * post-LN sublayers, LayerNorm(x + Dropout(Sublayer(x))), nn.LayerNorm eps 1e-5  (§3.1, §5.4)
+  * sinusoidal positional encoding (computed in float64, then cast, as
+    npformer's table) added after the scaling, then dropout                     (§3.5)
+  * post-LN sublayers, LayerNorm(x + Dropout(Sublayer(x))), with npformer's
+    LayerNorm eps (``npformer.ops.layernorm.LAYERNORM_EPS``, 1e-5; both put it
+    inside the square root of the biased variance)                             (§3.1, §5.4)
   * multi-head attention with separate W_q, W_k, W_v, W_o (biases), h heads,
     d_k = d_model / h, softmax(Q K^T / sqrt(d_k)) V, boolean masks, NO dropout on
     the attention weights                                                         (§3.2)
@@ -14,124 +23,63 @@ The same architecture as npformer (Vaswani et al. 2017, base model, Figure 1):
   * Adam(betas=(0.9, 0.98), eps=1e-9)                                             (§5.3)
 
 We do not use nn.Transformer / nn.TransformerEncoderLayer: their FFN has an inner
-dropout and they drop attention weights, which the paper does not.
+dropout and they drop attention weights, which the paper does not (and npformer
+does not), so with dropout on they would time a different computation.
+
+:func:`load_npformer_params` copies npformer's parameters (a dict of arrays,
+npformer/model/params.py) into this model, so that both frameworks can start
+from the same weights; the modules carry npformer's names:
+
+    npformer                         this model
+    embed (V, d)                     E (V, d)
+    {stack}.{i}.{attn}.W_q (d, d)    {stack}.{i}.{attn}.W_q.weight = W_q^T   (nn.Linear is x A^T + b,
+    {stack}.{i}.{attn}.b_q (d,)      {stack}.{i}.{attn}.W_q.bias              npformer's x W + b)
+    ... W_k, W_v, W_o likewise; attn = self_attn, and cross_attn in the decoder
+    {stack}.{i}.ffn.W_1 (d, d_ff)    {stack}.{i}.ffn.W_1.weight = W_1^T, b_1 = .bias; W_2 likewise
+    {stack}.{i}.ln{j}.gamma, beta    {stack}.{i}.ln{j}.weight, .bias   (j = 1, 2; 1, 2, 3 in the decoder)
+
+tests/benchmarks/test_torch_baseline.py checks that the two compute the same
+function: the same parameter count, and in float64 without dropout the same
+loss to 1e-10.
 
 torch is OPTIONAL for the project: it is imported only inside the functions that build
-or run a model. ``PRESETS``, :func:`make_batch`, :func:`forward_flops` and
-:func:`train_flops` need NumPy only (npformer's own benchmark reuses them).
+or run a model.
 
-Run: ``python benchmarks/torch_reference.py --preset small [--threads 2] [--json]``.
+Run: ``python benchmarks/torch_baseline.py --preset small [--threads 2] [--json]``.
 """
 import argparse
+import contextlib
 import functools
 import math
 import os
 import sys
 
-from npformer.special_tokens import BOS_ID, EOS_ID, PAD_ID
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _ROOT not in sys.path:  # run as a script: python benchmarks/torch_baseline.py
+    sys.path.insert(0, _ROOT)
 
-# Same names and sizes as npformer's presets. N = encoder layers = decoder layers.
-PRESETS = {
-    "tiny": dict(N=2, d_model=64, h=4, d_ff=256, P_drop=0.1),
-    "small": dict(N=3, d_model=256, h=4, d_ff=1024, P_drop=0.1),
-    "base": dict(N=6, d_model=512, h=8, d_ff=2048, P_drop=0.1),   # the paper's base model
-}
+from benchmarks.workload import (  # noqa: E402
+    DEFAULT_SHAPES, batch_tokens, make_batch, model_dims, train_flops)
+from npformer.model.config import PRESETS  # noqa: E402
+from npformer.ops.layernorm import LAYERNORM_EPS  # noqa: E402
+from npformer.special_tokens import PAD_ID  # noqa: E402
 
-# Benchmark shapes: B sentences, source length S, target length T, vocabulary V.
-DEFAULT_SHAPES = dict(B=8, S=64, T=64, V=8192)
+_DTYPES = ("float32", "float64")
 
 
 def _config(preset):
-    """A preset name or a dict with N, d_model, h, d_ff (P_drop optional)."""
-    if isinstance(preset, str):
-        if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
-        return dict(PRESETS[preset])
-    cfg = dict(preset)
-    missing = {"N", "d_model", "h", "d_ff"} - set(cfg)
-    if missing:
-        raise ValueError(f"config lacks {sorted(missing)}")
-    cfg.setdefault("P_drop", 0.1)
-    return cfg
+    """npformer's dims of a preset name, config dict or TransformerConfig (workload.model_dims)."""
+    return model_dims(preset)
 
 
-# ----------------------------------------------------------------------------- data
+def _torch_dtype(dtype):
+    import torch
 
-def make_batch(B=8, S=64, T=64, V=8192, seed=0, n_padded=2, pad_len=None):
-    """A random batch ``(src, tgt_in, tgt_out)`` of int64 NumPy arrays, pad id 0.
-
-    src (B, S): tokens in [3, V). tgt_in (B, T) starts with BOS (1) and is tgt_out
-    (B, T) shifted right by one (teacher forcing). The last ``n_padded`` sentences
-    have only ``pad_len`` real tokens (default 3/4 of the length, e.g. 48 of 64) in
-    source and target; the rest is padding (0)."""
-    import numpy as np
-
-    if V < 4:
-        raise ValueError("make_batch: need V >= 4 (pad, bos, eos and one word)")
-    rng = np.random.default_rng(seed)
-    src = rng.integers(3, V, size=(B, S), dtype=np.int64)           # (B, S)
-    words = rng.integers(3, V, size=(B, T + 1), dtype=np.int64)     # (B, T+1)
-    words[:, 0] = BOS_ID
-    tgt_in = words[:, :-1].copy()                                    # (B, T)
-    tgt_out = words[:, 1:].copy()                                    # (B, T)
-    for b in range(max(0, B - n_padded), B):
-        ls = pad_len if pad_len is not None else (3 * S) // 4
-        lt = pad_len if pad_len is not None else (3 * T) // 4
-        src[b, ls:] = PAD_ID
-        tgt_out[b, lt - 1] = EOS_ID
-        tgt_out[b, lt:] = PAD_ID
-        tgt_in[b, lt:] = PAD_ID
-    return src, tgt_in, tgt_out
-
-
-def batch_tokens(src, tgt_out):
-    """Non-pad token counts of a batch: ``{"src": .., "tgt": .., "total": ..}``."""
-    n_src, n_tgt = int((src != PAD_ID).sum()), int((tgt_out != PAD_ID).sum())
-    return {"src": n_src, "tgt": n_tgt, "total": n_src + n_tgt}
-
-
-# ----------------------------------------------------------------------------- FLOPs
-
-def forward_flops(preset, B, S, T, V, breakdown=False):
-    """Matmul FLOPs of one forward pass, 2*m*n*k per (m, k) @ (k, n) product.
-
-    With d = d_model, f = d_ff, N layers per stack, counting every position (padding
-    included, as the dense arrays are computed anyway):
-      encoder, per layer:   proj   4 * 2*B*S*d*d            (W_q, W_k, W_v, W_o)
-                            attn   2 * 2*B*S*S*d            (Q K^T and P V, all heads)
-                            ffn    2 * 2*B*S*d*f
-      decoder, per layer:   self   4 * 2*B*T*d*d  +  2 * 2*B*T*T*d
-                            cross  2 * 2*B*T*d*d  (W_q, W_o on the target)
-                                 + 2 * 2*B*S*d*d  (W_k, W_v on the encoder memory)
-                                 + 2 * 2*B*T*S*d  (Q K^T and P V)
-                            ffn    2 * 2*B*T*d*f
-      output projection:    2*B*T*d*V                       (logits = h @ E^T)
-    Elementwise work (softmax, LayerNorm, dropout, residuals, embedding lookups, the
-    loss) is ignored. Returns an int, or a dict of parts (with "total") if
-    ``breakdown``."""
-    c = _config(preset)
-    N, d, f = c["N"], c["d_model"], c["d_ff"]
-    parts = {
-        "encoder_proj": N * 4 * 2 * B * S * d * d,
-        "encoder_attn": N * 2 * 2 * B * S * S * d,
-        "encoder_ffn": N * 2 * 2 * B * S * d * f,
-        "decoder_self_proj": N * 4 * 2 * B * T * d * d,
-        "decoder_self_attn": N * 2 * 2 * B * T * T * d,
-        "decoder_cross_proj": N * (2 * 2 * B * T * d * d + 2 * 2 * B * S * d * d),
-        "decoder_cross_attn": N * 2 * 2 * B * T * S * d,
-        "decoder_ffn": N * 2 * 2 * B * T * d * f,
-        "output_proj": 2 * B * T * d * V,
-    }
-    parts["total"] = sum(parts.values())
-    return parts if breakdown else parts["total"]
-
-
-def train_flops(preset, B=8, S=64, T=64, V=8192):
-    """Model FLOPs of one training step = 3 x :func:`forward_flops` (see its docstring).
-
-    The usual convention: the backward pass costs two matmuls per forward matmul (one
-    for the input gradient, one for the weight gradient), so a step is 3x forward."""
-    return 3 * forward_flops(preset, B, S, T, V)
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype: expected one of {_DTYPES}, got {dtype!r}")
+    return getattr(torch, dtype)
 
 
 # ----------------------------------------------------------------------------- model
@@ -186,15 +134,18 @@ def _torch_classes():
         def forward(self, x):
             return self.W_2(torch.relu(self.W_1(x)))
 
+    def layer_norm(d_model):
+        return nn.LayerNorm(d_model, eps=LAYERNORM_EPS)   # npformer's eps: the same function
+
     class EncoderLayer(nn.Module):
         """x = LN(x + Dropout(SelfAttn(x))); x = LN(x + Dropout(FFN(x)))."""
 
-        def __init__(self, d_model, h, d_ff, P_drop, sdpa):
+        def __init__(self, d_model, h, d_ff, p_drop, sdpa):
             super().__init__()
             self.self_attn = MultiHeadAttention(d_model, h, sdpa)
             self.ffn = FeedForward(d_model, d_ff)
-            self.ln1, self.ln2 = nn.LayerNorm(d_model, eps=1e-5), nn.LayerNorm(d_model, eps=1e-5)
-            self.drop = nn.Dropout(P_drop)
+            self.ln1, self.ln2 = layer_norm(d_model), layer_norm(d_model)
+            self.drop = nn.Dropout(p_drop)
 
         def forward(self, x, src_mask):
             x = self.ln1(x + self.drop(self.self_attn(x, x, src_mask)))
@@ -203,13 +154,13 @@ def _torch_classes():
     class DecoderLayer(nn.Module):
         """Masked self-attention, cross-attention on the memory, FFN; each post-LN."""
 
-        def __init__(self, d_model, h, d_ff, P_drop, sdpa):
+        def __init__(self, d_model, h, d_ff, p_drop, sdpa):
             super().__init__()
             self.self_attn = MultiHeadAttention(d_model, h, sdpa)
             self.cross_attn = MultiHeadAttention(d_model, h, sdpa)
             self.ffn = FeedForward(d_model, d_ff)
-            self.ln1, self.ln2, self.ln3 = (nn.LayerNorm(d_model, eps=1e-5) for _ in range(3))
-            self.drop = nn.Dropout(P_drop)
+            self.ln1, self.ln2, self.ln3 = (layer_norm(d_model) for _ in range(3))
+            self.drop = nn.Dropout(p_drop)
 
         def forward(self, y, memory, tgt_mask, src_mask):
             y = self.ln1(y + self.drop(self.self_attn(y, y, tgt_mask)))
@@ -219,22 +170,24 @@ def _torch_classes():
     class Transformer(nn.Module):
         """Encoder-decoder with one embedding E tied three ways. forward -> logits."""
 
-        def __init__(self, vocab_size, N, d_model, h, d_ff, P_drop, sdpa=False, max_len=1024):
+        def __init__(self, vocab_size, N, d_model, h, d_ff, p_drop, sdpa=False, max_len=1024,
+                     dtype=torch.float32):
             super().__init__()
             self.d_model, self.vocab_size = d_model, vocab_size
             self.E = nn.Parameter(torch.empty(vocab_size, d_model))     # (V, d_model)
             self.encoder = nn.ModuleList(
-                EncoderLayer(d_model, h, d_ff, P_drop, sdpa) for _ in range(N))
+                EncoderLayer(d_model, h, d_ff, p_drop, sdpa) for _ in range(N))
             self.decoder = nn.ModuleList(
-                DecoderLayer(d_model, h, d_ff, P_drop, sdpa) for _ in range(N))
-            self.drop = nn.Dropout(P_drop)
-            self.register_buffer("pe", positional_encoding(max_len, d_model), persistent=False)
+                DecoderLayer(d_model, h, d_ff, p_drop, sdpa) for _ in range(N))
+            self.drop = nn.Dropout(p_drop)
+            self.to(dtype)
+            self.register_buffer("pe", positional_encoding(max_len, d_model, dtype), persistent=False)
 
         def embed(self, tokens):
             """E[tokens] * sqrt(d_model) + PE, then dropout. §3.4, §3.5."""
             L = tokens.shape[1]
             if L > self.pe.shape[0]:
-                self.pe = positional_encoding(L, self.d_model).to(self.pe.device)
+                self.pe = positional_encoding(L, self.d_model, self.pe.dtype).to(self.pe.device)
             x = F.embedding(tokens, self.E) * math.sqrt(self.d_model)  # (B, L, d)
             return self.drop(x + self.pe[:L])
 
@@ -252,43 +205,143 @@ def _torch_classes():
                 y = layer(y, x, tgt_mask, src_mask)
             return F.linear(y, self.E)                                   # (B, T, V)
 
-    def positional_encoding(max_len, d_model):
-        """PE(pos, 2i) = sin(pos / 10000^(2i/d_model)), PE(pos, 2i+1) = cos(same)."""
-        pos = torch.arange(max_len, dtype=torch.float32)[:, None]       # (L, 1)
-        two_i = torch.arange(0, d_model, 2, dtype=torch.float32)        # (d/2,)
-        angle = pos / torch.pow(10000.0, two_i / d_model)               # (L, d/2)
-        pe = torch.zeros(max_len, d_model)                               # (L, d)
+    def positional_encoding(max_len, d_model, dtype=torch.float32):
+        """PE(pos, 2i) = sin(pos / 10000^(2i/d_model)), PE(pos, 2i+1) = cos(same),
+        computed in float64 and then cast, as npformer's ``sinusoidal_table``."""
+        pos = torch.arange(max_len, dtype=torch.float64)[:, None]       # (L, 1)
+        two_i = torch.arange(0, d_model, 2, dtype=torch.float64)        # (d/2,)
+        angle = pos / 10000.0 ** (two_i / d_model)                      # (L, d/2)
+        pe = torch.zeros(max_len, d_model, dtype=torch.float64)         # (L, d)
         pe[:, 0::2] = torch.sin(angle)
         pe[:, 1::2] = torch.cos(angle[:, : d_model // 2])
-        return pe
+        return pe.to(dtype)
 
     return Transformer, positional_encoding
 
 
-def build(preset, vocab_size, seed=0, sdpa=False, dropout=None):
-    """A float32 CPU model for ``preset`` (name or config dict), seeded.
+def build(preset, vocab_size, seed=0, sdpa=False, dropout=None, dtype="float32"):
+    """A CPU model for ``preset`` (a name of npformer's presets, a config dict with
+    npformer's keys or a TransformerConfig), seeded, in ``dtype`` (float32 or float64).
 
     ``sdpa=True`` uses torch's fused scaled_dot_product_attention instead of explicit
-    matmuls + softmax; ``dropout`` overrides the preset's P_drop. Init: E ~ N(0,
-    d_model^-1/2) (so E[tok] * sqrt(d_model) has unit scale), Xavier-uniform linear
-    weights, zero biases."""
+    matmuls + softmax; ``dropout`` overrides the preset's p_drop. Init: E ~ N(0,
+    d_model^-1) (so E[tok] * sqrt(d_model) has unit scale), Xavier-uniform linear
+    weights, zero biases: the same distributions as npformer's, not the same draws
+    (:func:`load_npformer_params` copies npformer's)."""
     import torch
     from torch import nn
 
     cfg = _config(preset)
     if dropout is not None:
-        cfg["P_drop"] = dropout
+        cfg["p_drop"] = dropout
     Transformer, _ = _torch_classes()
     torch.manual_seed(seed)
-    model = Transformer(vocab_size, cfg["N"], cfg["d_model"], cfg["h"], cfg["d_ff"],
-                        cfg["P_drop"], sdpa=sdpa)
+    model = Transformer(vocab_size, cfg["n_layers"], cfg["d_model"], cfg["h"], cfg["d_ff"],
+                        cfg["p_drop"], sdpa=sdpa, dtype=_torch_dtype(dtype))
     with torch.no_grad():
         nn.init.normal_(model.E, std=cfg["d_model"] ** -0.5)
         for m in model.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
-    return model.float()
+    return model
+
+
+def npformer_correspondence(n_layers):
+    """``[(npformer key, this model's parameter name, transposed?)]`` for a post-LN,
+    tied-embedding model of ``n_layers`` per stack (see the module docstring)."""
+    out = [("embed", "E", False)]
+
+    def linear(ours_w, ours_b, theirs):
+        out.append((ours_w, f"{theirs}.weight", True))     # nn.Linear holds W^T
+        out.append((ours_b, f"{theirs}.bias", False))
+
+    def attn(prefix):
+        for p in "qkvo":
+            linear(f"{prefix}.W_{p}", f"{prefix}.b_{p}", f"{prefix}.W_{p}")
+
+    def ffn(prefix):
+        for j in (1, 2):
+            linear(f"{prefix}.ffn.W_{j}", f"{prefix}.ffn.b_{j}", f"{prefix}.ffn.W_{j}")
+
+    def ln(prefix):
+        out.append((f"{prefix}.gamma", f"{prefix}.weight", False))
+        out.append((f"{prefix}.beta", f"{prefix}.bias", False))
+
+    for i in range(n_layers):
+        attn(f"encoder.{i}.self_attn")
+        ln(f"encoder.{i}.ln1")
+        ffn(f"encoder.{i}")
+        ln(f"encoder.{i}.ln2")
+    for i in range(n_layers):
+        attn(f"decoder.{i}.self_attn")
+        ln(f"decoder.{i}.ln1")
+        attn(f"decoder.{i}.cross_attn")
+        ln(f"decoder.{i}.ln2")
+        ffn(f"decoder.{i}")
+        ln(f"decoder.{i}.ln3")
+    return out
+
+
+def load_npformer_params(model, params, cfg):
+    """Copy npformer's ``params`` (a dict of NumPy or CuPy arrays, keys as in
+    npformer/model/params.py) into ``model`` in place, in the model's dtype and on its
+    device; returns ``model``.
+
+    ``cfg``: the npformer config they belong to (a TransformerConfig, preset name or
+    dict). The baseline is post-LN with tied embeddings; any other config, a missing
+    or unexpected key, or a shape that does not fit is a ValueError naming it."""
+    import torch
+    from npformer.backend import backend_of
+
+    get = cfg.get if isinstance(cfg, dict) else functools.partial(getattr, cfg)
+    if get("norm", "post") != "post":
+        raise ValueError("load_npformer_params: the baseline is post-LN; got norm="
+                         f"{get('norm', 'post')!r}")
+    if not get("tie_embeddings", True):
+        raise ValueError("load_npformer_params: the baseline ties its embeddings; got tie_embeddings=False")
+    n_layers = model_dims(cfg)["n_layers"]
+    if len(model.encoder) != n_layers or len(model.decoder) != n_layers:
+        raise ValueError(f"load_npformer_params: the model has {len(model.encoder)} encoder and "
+                         f"{len(model.decoder)} decoder layers, the config n_layers={n_layers}")
+    pairs = npformer_correspondence(n_layers)
+    ours = {k for k, _, _ in pairs}
+    missing, unexpected = sorted(ours - set(params)), sorted(set(params) - ours)
+    if missing or unexpected:
+        raise ValueError(f"load_npformer_params: keys do not match a post-LN tied model of "
+                         f"n_layers={n_layers}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    theirs = dict(model.named_parameters())
+    unmapped = sorted(set(theirs) - {name for _, name, _ in pairs})
+    if unmapped:
+        raise RuntimeError(f"load_npformer_params: model parameters without a source {unmapped[:5]}")
+    with torch.no_grad():
+        for key, name, transposed in pairs:
+            a = params[key]
+            a = torch.from_numpy(backend_of(a).to_host(a))
+            if transposed:
+                a = a.T
+            target = theirs[name]
+            if tuple(a.shape) != tuple(target.shape):
+                raise ValueError(f"load_npformer_params: params[{key!r}] has shape {tuple(params[key].shape)}; "
+                                 f"{name} needs {tuple(target.shape)}" + (" transposed" if transposed else ""))
+            target.copy_(a.to(dtype=target.dtype, device=target.device))
+    return model
+
+
+@contextlib.contextmanager
+def no_dropout(model):
+    """Within the block every nn.Dropout of ``model`` has p = 0 (restored after)."""
+    from torch import nn
+
+    drops = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+    saved = [m.p for m in drops]
+    for m in drops:
+        m.p = 0.0
+    try:
+        yield model
+    finally:
+        for m, p in zip(drops, saved):
+            m.p = p
 
 
 def count_params(model):
@@ -364,11 +417,7 @@ def main(argv=None):
     ap.add_argument("--json", action="store_true", help="print one JSON object last")
     args = ap.parse_args(argv)
 
-    if __package__:
-        from benchmarks import common
-    else:  # run as a script: python benchmarks/torch_reference.py
-        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        from benchmarks import common
+    from benchmarks import common
 
     common.set_threads(args.threads)   # env first, before torch/NumPy load their pools
     import torch
@@ -398,7 +447,7 @@ def main(argv=None):
         del model, step
 
     result = {
-        "benchmark": "torch_reference", "framework": f"torch {torch.__version__}",
+        "benchmark": "torch_baseline", "framework": f"torch {torch.__version__}",
         "device": "cpu", "dtype": "float32", "preset": args.preset,
         "config": _config(args.preset), "threads": torch.get_num_threads(),
         "shapes": {"B": B, "S": S, "T": T, "V": V, "n_padded": args.n_padded},
@@ -413,7 +462,7 @@ def main(argv=None):
     result["machine"] = common.machine_info()
 
     if not args.json:
-        print(f"torch reference, preset {args.preset} {_config(args.preset)}, "
+        print(f"torch baseline, preset {args.preset} {_config(args.preset)}, "
               f"B={B} S={S} T={T} V={V}, float32 cpu, {result['threads']} threads")
         print(f"params {rows[0]['params']:,}, train step {flops / 1e9:.2f} GFLOP, "
               f"tokens/step {toks['total']} (src {toks['src']}, tgt {toks['tgt']})")
