@@ -1,28 +1,37 @@
 #!/usr/bin/env bash
 # Every check of npformer on a GPU, in one command, ending with one JSON object.
 #
-#   bash benchmarks/gpu_check.sh                     on a machine with CuPy and a GPU
+#   bash benchmarks/gpu_check.sh [--full]           on a machine with CuPy and a GPU
 #   GPU_CHECK_BACKEND=cupysim bash benchmarks/gpu_check.sh    rehearsal on a CPU (cupysim)
 #
 # Needs only what the repository and a GPU machine's usual Python stack provide:
-# NumPy, CuPy, pytest, hypothesis, and PyTorch for the comparison (nothing is
-# installed; npformer runs from this checkout). Stages, each under its own time limit:
+# NumPy, CuPy, pytest (pytest-xdist if present: -n 8), hypothesis, and PyTorch for the
+# comparison (nothing is installed; npformer runs from this checkout).
+# The default run fits one GPU lease of 8 minutes on a cold machine: its stage limits
+# sum to 480 s. --full adds the TF32 step table and decoding, with longer limits.
 #   1. preflight   CuPy imports and sees a GPU, else stop at once with exit 1
 #   2. tests       the test suite's CuPy cases, with a missing GPU an error, not a skip
-#   3. gradcheck   npformer gradcheck --backend cupy, float64
-#   4. train_step  small and base against PyTorch CUDA, float32, TF32 off on both;
-#                  small again with TF32 on on both
-#   5. decode      cached and uncached greedy and beam decoding
+#   3. gradcheck   npformer gradcheck --backend cupy --quick, float64 (--full: every row)
+#   4. train_step  small and base against PyTorch CUDA, float32, TF32 off on both, 4 rounds
+#                  (the median of them); --full: small again with TF32 on on both
+#   5. decode      (--full) cached and uncached greedy and beam decoding
 #   6. demo        npformer demo --backend cupy with a short budget (GPU_CHECK_DEMO_MINUTES,
-#                  default 2, half a minute of it decoding); its BLEU needs sacreBLEU, which
-#                  the demo asks for before it starts
-# Figures and logs go to GPU_CHECK_OUT (default: a new temporary folder). The last
-# line printed is the JSON object with every stage's status, seconds and figures;
-# the exit status is 0 only if every stage passed.
+#                  default 1, a quarter of a minute of it decoding)
+# Figures and logs go to GPU_CHECK_OUT (default: a new temporary folder), and all of
+# them into one archive, gpu_check.tar.gz, beside them: a remote run brings back one file.
+# The last line printed is the JSON object with every stage's status, seconds and
+# figures; the exit status is 0 only if every stage passed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+full=0
+for arg in "$@"; do
+  case $arg in
+    --full) full=1 ;;
+    *) echo "gpu_check: unknown option '$arg'; expected --full or nothing" >&2; exit 2 ;;
+  esac
+done
 backend=${GPU_CHECK_BACKEND:-cupy}
-demo_minutes=${GPU_CHECK_DEMO_MINUTES:-2}
+demo_minutes=${GPU_CHECK_DEMO_MINUTES:-1}
 out=${GPU_CHECK_OUT:-$(mktemp -d)}
 mkdir -p "$out"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -73,26 +82,32 @@ echo "preflight 0 0" >>"$out/stages.txt"
 
 # 2. tests: only the cases of this backend; on cupy a missing GPU errors instead of skipping
 if [ "$backend" = cupy ]; then select="cupy and not cupysim"; else select="$backend"; fi
+parallel=()
+if "$py" -c "import xdist" 2>/dev/null; then parallel=(-n 8); fi
 NPFORMER_REQUIRE_CUPY=$([ "$backend" = cupy ] && echo 1 || echo 0) \
-  stage tests 300 "$py" -m pytest -q -p no:cacheprovider -k "$select" --junitxml="$out/junit.xml"
+  stage tests $((full ? 400 : 120)) "$py" -m pytest -q -p no:cacheprovider "${parallel[@]}" -k "$select" \
+  --junitxml="$out/junit.xml"
 
-# 3. gradient checks in float64
-stage gradcheck 120 "$py" -m npformer gradcheck --backend "$backend" --json
+# 3. gradient checks in float64 (the whole-model rows only with --full)
+quick=(--quick)
+[ $full = 1 ] && quick=()
+stage gradcheck $((full ? 240 : 45)) "$py" -m npformer gradcheck --backend "$backend" "${quick[@]}" --json
 
-# 4. training steps against PyTorch (TF32 off on both, then on on both for small)
-stage train_small 150 "$py" benchmarks/train_step.py --preset small --backend "$backend" --threads 4 \
-  --rounds 2 --repeats 10 --json
-stage train_base 150 "$py" benchmarks/train_step.py --preset base --backend "$backend" --threads 4 \
-  --rounds 2 --repeats 10 --json
-stage train_small_tf32 120 "$py" benchmarks/train_step.py --preset small --backend "$backend" --threads 4 \
-  --rounds 1 --repeats 10 --tf32 --json
-
-# 5. decoding, cached and uncached
-stage decode 120 "$py" benchmarks/decode.py --preset small --backend "$backend" --lengths 16 64 --json
+# 4. training steps against PyTorch, TF32 off on both: the median of 4 rounds
+stage train_small $((full ? 150 : 60)) "$py" benchmarks/train_step.py --preset small --backend "$backend" \
+  --threads 4 --rounds 4 --repeats 5 --json
+stage train_base $((full ? 150 : 75)) "$py" benchmarks/train_step.py --preset base --backend "$backend" \
+  --threads 4 --rounds 4 --repeats 5 --json
+if [ $full = 1 ]; then
+  stage train_small_tf32 120 "$py" benchmarks/train_step.py --preset small --backend "$backend" --threads 4 \
+    --rounds 2 --repeats 10 --tf32 --json
+  # 5. decoding, cached and uncached
+  stage decode 120 "$py" benchmarks/decode.py --preset small --backend "$backend" --lengths 16 64 --json
+fi
 
 # 6. a short demo
-stage demo $(( ${demo_minutes%.*} * 60 + 150 )) "$py" -m npformer demo --backend "$backend" \
-  --minutes "$demo_minutes" --eval-minutes 0.5 --no-progress --json --out "$out/demo"
+stage demo $(( ${demo_minutes%.*} * 60 + 120 )) "$py" -m npformer demo --backend "$backend" \
+  --minutes "$demo_minutes" --eval-minutes 0.25 --no-progress --json --out "$out/demo"
 
 "$py" - "$out" "$select" <<'EOF'
 import json, os, re, sys
@@ -136,5 +151,11 @@ for name in ("train_small", "train_base", "train_small_tf32"):
             "npformer_gpu_mib": f.get("peak_gpu_mib"), "torch_gpu_mib": f.get("torch_peak_gpu_mib"),
             "tf32": {"npformer": f.get("tf32"), "torch": f.get("torch_tf32")}}
 print(json.dumps(result))
+with open(os.path.join(out, "result.json"), "w") as f:
+    json.dump(result, f)
 sys.exit(0 if result["ok"] else 1)
 EOF
+rc=$?
+tar -czf "$out/gpu_check.tar.gz" -C "$out" --exclude gpu_check.tar.gz --exclude demo . 2>/dev/null
+echo "gpu_check: everything in $out/gpu_check.tar.gz" >&2
+exit $rc
