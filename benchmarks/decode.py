@@ -121,8 +121,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     threads = common.set_threads(args.threads)  # before NumPy loads its BLAS
-    import npformer  # noqa: F401  (sets OPENBLAS_CORETYPE before NumPy loads, where useful)
-    from npformer._cpu import blas_tuning
+    from npformer.runtime.cpu import tune_openblas
+    tune_openblas()  # before NumPy loads: OpenBLAS's kernel choice (npformer/runtime/cpu.py)
+    from npformer.runtime.cpu import blas_tuning
 
     cfg, params, src, be = build(args)
     validation = validate(cfg, params, src, args.beam)

@@ -62,9 +62,9 @@ def synthetic_batches(max_tokens: int, seed: int = 0):
 
 def worker(args) -> None:
     """One rank of one layout: check, time, and (rank 0) print one JSON line."""
-    from npformer.distributed import launch
+    from npformer.runtime.distributed import launch
     from npformer.model.config import preset
-    from npformer.train.ranks import check_parameters_agree, workers_per_rank
+    from npformer.train.ranks import require_parameters_agree, workers_per_rank
     from npformer.train.schedule import noam_lr
     from npformer.train.trainer import init_state, train_step
 
@@ -91,7 +91,7 @@ def worker(args) -> None:
             steps.append(time.perf_counter() - t0)
             losses.append(loss)
             tokens.append(n)
-        check_parameters_agree(state)
+        require_parameters_agree(state)
         if not all(map(lambda x: x == x and abs(x) < 1e4, losses)) or not losses[-1] < losses[0]:
             raise RuntimeError(f"check failed: the loss did not fall from {losses[0]:.3f} ({losses[-1]:.3f})")
         if comm.rank != 0:

@@ -90,7 +90,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     from benchmarks import common
     common.set_threads(args.threads)
-    import npformer  # noqa: F401  (before NumPy; see npformer/_cpu.py)
+    from npformer.runtime.cpu import tune_openblas
+    tune_openblas()  # before NumPy loads: OpenBLAS's kernel choice (npformer/runtime/cpu.py)
     from npformer.backend import get_backend
     be = get_backend(args.backend)
     rows = []

@@ -19,7 +19,7 @@ Rows:
     over shared memory (the measured all-reduce, not the formula).
   * ``base`` on 8 GPUs in one node (NVLink) and on 8 nodes x 8 GPUs (100 Gb/s
     between nodes, NVLink inside): t_c from the forward FLOPs of a rank's share
-    (benchmarks/torch_reference.forward_flops) x 3 (forward + backward) at an
+    (benchmarks/workload.forward_flops) x 3 (forward + backward) at an
     assumed sustained rate. For 8 x 8 the slowest link of a ring ordered node by
     node is a node's network card, which carries the ring's traffic once.
 """
@@ -55,7 +55,7 @@ def ring_allreduce_s(nbytes: float, P: int, bandwidth_gbps: float, latency_s: fl
 
 
 def base_rows(gpu_tflops: float) -> list[dict]:
-    from benchmarks.torch_reference import forward_flops
+    from benchmarks.workload import forward_flops
     from npformer.model.config import preset
     from npformer.model.params import param_shapes
     import math

@@ -7,7 +7,7 @@ padding and the real vocabulary size show. After ``--warmup`` steps:
 1. ``--steps`` steps are timed without a profiler: the step time, and from it
    the share of the machine's float32 matmul peak (one thread, measured in the
    same run) that the step's matmul FLOPs reach. The FLOPs are counted on the
-   padded shapes the arrays have (benchmarks/torch_reference.py
+   padded shapes the arrays have (benchmarks/workload.py
    ``train_flops``), and also on the real tokens alone (``useful``).
 2. The same steps run under cProfile. Each function's own time is charged to
    the file it lives in; time inside NumPy's C functions (``np.exp``,
@@ -86,8 +86,9 @@ def main(argv=None) -> int:
     sys.path.insert(0, ROOT)
     from benchmarks import common
     common.set_threads(1)
-    import npformer  # noqa: F401  (before numpy: OpenBLAS kernel choice)
-    from benchmarks.torch_reference import train_flops
+    from npformer.runtime.cpu import tune_openblas
+    tune_openblas()  # before NumPy loads: OpenBLAS's kernel choice (npformer/runtime/cpu.py)
+    from benchmarks.workload import train_flops
     from npformer.commands.options import model_config
     from npformer.data.pipeline import batch_schedule, prepare
     from npformer.commands.options import CORPUS_DEFAULTS, derive_recipe

@@ -1,5 +1,6 @@
-"""Small, fast tests of the benchmark helpers (benchmarks/common.py) and the FLOP count
-and PyTorch reference model of benchmarks/torch_reference.py (torch optional)."""
+"""Small, fast tests of the benchmark helpers (benchmarks/common.py). The workload
+(batches, FLOPs) is tested in test_workload.py, the PyTorch baseline in
+test_torch_baseline.py."""
 import json
 import math
 import os
@@ -11,7 +12,7 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from benchmarks import common, torch_reference  # noqa: E402
+from benchmarks import common  # noqa: E402
 
 
 def test_median_time_returns_median_of_timed_calls(monkeypatch):
@@ -88,66 +89,3 @@ def test_set_threads_sets_env(monkeypatch):
     assert done["torch"] is False and done["numpy_already_imported"] is False
     with pytest.raises(ValueError):
         common.set_threads(0)
-
-
-def test_train_flops_hand_count():
-    # N=1, d=4, h=2, d_ff=8, B=2, S=3, T=5, V=10, counted term by term:
-    N, d, f, B, S, T, V = 1, 4, 8, 2, 3, 5, 10
-    cfg = dict(N=N, d_model=d, h=2, d_ff=f)
-    enc = 4 * (2 * B * S * d * d) + 2 * (2 * B * S * S * d) + 2 * (2 * B * S * d * f)
-    dec_self = 4 * (2 * B * T * d * d) + 2 * (2 * B * T * T * d)
-    dec_cross = 2 * (2 * B * T * d * d) + 2 * (2 * B * S * d * d) + 2 * (2 * B * T * S * d)
-    dec_ffn = 2 * (2 * B * T * d * f)
-    out = 2 * B * T * d * V
-    fwd = enc + dec_self + dec_cross + dec_ffn + out
-    # enc 768 + 288 + 768; dec self 1280 + 800; cross 640 + 384 + 480; ffn 1280; out 800
-    assert fwd == 7488
-    assert torch_reference.forward_flops(cfg, B, S, T, V) == fwd
-    assert torch_reference.train_flops(cfg, B, S, T, V) == 3 * fwd
-    parts = torch_reference.forward_flops(cfg, B, S, T, V, breakdown=True)
-    assert parts["total"] == fwd and parts["output_proj"] == out
-    # N layers scale everything but the output projection.
-    assert (torch_reference.forward_flops(dict(cfg, N=3), B, S, T, V)
-            == 3 * (fwd - out) + out)
-
-
-def test_train_flops_tiny_preset():
-    # tiny: N=2, d=64, d_ff=256; B=8, S=T=64, V=8192.
-    d, f, L, B, V = 64, 256, 64, 8, 8192
-    per_layer_enc = 8 * B * L * d * d + 4 * B * L * L * d + 4 * B * L * d * f
-    per_layer_dec = per_layer_enc + 8 * B * L * d * d + 4 * B * L * L * d
-    fwd = 2 * (per_layer_enc + per_layer_dec) + 2 * B * L * d * V
-    assert torch_reference.train_flops("tiny", 8, 64, 64, 8192) == 3 * fwd
-
-
-def test_make_batch_shapes_and_padding():
-    src, tgt_in, tgt_out = torch_reference.make_batch(B=4, S=8, T=12, V=50, seed=1)
-    assert src.shape == (4, 8) and tgt_in.shape == tgt_out.shape == (4, 12)
-    assert src.dtype == tgt_in.dtype == tgt_out.dtype == "int64"
-    assert (tgt_in[:, 0] == torch_reference.BOS_ID).all()
-    assert (tgt_in[:, 1:9] == tgt_out[:, :8]).all()          # teacher forcing shift
-    assert (src[:2] != 0).all() and (src[2:, 6:] == 0).all() and (src[2:, :6] != 0).all()
-    assert (tgt_out[2:, 9:] == 0).all() and (tgt_out[2:, :9] != 0).all()
-    assert (tgt_in[2:, 9:] == 0).all()
-    assert src.max() < 50 and tgt_out.max() < 50
-
-
-def test_torch_reference_tiny_loss_decreases():
-    torch = pytest.importorskip("torch")
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
-    V = 300
-    model = torch_reference.build("tiny", V, seed=0)
-    assert model.E.shape == (V, 64)
-    # Tied: E is the only (V, d) matrix, counted once.
-    assert sum(tuple(p.shape) == (V, 64) for p in model.parameters()) == 1
-    step = torch_reference.train_step_fn(model, torch_reference.make_optimizer(model, lr=1e-3))
-    batch = torch_reference.make_batch(B=4, S=16, T=16, V=V, seed=0)
-    losses = torch_reference.check_loss_decreases(step, batch, n_steps=5)
-    assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
-    # Explicit attention and fused SDPA give the same forward.
-    sdpa = torch_reference.build("tiny", V, seed=0, sdpa=True)
-    sdpa.load_state_dict(model.state_dict())
-    model.eval(), sdpa.eval()
-    src, tgt_in, _ = (torch.from_numpy(a) for a in batch)
-    with torch.no_grad():
-        assert torch.allclose(model(src, tgt_in), sdpa(src, tgt_in), atol=1e-4)
