@@ -49,11 +49,12 @@ def tsv(tmp_path_factory):
     return str(path)
 
 
-def test_gradient_flow_command_on_the_tiny_preset(tsv, tmp_path, capsys):
+@pytest.mark.parametrize("backend", ["numpy", "cupysim"])
+def test_gradient_flow_command_on_the_tiny_preset(tsv, tmp_path, capsys, backend):
     pytest.importorskip("matplotlib")
     png = tmp_path / "flow.png"
     assert main(["gradient-flow", "--preset", "tiny", "--data", tsv, "--merges", "40", "--batches", "2",
-                 "--max-tokens", "300", "--out", str(png), "--json"]) == 0
+                 "--max-tokens", "300", "--out", str(png), "--json", "--backend", backend]) == 0
     result = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert result["batches"] == 2 and result["figure"] == str(png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -62,7 +62,7 @@ def gradient_flow(cfg: TransformerConfig, batches, seed: int = 0, backend=None, 
             grads = {k: be.to_host(g) for k, g in grads.items()}
             for stack, norms in layer_weight_norms(grads, c).items():
                 sums[stack] += norms
-            losses.append(loss)
+            losses.append(float(be.to_host(loss)))  # one read per batch: this is a report, not a hot loop
         result[norm] = {stack: (sums[stack] / len(batches)).tolist() for stack in STACKS}
         result[norm]["loss"] = float(np.mean(losses))
     return result
