@@ -28,13 +28,13 @@ workers), correct code agrees to <= 1.4e-7 at step 1, <= 2.5e-6 at step 2 and
 step 5, 6e-4 at step 9: float32 rounding amplified by Adam, whose first updates
 move every weight by about lr whatever its gradient's size), hence the cap of
 4 steps. Planted bugs in npformer's update (gradients applied to the wrong
-parameters) fail it: W_q's and W_k's gradients swapped in every attention gives
-5.4e-4 (base) and 8.9e-4 (small) at step 2 and 4.6e-4 (tiny) at step 3; the
-encoder's and decoder's feed-forward gradients swapped, 1.8e-3 (tiny) and
-1.1e-2 (small) at step 2. The check that this replaced (the last of a few
-losses below the first, with different initial weights on the two sides)
-passed such a bug: npformer 9.502, 9.458, 9.464 against PyTorch 9.500, 9.335,
-9.170. Without PyTorch (``--no-torch``, or torch missing) only npformer's
+parameters) fail it at step 2: W_q's and W_k's gradients swapped in every
+attention gives 2.4e-4 (tiny; 4.6e-4 at step 3), 8.9e-4 (small) and 5.4e-4
+(base); the encoder's and decoder's feed-forward gradients swapped, 1.8e-3
+(tiny), 1.1e-2 (small) and 8.3e-3 (base). The check that this replaced (the
+last of a few losses below the first, with different initial weights on the
+two sides) passed such a bug: npformer 9.502, 9.458, 9.464 against PyTorch
+9.500, 9.335, 9.170. Without PyTorch (``--no-torch``, or torch missing) only npformer's
 losses are checked: finite and falling at every step. The timed steps that
 follow use the preset's dropout. The JSON's ``check`` holds both sides' check
 losses, the tolerance and the largest relative difference at each step.
@@ -83,9 +83,10 @@ CHECK_RTOL = 2e-4
 MAX_CHECK_STEPS = 4
 # With --tf32 on a GPU both sides round matrix-product inputs to 10 mantissa bits, in
 # different places. Not measured yet (no GPU run so far): set from TF32's rounding
-# (2^-11 = 4.9e-4 per input) with room; it still catches gross bugs (a swap of the
-# encoder's and decoder's feed-forward gradients: 1.1e-2 at step 2 on small), not the
-# subtlest (W_q/W_k gradients swapped: 5e-4 to 9e-4), which the float32 runs catch.
+# (2^-11 = 4.9e-4 per input) with room; it still catches gross bugs at the sizes
+# gpu_check.sh runs (the encoder's and decoder's feed-forward gradients swapped:
+# 1.1e-2 on small, 8.3e-3 on base at step 2), not the subtlest (W_q/W_k gradients
+# swapped: 2.4e-4 to 8.9e-4), which the float32 runs catch.
 CHECK_RTOL_TF32 = 5e-3
 
 
