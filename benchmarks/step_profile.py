@@ -89,9 +89,9 @@ def main(argv=None) -> int:
     from npformer.runtime.cpu import tune_openblas
     tune_openblas()  # before NumPy loads: OpenBLAS's kernel choice (npformer/runtime/cpu.py)
     from benchmarks.workload import train_flops
-    from npformer.commands.options import model_config
+    from npformer.run import model_config
     from npformer.data.pipeline import batch_schedule, prepare
-    from npformer.commands.options import CORPUS_DEFAULTS, derive_recipe
+    from npformer.run import CORPUS_DEFAULTS, derive_recipe
     from npformer.train.trainer import init_state, train_step
 
     settings = {**CORPUS_DEFAULTS, "data": args.data, "preset": args.preset, "p_drop": args.p_drop,

@@ -1,6 +1,6 @@
 """Imports run one way, from the ops up to the command line:
 
-    backend -> ops -> model -> decode / train -> translation -> commands -> cli
+    backend -> ops -> model -> decode / train -> translation -> run -> commands -> cli
 
 A module may import from its own layer or any layer below, never from one
 above (a function-level import counts too). Read from ``npformer``'s source
@@ -26,6 +26,7 @@ LAYERS = [
     ("npformer.checkpoint",),
     ("npformer.decode", "npformer.train", "npformer.verify"),
     ("npformer.translation", "npformer.plot"),
+    ("npformer.run",),
     ("npformer.commands",),
     ("npformer.cli", "npformer.__main__"),
 ]

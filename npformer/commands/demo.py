@@ -28,9 +28,8 @@ import os
 import sys
 import time
 
-from npformer.commands.options import (CORPUS_DEFAULTS, add_backend_args, add_decoding_args, add_recipe_args,
-                                       validate_schedule_options, decoding_settings, derive_recipe, int_at_least,
-                                       model_config, number_at_least, require, schedule_of)
+from npformer.commands.options import (add_backend_args, add_decoding_args, add_recipe_args, decoding_settings,
+                                       int_at_least, number_at_least, require)
 from npformer.train.recipe import DERIVED
 
 # Not the paper's decoding (beam 4, alpha 0.6, outputs up to input + 50 tokens, no
@@ -53,11 +52,10 @@ def cmd_demo(args) -> int:
 
 def demo_on(args, comm) -> int:
     """``npformer demo`` as one rank of ``comm`` (SingleProcess without a launcher)."""
-    from npformer.data.pipeline import batch_schedule, prepare
-    from npformer.runtime.distributed.communicator import digest
-    from npformer.train.ranks import fingerprint, workers_per_rank
-    from npformer.train.trainer import init_state, throughput, train
-    from npformer.translation import Translator, dev_evaluator, evaluate_pairs
+    from npformer.run import run_fingerprint, schedule_of, start_run
+    from npformer.train.ranks import workers_per_rank
+    from npformer.train.trainer import throughput, train
+    from npformer.translation import Translator, evaluate_pairs
 
     t0 = time.perf_counter()
     workers = workers_per_rank(args.workers, args.backend, comm)
@@ -67,28 +65,20 @@ def demo_on(args, comm) -> int:
         raise ValueError(f"--minutes {args.minutes:g} must exceed --eval-minutes {eval_minutes:g}")
     say = (lambda *a: None) if args.json or comm.rank != 0 else (lambda *a: print(*a, flush=True))
     say(f"npformer demo: {args.minutes:g} minutes on the bundled English->Spanish corpus (small preset)")
-    # `npformer train`'s recipe for the bundled corpus and the training part of the budget
-    settings = {**CORPUS_DEFAULTS, "seed": args.seed, "dtype": args.dtype,
-                **{k: getattr(args, k) for k in DERIVED}}
-    for line in derive_recipe(settings, minutes=args.minutes - eval_minutes, steps=None):
-        say(f"  {line}")
-    validate_schedule_options(settings)
-    data = prepare(num_merges=settings["merges"], splits_wanted=("train", "dev"))
-    settings["vocab_size"] = data.tokenizer.vocab_size
-    cfg = model_config(settings)
+    # `npformer train`'s run on the bundled corpus, with the recipe for the training part of the budget;
+    # the periodic evaluations report the dev loss alone (bleu_sentences=0): decoding is kept for the end
+    run = start_run({"seed": args.seed, "dtype": args.dtype, **{k: getattr(args, k) for k in DERIVED}},
+                    minutes=args.minutes - eval_minutes, backend=args.backend, workers=workers, comm=comm,
+                    bleu_sentences=0)
+    state, cfg, settings, source = run.state, run.cfg, run.settings, run.source
+    data = source.corpus
+    say(f"  {run.note}")
     say(f"  BPE: {data.tokenizer.vocab_size} shared subwords; {len(data.splits['train'])} training pairs; "
         f"model: N={cfg.n_layers}, d_model={cfg.d_model}, h={cfg.h}, d_ff={cfg.d_ff}")
     say(f"  {workers.n} worker thread(s) share each batch (data parallel; --workers)"
         + (f" on each of {comm.size} ranks" if comm.size > 1 else ""))
-    state = init_state(cfg, seed=args.seed, backend=args.backend, dtype=args.dtype, workers=workers, comm=comm)
-    batches = batch_schedule(*data.ids["train"], max_tokens=settings["max_tokens"], seed=args.seed,
-                             max_len=settings["max_len"])
     if comm.size > 1:  # the ranks must have learned the same vocabulary and drawn the same batches
-        first = batches(1)
-        comm.require_same(fingerprint(state, cfg, settings={"seed": args.seed, "minutes": args.minutes},
-                                    vocabulary=digest(data.tokenizer.to_dict()),
-                                    data=digest([digest(first.src), digest(first.tgt_out)])))
-    evaluate = dev_evaluator(data, cfg, settings["max_tokens"], bleu_sentences=0, workers=workers)
+        comm.require_same(run_fingerprint(state, cfg, settings, source))
     prepared_minutes = (time.perf_counter() - t0) / 60
     train_minutes = args.minutes - eval_minutes - prepared_minutes
     if train_minutes <= 0:
@@ -97,9 +87,9 @@ def demo_on(args, comm) -> int:
                          "give a larger --minutes")
     out = args.out
     os.makedirs(out, exist_ok=True)
-    train(state, cfg, batches, minutes=train_minutes, schedule=schedule_of(settings, cfg.d_model),
-          eval_fn=evaluate, eval_every=args.eval_every, out_dir=out, save_every=args.eval_every,
-          progress=not args.no_progress, tokenizer=data.tokenizer.to_dict(),
+    train(state, cfg, source.batches, minutes=train_minutes, schedule=schedule_of(settings, cfg.d_model),
+          eval_fn=lambda params: source.evaluate(params, cfg), eval_every=args.eval_every, out_dir=out,
+          save_every=args.eval_every, progress=not args.no_progress, tokenizer=source.tokenizer,
           checkpoint_extra={"settings": settings})
     trained_minutes = (time.perf_counter() - t0) / 60
     if comm.rank != 0:  # rank 0 decodes and scores the test set

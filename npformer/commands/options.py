@@ -1,5 +1,5 @@
-"""What the commands share: option types, the backend and decoding options, the
-optional extras a command needs, and the translation settings of ``train`` and ``demo``.
+"""What the commands share: option types, the backend, decoding and recipe
+options, and the optional extras a command needs.
 
 Every command module defines ``add_parser(sub)`` (adds its parser and sets
 ``func``) and imports what it shares with the others from here, never from a
@@ -7,12 +7,13 @@ sibling command.
 """
 from __future__ import annotations
 
-from npformer.errors import UserError
 import argparse
 import importlib
 import math
 
 from npformer.backend import BACKEND_NAMES, DTYPES
+from npformer.errors import UserError
+from npformer.run import CORPUS_DEFAULTS
 
 # The extra of setup.cfg that installs each optional module.
 EXTRAS = {"sacrebleu": "eval", "threadpoolctl": "train", "tqdm": "train", "matplotlib": "plot"}
@@ -91,17 +92,6 @@ def decoding_settings(args) -> dict:
                 no_repeat_ngram=args.no_repeat_ngram)
 
 
-# Translation's fixed settings (the bundled corpus, or --data PATH): the small
-# preset, pairs of up to 100 subwords, label smoothing 0.1. The rest (BPE
-# merges, dropout, batch size, LayerNorm placement and the learning-rate
-# schedule) is derived from the corpus and the budget by npformer/train/recipe.py,
-# for ``npformer train`` and ``npformer demo`` alike; ``lr_factor`` is the paper's
-# schedule's, used when ``--schedule noam`` is chosen.
-CORPUS_DEFAULTS = dict(task="translate", data=None, preset="small", vocab_size=None, min_len=None, max_len=100,
-                       label_smoothing=0.1, batch_size=None, seed=0, lr_factor=0.5, clip=None, dtype="float32",
-                       steps=None)
-
-
 def add_recipe_args(p, task_defaults: dict | None = None) -> None:
     """The options of the settings that the recipe derives (npformer/train/recipe.py);
     each overrides its derived value. ``task_defaults``: the synthetic tasks' fixed
@@ -126,41 +116,3 @@ def add_recipe_args(p, task_defaults: dict | None = None) -> None:
                    help="scales the paper's schedule (--schedule noam; default "
                         f"{CORPUS_DEFAULTS['lr_factor']}" + ("" if task_defaults is None else
                                                              f"; task: {task_defaults['lr_factor']}") + ")")
-
-
-def derive_recipe(settings: dict, minutes: float | None, steps: int | None) -> list[str]:
-    """Fill in the settings of a new translation run that are None with the recipe's
-    values for its corpus and budget; returns one line per setting saying why."""
-    from npformer.data.corpus import load_corpus
-    from npformer.model.config import preset
-    from npformer.train.recipe import DERIVED, derive, describe
-    d_model = preset(settings["preset"]).d_model
-    derived, reasons = derive(load_corpus(settings["data"])["train"], d_model, settings["preset"], minutes=minutes,
-                              steps=steps, given={k: settings.get(k) for k in DERIVED})
-    settings.update(derived)
-    return describe(derived, reasons)
-
-
-def validate_schedule_options(settings: dict) -> None:
-    """--lr belongs to the linear schedule, --lr-factor to the paper's."""
-    if settings.get("schedule") == "noam" and settings.get("lr") is not None:
-        raise ValueError("--lr is the peak of the linear schedule; the paper's schedule (--schedule noam) "
-                         "is scaled with --lr-factor")
-
-
-def schedule_of(settings: dict, d_model: int):
-    """The learning-rate Schedule of a run's settings."""
-    from npformer.train.schedule import Schedule
-    return Schedule(settings.get("schedule", "noam"), settings["warmup"], settings["lr_factor"], d_model,
-                    settings.get("lr"))
-
-
-def model_config(settings: dict):
-    """The TransformerConfig of a run's settings: its preset, norm placement, V,
-    dropout and label smoothing, and a positional table long enough for its
-    longest sequence."""
-    from npformer.model.config import preset
-    overrides = dict(vocab_size=settings["vocab_size"], p_drop=settings["p_drop"],
-                     eps_ls=settings["label_smoothing"], norm=settings.get("norm", "post"))
-    cfg = preset(settings["preset"], **overrides)
-    return cfg.replace(max_len=max(cfg.max_len, settings["max_len"] + 1))  # + 1: BOS / EOS

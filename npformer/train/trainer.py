@@ -244,119 +244,192 @@ def train(state: TrainState, cfg: TransformerConfig, batches: Callable[[int], Ba
     count, counting steps done before a resume; ``minutes`` is the wall-clock
     budget of this call. A ``log_every`` record holds the token-weighted mean
     loss of its window, the last lr, the mean gradient norm and target tokens/s.
+    ``progress``: show a progress bar (rank 0 only).
     """
+    schedule = schedule or Schedule("noam", 4000, d_model=cfg.d_model)
+    validate_train_options(cfg, steps, minutes, schedule, out_dir, save_every, keep_last)
+    budget = Budget(state, steps, minutes)
+    saves = Saves(state, cfg, out_dir, save_every, keep_last, tokenizer, checkpoint_extra)
+    evaluation = Evaluation(eval_fn, eval_every, best_key)
+    bar = Progress(total=steps, initial=state.step, seconds=None if minutes is None else 60 * minutes,
+                   enabled=progress and state.comm.rank == 0)
+    if state.comm.size > 1:
+        bar.write(f"training on {state.comm.describe()}, {state.workers.n} worker thread(s) each")
+    try:
+        run_steps(state, cfg, batches, schedule, clip, budget, saves, evaluation, log_every, bar)
+        finish(state, saves, evaluation, bar)
+    finally:
+        bar.close()
+    return state
+
+
+def validate_train_options(cfg, steps, minutes, schedule, out_dir, save_every, keep_last) -> None:
     if steps is None and minutes is None:
         raise ValueError("train: give steps or minutes (or both)")
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1):
         raise ValueError(f"train: steps must be a positive integer, got {steps!r}")
     if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
         raise ValueError(f"train: minutes must be a positive number, got {minutes!r}")
-    schedule = schedule or Schedule("noam", 4000, d_model=cfg.d_model)
     if schedule.kind == "noam" and schedule.d_model != cfg.d_model:
         raise ValueError(f"train: the schedule was built for d_model={schedule.d_model}, the model has {cfg.d_model}")
     if keep_last and not (out_dir and save_every):
         raise ValueError("train: keep_last needs out_dir and save_every > 0 (the saves it keeps)")
-    last_path = os.path.join(out_dir, "last.npz") if out_dir else None
-    best_path = os.path.join(out_dir, "best.npz") if out_dir else None
-    saved_at = state.step if last_path and os.path.exists(last_path) else None
+
+
+def run_steps(state: TrainState, cfg, batches, schedule: Schedule, clip, budget: Budget, saves: Saves,
+              evaluation: Evaluation, log_every: int, bar: Progress) -> None:
+    """The steps of one ``train`` call, each followed by its records, evaluation and save."""
+    window, total = _Window(), _Window()  # since the last train record / in this call
+    lr = share = None
+    while not budget.steps_done(state.step):
+        used = budget.time_used()
+        if used is not None and used >= 1:
+            break
+        t = state.step + 1
+        share = budget.share_at(t, used)
+        lr = schedule(t, share)
+        batch = batches(t)
+        t0 = time.perf_counter()
+        try:
+            loss, norm, n_tokens = train_step(state, cfg, batch, lr, clip)
+        except TrainingDiverged as e:
+            raise TrainingDiverged(f"{e} (last good checkpoint: {saves.last_good()})") from None
+        seconds = time.perf_counter() - t0
+
+        window.add(loss, n_tokens, norm, seconds)
+        total.add(loss, n_tokens, norm, seconds)
+        bar.update(t, window.loss_sum / window.tokens, lr, total.tokens / total.seconds)
+        if log_every and t % log_every == 0:
+            state.history.append(window.close(t, lr, budget.elapsed(), share))
+        do_eval, do_save = evaluation.due(t), saves.due(t)
+        if do_eval or do_save:
+            evaluate_and_save(state, evaluation, saves, bar, do_eval, do_save)
+    if window.steps:
+        state.history.append(window.close(state.step, lr, budget.elapsed(), share))
+
+
+def finish(state: TrainState, saves: Saves, evaluation: Evaluation, bar: Progress) -> None:
+    """The end of a ``train`` call: evaluate and save the last step unless that was
+    just done, and (on several ranks) check that the ranks' parameters agree."""
     comm = state.comm
-    lead = comm.rank == 0  # the rank that shows progress, evaluates and saves
-
-    def save(path, generators):
-        return save_state(path, state, cfg, tokenizer=tokenizer, extra=checkpoint_extra, generators=generators)
-
-    def save_last(generators):
-        if not lead:
-            return
-        if not keep_last:
-            save(last_path, generators)
-            return
-        checkpoint.link_or_copy(save(step_checkpoint_path(out_dir, state.step), generators), last_path)
-        for old in step_checkpoints(out_dir)[:-keep_last]:
-            os.remove(old)
-
-    def evaluate(generators):
-        if not lead:
-            return
-        metrics = eval_fn(state.params)
-        best = best_so_far(state.history, best_key)
-        state.history.append({"kind": "eval", "step": state.step, **metrics})
-        bar.write(f"step {state.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
-        if best_path and best_key in metrics and (best is None or metrics[best_key] < best):
-            save(best_path, generators)
-
-    def evaluate_and_save(do_eval: bool, do_save: bool) -> None:
-        """Rank 0 evaluates and saves; every rank first gives its generators' states
-        to the checkpoint, and afterwards waits for rank 0."""
-        generators = rng_state(state)  # on several ranks: gathered from all of them
-        if do_eval:
-            evaluate(generators)
-        if do_save:
-            save_last(generators)
-        if comm.size > 1:
-            comm.barrier(f"the wait for rank 0's evaluation and checkpoint at step {state.step}")
-
-    start, before = time.perf_counter(), elapsed_so_far(state.history)
-    bar = Progress(total=steps, initial=state.step, seconds=None if minutes is None else 60 * minutes,
-                   enabled=progress and lead)
+    last_eval = next((r["step"] for r in reversed(state.history) if r.get("kind") == "eval"), None)
+    # rank 0 alone keeps the evaluation records: its decision is everyone's
+    do_eval = comm.bcast(bool(evaluation.eval_fn and last_eval != state.step), 0, "the end-of-run evaluation")
+    do_save = bool(saves.last_path and saves.saved_at != state.step)
+    if do_eval or do_save:
+        evaluate_and_save(state, evaluation, saves, bar, do_eval, do_save)
     if comm.size > 1:
-        bar.write(f"training on {comm.describe()}, {state.workers.n} worker thread(s) each")
+        require_parameters_agree(state)
 
-    # The part of the budget used before this call: a resumed run continues its decay.
-    progress_before = next((r["progress"] for r in reversed(state.history) if "progress" in r), 0.0)
 
-    def clock() -> float:
+def evaluate_and_save(state: TrainState, evaluation: Evaluation, saves: Saves, bar: Progress,
+                      do_eval: bool, do_save: bool) -> None:
+    """Rank 0 evaluates and saves; every rank first gives its generators' states
+    to the checkpoint, and afterwards waits for rank 0."""
+    generators = rng_state(state)  # on several ranks: gathered from all of them
+    if state.comm.rank == 0:
+        if do_eval:
+            metrics = evaluation.run(state, bar)
+            if evaluation.improved(metrics):
+                saves.save_best(generators)
+        if do_save:
+            saves.save_last(generators)
+    if do_save:
+        saves.saved_at = state.step
+    if state.comm.size > 1:
+        state.comm.barrier(f"the wait for rank 0's evaluation and checkpoint at step {state.step}")
+
+
+class Budget:
+    """When a ``train`` call stops, and the share of the whole run's budget used
+    before a step, which the linear schedule decays by."""
+
+    def __init__(self, state: TrainState, steps: int | None, minutes: float | None):
+        self.steps, self.minutes, self.comm = steps, minutes, state.comm
+        self.start = time.perf_counter()
+        self.elapsed_before = elapsed_so_far(state.history)
+        # The part of the budget used before this call: a resumed run continues its decay.
+        self.share_before = next((r["progress"] for r in reversed(state.history) if "progress" in r), 0.0)
+
+    def steps_done(self, step: int) -> bool:
+        return self.steps is not None and step >= self.steps
+
+    def time_used(self) -> float | None:
         """The share of this call's time budget used, on rank 0's clock: every rank stops
         (and sets its learning rate) at the same step, or they would hang or drift apart."""
-        return comm.bcast((time.perf_counter() - start) / (60 * minutes), 0, "the time-budget clock")
+        if self.minutes is None:
+            return None
+        return self.comm.bcast((time.perf_counter() - self.start) / (60 * self.minutes), 0,
+                               "the time-budget clock")
 
-    def progress_at(t: int, used: float | None) -> float:
+    def share_at(self, t: int, used: float | None) -> float:
         """The share of the whole run's budget used before step t."""
-        shares = [] if steps is None else [(t - 1) / steps]
+        shares = [] if self.steps is None else [(t - 1) / self.steps]
         if used is not None:
-            shares.append(progress_before + (1 - progress_before) * used)
+            shares.append(self.share_before + (1 - self.share_before) * used)
         return min(1.0, max(shares))
-    window, total = _Window(), _Window()  # since the last train record / in this call
-    try:
-        while steps is None or state.step < steps:
-            used = None if minutes is None else clock()
-            if used is not None and used >= 1:
-                break
-            t = state.step + 1
-            progress = progress_at(t, used)
-            lr = schedule(t, progress)
-            batch = batches(t)
-            t0 = time.perf_counter()
-            try:
-                loss, norm, n_tokens = train_step(state, cfg, batch, lr, clip)
-            except TrainingDiverged as e:
-                raise TrainingDiverged(f"{e} (last good checkpoint: "
-                                       f"{last_path if saved_at is not None else 'none'})") from None
-            seconds = time.perf_counter() - t0
 
-            window.add(loss, n_tokens, norm, seconds)
-            total.add(loss, n_tokens, norm, seconds)
-            bar.update(t, window.loss_sum / window.tokens, lr, total.tokens / total.seconds)
-            if log_every and t % log_every == 0:
-                state.history.append(window.close(t, lr, before + time.perf_counter() - start, progress))
-            do_eval = bool(eval_fn and eval_every and t % eval_every == 0)
-            do_save = bool(last_path and save_every and t % save_every == 0)
-            if do_eval or do_save:
-                evaluate_and_save(do_eval, do_save)
-                saved_at = t if do_save else saved_at
-        if window.steps:
-            state.history.append(window.close(state.step, lr, before + time.perf_counter() - start, progress))
-        last_eval = next((r["step"] for r in reversed(state.history) if r.get("kind") == "eval"), None)
-        # rank 0 alone keeps the evaluation records: its decision is everyone's
-        do_eval = comm.bcast(bool(eval_fn and last_eval != state.step), 0, "the end-of-run evaluation")
-        do_save = bool(last_path and saved_at != state.step)
-        if do_eval or do_save:
-            evaluate_and_save(do_eval, do_save)
-        if comm.size > 1:
-            require_parameters_agree(state)
-    finally:
-        bar.close()
-    return state
+    def elapsed(self) -> float:
+        """Training seconds of the whole run so far, earlier calls included."""
+        return self.elapsed_before + time.perf_counter() - self.start
+
+
+class Evaluation:
+    """``eval_fn(params)`` every ``every`` steps; the record joins the history."""
+
+    def __init__(self, eval_fn, every: int, best_key: str):
+        self.eval_fn, self.every, self.best_key = eval_fn, every, best_key
+        self.best = None
+
+    def due(self, t: int) -> bool:
+        return bool(self.eval_fn and self.every and t % self.every == 0)
+
+    def run(self, state: TrainState, bar: Progress) -> dict:
+        self.best = best_so_far(state.history, self.best_key)  # before this record joins
+        metrics = self.eval_fn(state.params)
+        state.history.append({"kind": "eval", "step": state.step, **metrics})
+        bar.write(f"step {state.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+        return metrics
+
+    def improved(self, metrics: dict) -> bool:
+        """Lower is better."""
+        return self.best_key in metrics and (self.best is None or metrics[self.best_key] < self.best)
+
+
+class Saves:
+    """A run's checkpoints in ``out_dir``: ``last.npz`` every ``save_every`` steps and
+    at the end, ``best.npz`` when the evaluation improves, and with ``keep_last``
+    K > 0 the K newest ``step-<t>.npz`` of the saves."""
+
+    def __init__(self, state: TrainState, cfg, out_dir, save_every: int, keep_last: int, tokenizer, extra):
+        self.state, self.cfg, self.out_dir = state, cfg, out_dir
+        self.save_every, self.keep_last, self.tokenizer, self.extra = save_every, keep_last, tokenizer, extra
+        self.last_path = os.path.join(out_dir, "last.npz") if out_dir else None
+        self.best_path = os.path.join(out_dir, "best.npz") if out_dir else None
+        self.saved_at = state.step if self.last_path and os.path.exists(self.last_path) else None
+
+    def due(self, t: int) -> bool:
+        return bool(self.last_path and self.save_every and t % self.save_every == 0)
+
+    def last_good(self) -> str:
+        return self.last_path if self.saved_at is not None else "none"
+
+    def save(self, path: str, generators: dict) -> str:
+        return save_state(path, self.state, self.cfg, tokenizer=self.tokenizer, extra=self.extra,
+                          generators=generators)
+
+    def save_best(self, generators: dict) -> None:
+        if self.best_path:
+            self.save(self.best_path, generators)
+
+    def save_last(self, generators: dict) -> None:
+        if not self.keep_last:
+            self.save(self.last_path, generators)
+            return
+        kept = self.save(step_checkpoint_path(self.out_dir, self.state.step), generators)
+        checkpoint.link_or_copy(kept, self.last_path)
+        for old in step_checkpoints(self.out_dir)[:-self.keep_last]:
+            os.remove(old)
 
 
 class _Window:

@@ -6,7 +6,8 @@ import os
 import pytest
 
 from npformer.cli import build_parser, main
-from npformer.commands.train import run_settings
+from npformer.commands.train import given_settings
+from npformer.run import resolve_settings
 
 
 def test_reverse_task_json_via_subprocess(tmp_path, run_npformer):
@@ -71,7 +72,7 @@ def test_resume_refuses_different_settings(tmp_path, capsys):
 ])
 def test_each_use_gets_its_own_defaults(argv, preset, max_len):
     args = build_parser().parse_args(["train", *argv])
-    settings = run_settings(args, None)
+    settings = resolve_settings(given_settings(args), None, args.task)
     assert (settings["preset"], settings["max_len"]) == (preset, max_len)
 
 

@@ -1,0 +1,309 @@
+"""One training run, from its settings to its report: what ``npformer train`` and
+``npformer demo`` share. The commands parse options and print; this module does
+the rest.
+
+    settings  defaults, then a resumed run's settings, then the options given  (resolve_settings)
+              + for a new translation run, the recipe's derived values          (derive_recipe)
+    source    where the batches come from and how the run is evaluated         (make_source)
+    cfg       the model the settings describe                                  (model_config)
+    state     fresh (init_state) or resumed from RUN_DIR/last.npz              (start_run)
+    ranks     compare one fingerprint before the first step                    (run_fingerprint)
+    train     npformer.train.trainer.train
+    report    the figures a command prints                                     (report)
+
+Two uses, each with its own defaults: translation (a TSV corpus, by default the
+bundled one; ``CORPUS_DEFAULTS``) and the synthetic tasks (``--task copy`` or
+``reverse``; ``TASK_DEFAULTS``). A setting that belongs to the other use is
+refused.
+
+A *data source* is ``batches(step)`` (a pure function of the step, so a resume
+continues exactly), ``evaluate(params, cfg)`` for held-out metrics, and the
+vocabulary. The synthetic tasks are one source, a corpus another; both plug
+into the same training loop.
+
+This sits above ``npformer.translation`` (a corpus run's dev BLEU decodes with
+it), below the commands.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable, NamedTuple
+
+# Settings that define a run: stored in its checkpoint, fixed on resume.
+RUN_SETTINGS = ("task", "data", "merges", "preset", "norm", "vocab_size", "min_len", "max_len", "p_drop",
+                "label_smoothing", "batch_size", "max_tokens", "seed", "schedule", "lr", "lr_factor", "warmup", "clip",
+                "dtype")
+
+# Translation's fixed settings (the bundled corpus, or a TSV): the small preset,
+# pairs of up to 100 subwords, label smoothing 0.1. The rest (BPE merges,
+# dropout, batch size, LayerNorm placement and the learning-rate schedule) is
+# derived from the corpus and the budget by npformer/train/recipe.py;
+# ``lr_factor`` is the paper's schedule's, used when ``schedule="noam"`` is chosen.
+CORPUS_DEFAULTS = dict(task="translate", data=None, preset="small", vocab_size=None, min_len=None, max_len=100,
+                       label_smoothing=0.1, batch_size=None, seed=0, lr_factor=0.5, clip=None, dtype="float32",
+                       steps=None)
+
+# The synthetic tasks: the tiny preset learns to reverse 4..12-token sequences
+# over 20 symbols to >= 99% held-out exact match in 3000 steps. Dropout 0.1 and
+# clipping at 1 keep the late steps stable; without them exact match keeps
+# dipping below 100%.
+TASK_DEFAULTS = dict(preset="tiny", norm="post", vocab_size=24, min_len=4, max_len=12, p_drop=0.1, label_smoothing=0.1,
+                     batch_size=64, max_tokens=None, seed=0, schedule="noam", lr=None, lr_factor=0.5, warmup=300,
+                     clip=1.0, dtype="float32", steps=3000)
+HELDOUT_SIZE = 500
+DEV_BLEU_SENTENCES = 200
+
+# Settings that make sense for one use only: given for the other, they are refused.
+TASK_ONLY = {"vocab_size": "translation learns its vocabulary (--merges)",
+             "min_len": "translation keeps every pair up to --max-len",
+             "batch_size": "translation batches by --max-tokens"}
+TRANSLATION_ONLY = {"merges": "the synthetic tasks have no BPE (--vocab-size)"}
+
+
+def option(name: str) -> str:
+    """The command-line spelling of a setting: ``max_len`` -> ``--max-len``."""
+    return "--" + name.replace("_", "-")
+
+
+# --- settings --------------------------------------------------------------
+def resolve_settings(given: dict, saved: dict | None = None, task: str | None = None) -> dict:
+    """A run's settings: the defaults of its use, then ``saved`` (a resumed run's,
+    which ``given`` may not contradict), then ``given`` (the settings the user
+    chose; None values are left out). ``task``: "copy"/"reverse", or None for
+    translation."""
+    given = {k: v for k, v in given.items() if k in RUN_SETTINGS and v is not None}
+    if "batch_size" in given and "max_tokens" in given:
+        raise ValueError("--batch-size and --max-tokens both size a batch; give one of them")
+    task = saved["task"] if saved is not None else (task or "translate")
+    for name, why in (TASK_ONLY if task == "translate" else TRANSLATION_ONLY).items():
+        if name in given:
+            use = "the synthetic tasks (--task)" if task == "translate" else "translation"
+            raise ValueError(f"{option(name)} is for {use}: {why}")
+    if "batch_size" in given or "max_tokens" in given:  # one replaces the other
+        given.setdefault("batch_size", None)
+        given.setdefault("max_tokens", None)
+    if saved is None:
+        defaults = CORPUS_DEFAULTS if task == "translate" else TASK_DEFAULTS
+        return {**defaults, **given, "task": task}
+    # runs saved before these settings existed were all post-LN with the paper's schedule
+    saved = {"norm": "post", "schedule": "noam", "lr": None, **saved}
+    clash = [f"{option(k)} {given[k]} (the run has {saved.get(k)})" for k in given if given[k] != saved.get(k)]
+    if clash:
+        raise ValueError("--resume keeps the run's settings; these differ: " + ", ".join(clash))
+    return dict(saved)
+
+
+def budget_steps(steps: int | None, minutes: float | None, settings: dict, resumed: bool) -> int | None:
+    """The step to train until: ``steps``, else none with ``minutes``, else the run's default."""
+    steps = steps if steps is not None or minutes is not None else settings["steps"]
+    if steps is None and minutes is None:
+        raise ValueError("the resumed run had only a time budget; give --steps or --minutes" if resumed else
+                         "translation trains until --steps N or for --minutes M; give one (or both)")
+    return steps
+
+
+def derive_recipe(settings: dict, minutes: float | None, steps: int | None) -> list[str]:
+    """Fill in the settings of a new translation run that are None with the recipe's
+    values for its corpus and budget; returns one line per setting saying why."""
+    from npformer.data.corpus import load_corpus
+    from npformer.model.config import preset
+    from npformer.train.recipe import DERIVED, derive, describe
+    d_model = preset(settings["preset"]).d_model
+    derived, reasons = derive(load_corpus(settings["data"])["train"], d_model, settings["preset"], minutes=minutes,
+                              steps=steps, given={k: settings.get(k) for k in DERIVED})
+    settings.update(derived)
+    return describe(derived, reasons)
+
+
+def validate_schedule_options(settings: dict) -> None:
+    """``lr`` belongs to the linear schedule, ``lr_factor`` to the paper's."""
+    if settings.get("schedule") == "noam" and settings.get("lr") is not None:
+        raise ValueError("--lr is the peak of the linear schedule; the paper's schedule (--schedule noam) "
+                         "is scaled with --lr-factor")
+
+
+def schedule_of(settings: dict, d_model: int):
+    """The learning-rate Schedule of a run's settings."""
+    from npformer.train.schedule import Schedule
+    return Schedule(settings.get("schedule", "noam"), settings["warmup"], settings["lr_factor"], d_model,
+                    settings.get("lr"))
+
+
+def model_config(settings: dict):
+    """The TransformerConfig of a run's settings: its preset, norm placement, V,
+    dropout and label smoothing, and a positional table long enough for its
+    longest sequence."""
+    from npformer.model.config import preset
+    overrides = dict(vocab_size=settings["vocab_size"], p_drop=settings["p_drop"],
+                     eps_ls=settings["label_smoothing"], norm=settings.get("norm", "post"))
+    cfg = preset(settings["preset"], **overrides)
+    return cfg.replace(max_len=max(cfg.max_len, settings["max_len"] + 1))  # + 1: BOS / EOS
+
+
+# --- data sources ------------------------------------------------------------
+class DataSource(NamedTuple):
+    batches: Callable              # step (from 1) -> Batch; a pure function of the step
+    evaluate: Callable             # (params, cfg) -> {"val_loss": ..., ...} on held-out data
+    tokenizer: dict | None         # stored in the checkpoint (None for synthetic tasks)
+    heldout_size: int
+    corpus: object = None          # the TranslationData of a corpus (its splits and BPE), else None
+
+
+def task_source(s: dict, workers=None) -> DataSource:
+    """Random copy / reverse sequences (npformer.train.tasks)."""
+    from npformer.data.batching import make_batches
+    from npformer.decode.greedy import greedy_decode
+    from npformer.train.tasks import SequenceTask, evaluate_exact_match
+    from npformer.train.trainer import evaluate_loss
+
+    task = SequenceTask(s["task"], s["vocab_size"], s["min_len"], s["max_len"])
+    heldout = task.heldout(s["seed"], HELDOUT_SIZE)
+    heldout_batches = make_batches(*heldout, max_tokens=64 * (s["max_len"] + 1))
+
+    def evaluate(params, cfg):
+        return {"val_loss": evaluate_loss(params, cfg, heldout_batches, workers),
+                "exact_match": evaluate_exact_match(params, cfg, heldout, greedy_decode)}
+
+    return DataSource(task.batches(s["seed"], s["batch_size"], s["max_tokens"]), evaluate, None, HELDOUT_SIZE)
+
+
+def corpus_source(s: dict, tokenizer: dict | None = None, workers=None,
+                  bleu_sentences: int = DEV_BLEU_SENTENCES) -> DataSource:
+    """Sentence pairs from a TSV (default: the bundled Bible EN->ES), a shared BPE
+    vocabulary learned on the training split (or the resumed run's), batches by
+    length and token count, and dev loss plus dev BLEU (greedy, the first
+    ``bleu_sentences`` pairs; 0 for the loss alone). Sets ``s["vocab_size"]``."""
+    from npformer.data.bpe import BPETokenizer
+    from npformer.data.pipeline import batch_schedule, prepare
+    from npformer.translation import dev_evaluator
+    tok = BPETokenizer.from_dict(tokenizer) if tokenizer is not None else None
+    data = prepare(s["data"], num_merges=s["merges"], tokenizer=tok, splits_wanted=("train", "dev"))
+    s["vocab_size"] = data.tokenizer.vocab_size
+    batches = batch_schedule(*data.ids["train"], max_tokens=s["max_tokens"], seed=s["seed"], max_len=s["max_len"])
+    evaluators = {}
+
+    def evaluate(params, cfg):
+        if "dev" not in evaluators:  # built at the first evaluation: it needs the model's cfg
+            evaluators["dev"] = dev_evaluator(data, cfg, s["max_tokens"], bleu_sentences, workers=workers)
+        return evaluators["dev"](params)
+
+    return DataSource(batches, evaluate, data.tokenizer.to_dict(), len(data.splits["dev"]), data)
+
+
+def make_source(settings: dict, tokenizer: dict | None = None, workers=None,
+                bleu_sentences: int = DEV_BLEU_SENTENCES) -> DataSource:
+    if settings["task"] == "translate":
+        return corpus_source(settings, tokenizer, workers, bleu_sentences)
+    return task_source(settings, workers)
+
+
+def run_fingerprint(state, cfg, settings: dict, source: DataSource) -> dict:
+    """What the ranks of one run must share (train/ranks.py ``fingerprint``): the
+    model and its starting state, the settings, the vocabulary, and the whole
+    first batch (source, decoder input and targets)."""
+    from npformer.runtime.distributed.communicator import digest
+    from npformer.train.ranks import fingerprint
+    batch = source.batches(state.step + 1)
+    return fingerprint(state, cfg, settings=settings, vocabulary=digest(source.tokenizer),
+                       data=digest([digest(batch.src), digest(batch.tgt_in), digest(batch.tgt_out)]))
+
+
+# --- starting a run -----------------------------------------------------------
+class Run(NamedTuple):
+    state: object                  # npformer.train.trainer.TrainState
+    cfg: object                    # TransformerConfig
+    settings: dict
+    source: DataSource
+    steps: int | None              # the step to train until (None: the time budget alone)
+    note: str | None               # what the user should know before it starts (the recipe, a layout change)
+
+
+def layout_change(saved: dict | None, ranks: int, workers: int) -> str | None:
+    """What resuming a run saved by ``saved`` ranks x workers on ``ranks`` x ``workers`` changes."""
+    if not saved or (saved["ranks"], saved["workers"]) == (ranks, workers):
+        return None
+    was, now = f"{saved['ranks']} rank(s) x {saved['workers']} thread(s)", f"{ranks} x {workers}"
+    if saved["ranks"] * saved["workers"] == ranks * workers:
+        return f"resuming a run trained on {was} on {now}: the same {ranks * workers} shards per batch, " \
+               "so it continues as if uninterrupted"
+    return (f"resuming a run trained on {was} on {now}: each batch is split into {ranks * workers} shards "
+            f"instead of {saved['ranks'] * saved['workers']}, so dropout draws other (equally valid) masks "
+            "than an uninterrupted run would; the gradients are the same up to float rounding")
+
+
+def prepare_out_dir(out: str) -> None:
+    """Create RUN_DIR now, not at the first save: a directory that cannot be
+    created or written must not cost a run."""
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--out: cannot create {out} ({e.strerror})") from None
+    if not os.access(out, os.W_OK):
+        raise ValueError(f"--out: cannot write to {out}")
+
+
+def start_run(given: dict, task: str | None = None, *, out: str | None = None, resume: bool = False,
+              steps: int | None = None, minutes: float | None = None, backend=None, workers=None,
+              comm=None, bleu_sentences: int = DEV_BLEU_SENTENCES) -> Run:
+    """A new run (fresh parameters) or, with ``resume``, ``out/last.npz`` continued
+    with its own settings; everything a bad setting can fail on fails here,
+    before the first step. ``given``: the settings chosen (``RUN_SETTINGS`` keys,
+    None for not given); ``steps``/``minutes``: the budget; ``bleu_sentences``:
+    dev pairs decoded at each evaluation of a translation run."""
+    from npformer.train.trainer import init_state, load_state
+    last = os.path.join(out, "last.npz") if out else None
+    if out and os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out: {out} exists and is not a directory")
+    note = None
+    if resume:
+        if not out:
+            raise ValueError("--resume needs --out RUN_DIR (it continues RUN_DIR/last.npz)")
+        state, ck = load_state(last, backend=backend, workers=workers, comm=comm)
+        note = layout_change(ck.extra.get("layout"), state.comm.size, state.workers.n)
+        if "settings" not in ck.extra:
+            raise ValueError(f"--resume: {last} has no run settings; it was not written by `npformer train`")
+        settings = resolve_settings(given, ck.extra["settings"])
+        steps = budget_steps(steps, minutes, settings, resumed=True)
+        source = make_source(settings, ck.tokenizer, state.workers, bleu_sentences)
+        cfg = ck.config
+    else:
+        if last and os.path.exists(last):
+            raise ValueError(f"--out: {last} exists; pass --resume to continue it, or choose another RUN_DIR")
+        settings = resolve_settings(given, None, task)
+        steps = budget_steps(steps, minutes, settings, resumed=False)
+        if settings["task"] == "translate":
+            note = "the recipe for this corpus and budget:\n  " + "\n  ".join(
+                derive_recipe(settings, minutes, steps))
+        validate_schedule_options(settings)
+        source = make_source(settings, None, workers, bleu_sentences)
+        cfg = model_config(settings)
+        state = init_state(cfg, seed=settings["seed"], backend=backend, dtype=settings["dtype"],
+                           workers=workers, comm=comm)
+        if out:
+            prepare_out_dir(out)
+    settings["steps"] = steps
+    return Run(state, cfg, settings, source, steps, note)
+
+
+# --- the report -----------------------------------------------------------------
+def report(run: Run, start_step: int, minutes: float, checkpoint: str | None = None) -> dict:
+    """The figures of a finished ``train`` call: task, steps, minutes, final_loss,
+    val_loss, exact_match (tasks), dev_bleu and dev_chrf (translation with
+    sacreBLEU), tokens_per_s, heldout_size, workers, ranks, settings, and
+    checkpoint when there is one. Metrics a run does not have are None."""
+    from npformer.train.trainer import throughput
+    state, settings = run.state, run.settings
+    trained = [r for r in state.history if r["kind"] == "train" and r["step"] > start_step]
+    final_eval = [r for r in state.history if r["kind"] == "eval"][-1]
+    result = {
+        "task": settings["task"], "steps": state.step, "minutes": round(minutes, 3),
+        "final_loss": trained[-1]["loss"] if trained else None,
+        "val_loss": final_eval["val_loss"], "exact_match": final_eval.get("exact_match"),
+        "dev_bleu": final_eval.get("dev_bleu"), "dev_chrf": final_eval.get("dev_chrf"),
+        "tokens_per_s": throughput(trained),
+        "heldout_size": run.source.heldout_size, "workers": state.workers.n, "ranks": state.comm.size,
+        "settings": {k: settings.get(k) for k in RUN_SETTINGS},
+    }
+    if checkpoint:
+        result["checkpoint"] = checkpoint
+    return result
