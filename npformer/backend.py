@@ -108,6 +108,17 @@ class Backend:
         if self.on_device:
             self.xp.cuda.Device().synchronize()
 
+    def thread_setup(self):
+        """A function that makes the thread calling it use the device that the
+        thread calling ``thread_setup`` uses now (None on the host). CuPy's current
+        device is per thread: a new thread starts on GPU 0, whatever
+        ``cupy.cuda.Device(n).use()`` said in the thread that created it, so a
+        rank's worker threads must each be pointed at the rank's GPU."""
+        if not self.on_device:
+            return None
+        device = self.xp.cuda.Device().id
+        return lambda: self.xp.cuda.Device(device).use()
+
 
 _NUMPY = Backend("numpy", np)
 _CACHE: dict[str, Backend] = {"numpy": _NUMPY}

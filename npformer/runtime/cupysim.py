@@ -351,8 +351,16 @@ class SimGenerator:
 
 
 class _Device:
+    """``cupy.cuda.Device``: ``Device()`` is the calling thread's current device,
+    ``Device(n).use()`` makes n current for the calling thread only (as on CuPy,
+    where every new thread starts on device 0)."""
+    _current = threading.local()
+
     def __init__(self, device=None):
-        self.id = 0 if device is None else int(device)
+        self.id = getattr(self._current, "id", 0) if device is None else int(device)
+
+    def use(self):
+        _Device._current.id = self.id
 
     def synchronize(self):
         """Nothing is queued on the CPU; kept so that timing code reads as it does on CuPy."""

@@ -65,14 +65,16 @@ class Workers:
     """``n`` threads that run functions on parts of the work, BLAS pinned to one
     thread each while they do. ``Workers(1)`` runs everything inline."""
 
-    def __init__(self, n: int = 1):
+    def __init__(self, n: int = 1, initializer=None):
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"workers: n must be a positive integer, got {n!r}")
         if n > 1 and not blas_threads_controllable():
             raise UserError(f"workers: {n} workers need threadpoolctl to pin BLAS to one thread per "
                                f"worker: {TRAIN_EXTRA}, or use 1 worker")
         self.n = int(n)
-        self._pool = ThreadPoolExecutor(self.n, thread_name_prefix="npformer") if self.n > 1 else None
+        # initializer: runs once in each new thread (Backend.thread_setup: the GPU that thread uses)
+        self._pool = ThreadPoolExecutor(self.n, thread_name_prefix="npformer",
+                                        initializer=initializer) if self.n > 1 else None
         self._blas = None
 
     def __repr__(self) -> str:
@@ -121,15 +123,20 @@ def balanced_groups(arrays: dict, n: int) -> list[list]:
 
 
 def make_workers(n: int | None, backend=None) -> Workers:
-    """``Workers(n)``; ``n`` None picks ``default_workers`` for the backend (name or Backend)."""
+    """``Workers(n)`` whose threads use the device this thread uses now; ``n`` None
+    picks ``default_workers`` for the backend (name or Backend)."""
+    from npformer.backend import get_backend
+    be = get_backend(backend)
     if n is None:
-        from npformer.backend import get_backend
-        n = default_workers(get_backend(backend).name)
-    return Workers(n)
+        n = default_workers(be.name)
+    return Workers(n, initializer=be.thread_setup())
 
 
-def as_workers(workers) -> Workers:
-    """``None`` -> Workers(1); an int -> Workers(n); a Workers as it is."""
+def as_workers(workers, backend=None) -> Workers:
+    """``None`` -> Workers(1); a Workers as it is; an int n -> ``make_workers(n, backend)``
+    with a backend, else plain threads (which, on CuPy, would start on GPU 0)."""
     if workers is None:
         return Workers(1)
-    return workers if isinstance(workers, Workers) else Workers(workers)
+    if isinstance(workers, Workers):
+        return workers
+    return make_workers(workers, backend) if backend is not None else Workers(workers)

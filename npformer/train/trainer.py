@@ -89,7 +89,7 @@ def init_state(cfg: TransformerConfig, seed: int = 0, backend=None, dtype: str =
     ``workers``, default 1) gives the same run."""
     be = get_backend(backend)
     params = trainable(init_params(cfg, seed=seed, dtype=dtype, backend=be))
-    workers, comm = as_workers(workers), comm or SingleProcess()
+    workers, comm = as_workers(workers, be), comm or SingleProcess()
     rngs = worker_generators(be, seed, workers.n, first=comm.rank * workers.n)
     return TrainState(params, Adam(params), rngs, seed, workers=workers, comm=comm)
 
@@ -144,7 +144,7 @@ def load_state(path, backend=None, workers=None, comm: Communicator | None = Non
     params = trainable(ckpt.params)
     optimizer = Adam(params)
     optimizer.load_state_dict(ckpt.optimizer)
-    workers, comm = as_workers(workers), comm or SingleProcess()
+    workers, comm = as_workers(workers, be), comm or SingleProcess()
     rngs = restore_rngs(be, ckpt.rng_state, ckpt.step, workers.n, comm)
     state = TrainState(params, optimizer, rngs, int(ckpt.rng_state["seed"]), ckpt.step, ckpt.history, workers,
                        comm)

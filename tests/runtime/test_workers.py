@@ -44,3 +44,41 @@ def test_bad_worker_counts_are_refused(monkeypatch):
     with pytest.raises(RuntimeError, match=r"need threadpoolctl.*npformer\[train\]"):
         Workers(2)
     assert workers_module.default_workers("numpy") == 1 and workers_module.default_workers("cupy") == 1
+
+
+def test_a_device_is_current_per_thread_on_cupysim():
+    """cupysim keeps CuPy's rule: ``Device(n).use()`` changes the calling thread's
+    device only, and a new thread starts on device 0."""
+    import threading
+
+    from npformer.runtime.cupysim import xp
+    seen = []
+    thread = threading.Thread(target=lambda: (xp.cuda.Device(1).use(), seen.append(xp.cuda.Device().id)))
+    thread.start()
+    thread.join()
+    assert seen == [1] and xp.cuda.Device().id == 0
+
+
+def test_worker_threads_use_the_device_of_the_thread_that_made_them(workers):
+    """A rank on GPU 1 (launch calls ``Device(1).use()``) makes its worker threads:
+    each of them must compute on GPU 1 too, not on CuPy's default GPU 0."""
+    from npformer.runtime.cupysim import xp
+    from npformer.runtime.workers import make_workers
+    xp.cuda.Device(1).use()
+    try:
+        pool = make_workers(2, "cupysim")
+        plain = Workers(2)
+        try:
+            barrier = threading_barrier(2)  # both threads of each pool answer
+            assert pool.map(lambda _: (barrier.wait(), xp.cuda.Device().id)[1], range(2)) == [1, 1]
+            assert plain.map(lambda _: (barrier.wait(), xp.cuda.Device().id)[1], range(2)) == [0, 0]
+        finally:
+            pool.close()
+            plain.close()
+    finally:
+        xp.cuda.Device(0).use()
+
+
+def threading_barrier(n):
+    import threading
+    return threading.Barrier(n, timeout=10)
