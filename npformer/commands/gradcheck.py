@@ -1,4 +1,7 @@
-"""``npformer gradcheck``: every backward pass against finite differences, one row per check."""
+"""``npformer gradcheck``: every backward pass against finite differences, one row per check.
+
+With ``--json`` the last line is one object: ``passed`` (every row), ``n_passed``,
+``n_failed``, ``worst_rel_error``, and ``rows`` of ``{name, max_rel_error, passed}``."""
 import json
 
 from npformer.commands.options import add_backend_args, int_at_least
@@ -10,8 +13,11 @@ def cmd_gradcheck(args) -> int:
         raise ValueError(f"--dtype: gradient checks need float64, got {args.dtype}")
     results = run_all_checks(args.backend, seed=args.seed, quick=args.quick)
     rows = [r.as_dict() for r in results]
+    passed = all(r["passed"] for r in rows)
     if args.json:
-        print(json.dumps(rows))
+        n_fail = sum(not r["passed"] for r in rows)
+        print(json.dumps({"passed": passed, "n_passed": len(rows) - n_fail, "n_failed": n_fail,
+                          "worst_rel_error": max(r["max_rel_error"] for r in rows), "rows": rows}))
     else:
         width = max(len(r["name"]) for r in rows)
         print(f"{'name':<{width}}  {'max_rel_error':>13}  result")
@@ -22,7 +28,7 @@ def cmd_gradcheck(args) -> int:
         for r in results:
             for problem in r.problems:
                 print(f"  {r.name}: {problem}")
-    return 0 if all(r["passed"] for r in rows) else 1
+    return 0 if passed else 1
 
 
 def add_parser(sub) -> None:
@@ -30,5 +36,6 @@ def add_parser(sub) -> None:
     add_backend_args(p, "float64", workers=False)
     p.add_argument("--seed", type=int_at_least(0), default=0)
     p.add_argument("--quick", action="store_true", help="skip the whole-model check")
-    p.add_argument("--json", action="store_true", help="print one JSON list of {name, max_rel_error, passed}")
+    p.add_argument("--json", action="store_true",
+                   help="end with one JSON object: passed, n_passed, n_failed, worst_rel_error, rows")
     p.set_defaults(func=cmd_gradcheck)

@@ -1,4 +1,4 @@
-"""``npformer gradcheck``: one JSON list with a passing row per op; float32 refused in one line."""
+"""``npformer gradcheck``: one JSON object with a passing row per op; float32 refused in one line."""
 import json
 
 from npformer.verify.op_cases import op_cases
@@ -9,8 +9,10 @@ def test_quick_json_lists_every_op(run_npformer):
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1, proc.stdout
-    rows = json.loads(lines[0])
-    assert isinstance(rows, list)
+    result = json.loads(lines[0])
+    rows = result["rows"]
+    assert result["passed"] is True and result["n_failed"] == 0 and result["n_passed"] == len(rows)
+    assert result["worst_rel_error"] == max(row["max_rel_error"] for row in rows)
     for row in rows:
         assert set(row) == {"name", "max_rel_error", "passed"}
         assert row["passed"] is True and row["max_rel_error"] <= 1e-7, row
