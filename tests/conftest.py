@@ -1,5 +1,5 @@
-"""One fixture runs every test on every backend: numpy and cupysim (CuPy's rules simulated on
-the CPU) always, cupy where a GPU is usable."""
+"""The ``be`` fixture runs each test that takes it on every backend: numpy and cupysim (CuPy's
+rules simulated on the CPU) always, cupy where a GPU is usable."""
 import os
 from pathlib import Path
 
