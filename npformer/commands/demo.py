@@ -9,10 +9,11 @@ test-set BLEU and chrF (sacreBLEU).
 The budget covers everything: data preparation (BPE learning, encoding),
 training, and the final test-set decoding. ``--eval-minutes`` of it are kept
 back for the decoding; training stops when the rest is used up. The test set
-is decoded with beam 4, length penalty 1.0, outputs of at most 1.2 x the
-source's length + 5 tokens and no repeated run of 4 subword tokens, chosen on
-the dev set for a model this young (see ``DEMO_DECODING``); ``npformer
-evaluate`` keeps the paper's settings.
+is decoded as ``translate`` and ``evaluate`` decode by default
+(``translation.DECODING``): beam 4, length penalty 1.0, outputs of at most
+1.2 x the source's length + 5 tokens and no repeated run of 4 subword tokens,
+chosen on the dev set for a model this young; ``--paper-decoding`` gives the
+paper's.
 
 The demo exists to print a score, so without sacreBLEU (the ``eval`` extra) it
 refuses to start rather than train for ten minutes it cannot report on.
@@ -31,15 +32,6 @@ import time
 from npformer.commands.options import (add_backend_args, add_decoding_args, add_recipe_args, decoding_settings,
                                        int_at_least, number_at_least, require)
 from npformer.train.recipe import DERIVED
-
-# Not the paper's decoding (beam 4, alpha 0.6, outputs up to input + 50 tokens, no
-# n-gram ban), which `translate` and `evaluate` keep: a ten-minute model repeats
-# itself (about 3 in 10 of its dev outputs repeat a 4-word run; 1 in 26 of the
-# references do). A stronger length penalty, outputs of at most 1.2 x the source
-# + 5 tokens (99% of the corpus' references are within 1.32 x) and a ban on
-# repeating 4 subword tokens score best on the dev set and remove the loops
-# (docs/tuning.md).
-DEMO_DECODING = dict(beam=4, alpha=1.0, max_len_a=1.2, max_len_b=5, no_repeat_ngram=4)
 
 
 def cmd_demo(args) -> int:
@@ -118,7 +110,7 @@ def demo_on(args, comm) -> int:
         print(json.dumps(result, ensure_ascii=False))
     else:
         print(f"test BLEU {result['bleu']:.2f}, chrF {result['chrf']:.2f} on {result['test_sentences']} sentences "
-              f"(beam {args.beam}, alpha {args.alpha:g}; {result['bleu_signature']})")
+              f"(beam {result['beam_size']}, alpha {result['alpha']:g}; {result['bleu_signature']})")
         tok_s = result["tokens_per_s"] or 0.0
         print(f"{state.step} steps ({tok_s:,.0f} target tokens/s), {minutes:.1f} minutes in all; "
               f"checkpoint {result['checkpoint']}")
@@ -141,7 +133,7 @@ def add_parser(sub) -> None:
     p.add_argument("--eval-every", type=int_at_least(1), default=300,
                    help="dev loss and a checkpoint every N steps (default 300)")
     add_recipe_args(p.add_argument_group("the recipe (npformer train's; each option overrides its derived value)"))
-    add_decoding_args(p, **DEMO_DECODING)
+    add_decoding_args(p)
     p.add_argument("--show", type=int_at_least(0), default=3, help="held-out examples to print")
     p.add_argument("--seed", type=int_at_least(0), default=0)
     p.add_argument("--out", default="runs/demo", help="run directory for checkpoints (default runs/demo)")

@@ -39,7 +39,7 @@ def add_parser(sub) -> None:
                    "its fixed test split is used")
     p.add_argument("--split", default="test", choices=("test", "dev"))
     p.add_argument("--limit", type=int_at_least(0), default=0, help="evaluate only the first N pairs (default: all)")
-    add_decoding_args(p)  # the paper's beam 4, alpha 0.6, input length + 50
+    add_decoding_args(p)
     p.add_argument("--show", type=int_at_least(0), default=3, help="print this many example translations")
     add_backend_args(p)
     p.add_argument("--json", action="store_true")

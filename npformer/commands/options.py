@@ -70,26 +70,42 @@ def add_backend_args(p, dtype_default="float32", workers=True) -> None:
                             "on numpy (with threadpoolctl installed), 1 on cupy")
 
 
-def add_decoding_args(p, beam=4, alpha=0.6, max_len_a=1.0, max_len_b=50, no_repeat_ngram=0) -> None:
-    """--beam, --alpha, --max-len-a, --max-len-b, --no-repeat-ngram. The defaults are the
-    paper's decoding (§6.1): beam 4, length penalty 0.6, outputs up to input length + 50
-    tokens, no n-gram ban."""
-    p.add_argument("--beam", type=int_at_least(1), default=beam, help=f"beam size; 1 = greedy (default {beam})")
-    p.add_argument("--alpha", type=number_at_least(0), default=alpha,
-                   help=f"length penalty alpha of the beam search (default {alpha:g})")
-    p.add_argument("--max-len-a", type=number_at_least(0), default=max_len_a,
-                   help=f"outputs get at most A * (source tokens) + B tokens (default A = {max_len_a:g})")
-    p.add_argument("--max-len-b", type=int_at_least(0), default=max_len_b,
-                   help=f"see --max-len-a (default B = {max_len_b})")
-    p.add_argument("--no-repeat-ngram", type=int_at_least(0), default=no_repeat_ngram, metavar="N",
-                   help="forbid an output to repeat any N subword tokens, a heuristic against loops "
-                        f"that the paper does not use; 0 = off (default {no_repeat_ngram})")
+def add_decoding_args(p) -> None:
+    """--beam, --alpha, --max-len-a, --max-len-b, --no-repeat-ngram and --paper-decoding.
+    The defaults are ``translation.DECODING`` (beam 4, alpha 1.0, at most 1.2 x source + 5
+    tokens, no repeated run of 4 subword tokens); ``--paper-decoding`` starts from the
+    paper's instead (beam 4, alpha 0.6, input + 50, no ban). An option given explicitly
+    overrides either."""
+    from npformer.translation import DECODING, PAPER_DECODING
+    d, paper = DECODING, PAPER_DECODING
+    g = p.add_argument_group("decoding", "the default decodes without loops: a model trained for minutes "
+                             "repeats itself under the paper's settings (docs/tuning.md)")
+    g.add_argument("--beam", type=int_at_least(1), default=None,
+                   help=f"beam size; 1 = greedy (default {d['beam_size']}; paper {paper['beam_size']})")
+    g.add_argument("--alpha", type=number_at_least(0), default=None,
+                   help=f"length penalty alpha of the beam search (default {d['alpha']:g}; paper {paper['alpha']:g})")
+    g.add_argument("--max-len-a", type=number_at_least(0), default=None,
+                   help=f"outputs get at most A * (source tokens) + B tokens "
+                        f"(default A = {d['max_len_a']:g}; paper {paper['max_len_a']:g})")
+    g.add_argument("--max-len-b", type=int_at_least(0), default=None,
+                   help=f"see --max-len-a (default B = {d['max_len_b']}; paper {paper['max_len_b']})")
+    g.add_argument("--no-repeat-ngram", type=int_at_least(0), default=None, metavar="N",
+                   help="forbid an output to repeat any N subword tokens, a heuristic against loops that the "
+                        f"paper does not use; 0 = off (default {d['no_repeat_ngram']}; paper 0)")
+    g.add_argument("--paper-decoding", action="store_true",
+                   help="start from the paper's decoding (§6.1): beam 4, alpha 0.6, at most input + 50 "
+                        "tokens, no n-gram ban")
 
 
 def decoding_settings(args) -> dict:
-    """The keyword arguments of ``translate``/``evaluate_pairs`` from ``add_decoding_args``' options."""
-    return dict(beam_size=args.beam, alpha=args.alpha, max_len_a=args.max_len_a, max_len_b=args.max_len_b,
-                no_repeat_ngram=args.no_repeat_ngram)
+    """The keyword arguments of ``translate``/``evaluate_pairs`` from ``add_decoding_args``' options:
+    the default or the paper's settings, with each option given explicitly on top."""
+    from npformer.translation import DECODING, PAPER_DECODING
+    settings = dict(PAPER_DECODING if args.paper_decoding else DECODING)
+    given = dict(beam_size=args.beam, alpha=args.alpha, max_len_a=args.max_len_a, max_len_b=args.max_len_b,
+                 no_repeat_ngram=args.no_repeat_ngram)
+    settings.update({k: v for k, v in given.items() if v is not None})
+    return settings
 
 
 def add_recipe_args(p, task_defaults: dict | None = None) -> None:

@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("translate", help="translate sentences with a trained checkpoint")
     p.add_argument("sentences", nargs="*", help="sentences to translate (default: read lines from stdin)")
     p.add_argument("--checkpoint", required=True, help="a .npz checkpoint written by npformer train")
-    add_decoding_args(p)  # the paper's beam 4, alpha 0.6, input length + 50
+    add_decoding_args(p)
     add_backend_args(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_translate)

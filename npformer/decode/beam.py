@@ -18,7 +18,7 @@ finished hypotheses and no live one can still beat the k-th: log P only falls
 as Y grows and lp(Y) <= lp(max_len), so for alpha >= 0 a live hypothesis can
 at best reach log P(Y) / lp(max_len). Done sentences leave the batch.
 
-Optionally (``no_repeat_ngram`` = n > 0; off by default, as in the paper) a
+Optionally (``no_repeat_ngram`` = n > 0; off here, as in the paper, and on in translation.DECODING) a
 hypothesis may not repeat any run of n tokens it already holds: a token that
 would complete such a run gets log p = -inf before the k best are chosen. This
 is a decoding heuristic, not part of the model: it hides a young model's loops

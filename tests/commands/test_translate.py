@@ -91,6 +91,44 @@ def test_translate_length_rule_bounds_every_output(run_dir, monkeypatch):
             translation.translate(model, sources[:1], **bad)
 
 
+@pytest.mark.parametrize("command", ["translate", "evaluate", "demo"])
+def test_decoding_defaults_are_loop_free_and_the_paper_is_one_flag_away(command):
+    """Every decoding command starts from translation.DECODING (the n-gram ban on);
+    --paper-decoding starts from the paper's §6.1 settings; an explicit option wins over both."""
+    from npformer.cli import build_parser
+    from npformer.commands.options import decoding_settings
+    from npformer.translation import DECODING, PAPER_DECODING
+    base = [command] + (["--checkpoint", "x.npz"] if command != "demo" else [])
+    parse = build_parser().parse_args
+    assert decoding_settings(parse(base)) == DECODING and DECODING["no_repeat_ngram"] == 4
+    assert decoding_settings(parse(base + ["--paper-decoding"])) == PAPER_DECODING == dict(
+        beam_size=4, alpha=0.6, max_len_a=1.0, max_len_b=50, no_repeat_ngram=0)
+    assert decoding_settings(parse(base + ["--paper-decoding", "--beam", "2", "--no-repeat-ngram", "3"])) == \
+        {**PAPER_DECODING, "beam_size": 2, "no_repeat_ngram": 3}
+    assert decoding_settings(parse(base + ["--alpha", "0"])) == {**DECODING, "alpha": 0.0}
+
+
+def test_default_translations_repeat_no_run_of_4_tokens_where_the_papers_do(run_dir):
+    """A 6-step model loops; decoded by default no output repeats a 4-token run."""
+    from npformer.data.batching import pad_sequences
+    from npformer.decode.beam import beam_search
+    from npformer.translation import PAPER_DECODING, Translator
+
+    model = Translator.from_checkpoint(str(run_dir / "run" / "last.npz"))
+    sources = [line.split("\t")[0] for line in (run_dir / "corpus.tsv").read_text("utf-8").splitlines()[:8]]
+    src = [model.tokenizer.encode(s) for s in sources]
+
+    def repeats(ids):
+        grams = [tuple(ids[i:i + 4]) for i in range(len(ids) - 3)]
+        return len(grams) != len(set(grams))
+
+    def decoded(**kw):
+        batch = pad_sequences(src, model.cfg.pad_id)
+        return beam_search(model.params, model.cfg, batch, beam_size=4, max_len=40, **kw)
+    assert any(repeats(o) for o in decoded(alpha=PAPER_DECODING["alpha"])), "the paper's decoding should loop here"
+    assert not any(repeats(o) for o in decoded(alpha=1.0, no_repeat_ngram=4))
+
+
 def test_evaluate_reports_sacrebleu_bleu_and_chrf_on_another_corpus(run_dir, run_npformer):
     pytest.importorskip("sacrebleu")
     out = run_npformer("evaluate", "--checkpoint", str(run_dir / "run" / "last.npz"),
