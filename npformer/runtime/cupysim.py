@@ -20,6 +20,14 @@ The ``cupysim`` backend runs on NumPy underneath but enforces these rules:
   * every read back to the host is counted: ``float()``, ``int()``, ``bool()``,
     ``.item()``, ``.tolist()``, ``.get()``, ``asnumpy``/``to_host``, ``repr``.
     ``host_reads()`` counts them and says where they happened;
+  * every operation that would launch a GPU kernel (an operator, a ufunc, a
+    reduction, a matrix product, a copy, fancy indexing, a random draw, a
+    transfer from the host) is counted too: ``kernel_launches()`` counts them
+    and says which lines made the most. A GPU step of many small kernels is
+    bound by the launch overhead (a few microseconds each), not by arithmetic,
+    so this count is what a faster GPU step has to bring down. Views (reshape,
+    transpose, basic slicing) launch nothing; a ``cupy.fuse`` function counts
+    as one kernel, however many operations its body has;
   * its namespace and its arrays offer only the names that every supported CuPy
     version has (npformer/runtime/cupy_api.json, written by tools/cupy_api.py from
     CuPy's own sources). Anything else raises ``AttributeError``.
@@ -27,7 +35,8 @@ The ``cupysim`` backend runs on NumPy underneath but enforces these rules:
 Use it to check code for a GPU on a machine without one:
     NPFORMER_BACKEND=cupysim python -m pytest ...       npformer train --backend cupysim ...
 
-What it does not simulate: speed, memory, the exact random streams of CuPy's
+What it does not simulate: speed, memory, the kernels that one CuPy call
+may launch in more than one (a count is a lower bound), the exact random streams of CuPy's
 generators, CuPy's silent wrapping of out-of-range indices (they raise
 ``IndexError`` here, as in NumPy), and CUDA C kernels (``ElementwiseKernel``, ``RawKernel``). Fused
 element-wise code should use ``cupy.fuse``, whose Python body runs here as it is.
@@ -37,6 +46,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from collections import Counter
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -105,6 +115,67 @@ def _record(kind: str) -> None:
             counter.reads.append(read)
 
 
+# --- counting kernel launches ---------------------------------------------------
+class KernelLaunches:
+    """The kernel launches made while it was active: ``len``, and ``.where``, a Counter
+    of "file:line" -> launches (``most_common(n)`` names the busiest lines)."""
+
+    def __init__(self):
+        self.where: Counter = Counter()
+
+    def __len__(self) -> int:
+        return sum(self.where.values())
+
+    def __repr__(self) -> str:
+        top = ", ".join(f"{n} at {w}" for w, n in self.where.most_common(5))
+        return f"KernelLaunches({len(self)}; most at: {top})"
+
+
+_launch_counters: list[KernelLaunches] = []
+_fused = threading.local()  # depth of cupy.fuse bodies running on this thread
+# CuPy functions and array methods that return a view or metadata: no kernel
+_VIEWS = frozenset({"reshape", "swapaxes", "transpose", "view", "squeeze", "expand_dims", "broadcast_to",
+                    "moveaxis", "rollaxis", "atleast_1d", "atleast_2d", "atleast_3d", "split", "array_split",
+                    "broadcast_arrays", "result_type", "can_cast", "shape", "ndim", "size", "isscalar",
+                    "get_array_module", "finfo", "iinfo", "dtype"})
+
+
+@contextmanager
+def kernel_launches():
+    """Count the kernels launched inside the ``with`` block, from any thread:
+
+        with kernel_launches() as launches:
+            train_step(...)
+        print(len(launches), launches.where.most_common(10))
+    """
+    counter = KernelLaunches()
+    with _lock:
+        _launch_counters.append(counter)
+    try:
+        yield counter
+    finally:
+        with _lock:
+            _launch_counters.remove(counter)
+
+
+def _launch() -> None:
+    if not _launch_counters or getattr(_fused, "depth", 0):
+        return
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename in _PLUMBING:
+        frame = frame.f_back
+    where = f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else "?"
+    with _lock:
+        for counter in _launch_counters:
+            counter.where[where] += 1
+
+
+def _is_basic(key) -> bool:
+    """Basic indexing (ints, slices, None, Ellipsis) gives a view: no kernel."""
+    parts = key if isinstance(key, tuple) else (key,)
+    return all(k is None or k is Ellipsis or isinstance(k, (int, slice)) for k in parts)
+
+
 # --- moving between SimArray and NumPy inside the simulation ----------------
 def _host_array_error(x) -> TypeError:
     return TypeError(
@@ -148,7 +219,9 @@ def _index(key):
     return key
 
 
-def _call(fn, args, kwargs):
+def _call(fn, args, kwargs, name=None):
+    if (name or getattr(fn, "__name__", "")) not in _VIEWS:
+        _launch()
     return _wrap(fn(*_unwrap(args), **_unwrap(kwargs)))
 
 
@@ -164,12 +237,14 @@ def _operand(other):
 
 def _binary(op):
     def method(self, other):
+        _launch()
         return _wrap(op(self._a, _operand(other)))
     return method
 
 
 def _inplace(op):
     def method(self, other):
+        _launch()
         op(self._a, _operand(other), out=self._a)
         return self
     return method
@@ -177,7 +252,15 @@ def _inplace(op):
 
 def _reflected(op):
     def method(self, other):
+        _launch()
         return _wrap(op(_unwrap(other), self._a))
+    return method
+
+
+def _unary(op):
+    def method(self):
+        _launch()
+        return SimArray(op(self._a))
     return method
 
 
@@ -280,9 +363,12 @@ class SimArray:
         return (SimArray(self._a[i]) if self._a.ndim > 1 else _wrap(self._a[i]) for i in range(len(self._a)))
 
     def __getitem__(self, key):
+        if not _is_basic(key):
+            _launch()  # fancy indexing gathers in a kernel
         return _wrap(self._a[_index(key)])
 
     def __setitem__(self, key, value):
+        _launch()  # a copy or fill kernel
         self._a[_index(key)] = value._a if isinstance(value, SimArray) else value
 
     def __getattr__(self, name):
@@ -291,13 +377,13 @@ class SimArray:
                                  f"CuPy version ({', '.join(SUPPORTED_CUPY)})")
         value = getattr(self._a, name)
         if callable(value):
-            return lambda *args, **kwargs: _call(value, args, kwargs)
+            return lambda *args, **kwargs: _call(value, args, kwargs, name)
         return _wrap(value)
 
-    __neg__ = lambda self: SimArray(-self._a)  # noqa: E731
-    __pos__ = lambda self: SimArray(+self._a)  # noqa: E731
-    __abs__ = lambda self: SimArray(abs(self._a))  # noqa: E731
-    __invert__ = lambda self: SimArray(~self._a)  # noqa: E731
+    __neg__ = _unary(np.negative)
+    __pos__ = _unary(np.positive)
+    __abs__ = _unary(np.absolute)
+    __invert__ = _unary(np.invert)
 
 
 _OPERATORS = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "truediv": np.true_divide,
@@ -338,15 +424,19 @@ class SimGenerator:
         self._g = np.random.default_rng(seed)
 
     def random(self, size=None, dtype=np.float64, out=None):
+        _launch()
         return _wrap(self._g.random(size, dtype=dtype))
 
     def standard_normal(self, size=None, dtype=np.float64, out=None):
+        _launch()
         return _wrap(self._g.standard_normal(size, dtype=dtype))
 
     def integers(self, low, high=None, size=None, dtype=np.int64, endpoint=False):
+        _launch()
         return _wrap(self._g.integers(low, high, size, dtype=dtype, endpoint=endpoint))
 
     def uniform(self, low=0.0, high=1.0, size=None, dtype=np.float64):
+        _launch()
         return _wrap(self._g.uniform(low, high, size).astype(dtype, copy=False))
 
 
@@ -373,16 +463,30 @@ class _Device:
 
 
 def _fuse(*args, **kwargs):
-    """``cupy.fuse``: the function's Python body runs element-wise, as one kernel would."""
+    """``cupy.fuse``: the function's Python body runs element-wise, counted as the one
+    kernel CuPy compiles it into."""
+    def fused(f):
+        def kernel(*a, **kw):
+            _launch()
+            _fused.depth = getattr(_fused, "depth", 0) + 1
+            try:
+                return f(*a, **kw)
+            finally:
+                _fused.depth -= 1
+        kernel.__name__ = getattr(f, "__name__", "fused")
+        return kernel
     if len(args) == 1 and not kwargs and callable(args[0]):
-        return args[0]
-    return lambda f: f
+        return fused(args[0])
+    return fused
 
 
 def _asarray(a, dtype=None, order=None, **kwargs):
     """Host -> device: the one way in (NumPy arrays, lists and scalars)."""
     if isinstance(a, SimArray):
+        if dtype is not None and a._a.dtype != dtype:
+            _launch()  # a cast
         return SimArray(a._a if dtype is None else a._a.astype(dtype, copy=False))
+    _launch()  # a copy to the device
     if isinstance(a, (list, tuple)) and any(isinstance(v, SimArray) for v in a):
         a = [v._a if isinstance(v, SimArray) else v for v in a]
     return SimArray(np.array(a, dtype=dtype, order=order or "K"))
@@ -392,6 +496,7 @@ def _array(a, dtype=None, copy=True, order=None, **kwargs):
     """``cupy.array``: a copy by default, as in CuPy (``asarray`` shares where it can)."""
     out = _asarray(a, dtype=dtype, order=order)
     if copy and isinstance(a, SimArray) and np.shares_memory(out._a, a._a):
+        _launch()
         out = SimArray(out._a.copy())
     return out
 

@@ -202,3 +202,65 @@ def test_array_copies_as_cupy_does_and_asarray_shares():
     b, c = cupysim.xp.array(a), cupysim.xp.asarray(a)
     b[0], c[1] = 1.0, 2.0
     assert cupysim.xp.asnumpy(a).tolist() == [0.0, 2.0, 0.0]
+
+
+# --- kernel launches -------------------------------------------------------------
+
+def test_kernel_launches_count_what_would_run_on_the_gpu_and_not_views():
+    from npformer.runtime.cupysim import kernel_launches
+    xp = SIM.xp
+    a, idx = sim(np.arange(12.0).reshape(3, 4)), sim(np.array([2, 0]))
+    with kernel_launches() as none:
+        a.reshape(4, 3), a.T, a.swapaxes(0, 1), a[1:, ::2], a[0], a.shape  # views and metadata
+    with kernel_launches() as launches:
+        b = a + 1.0          # 1: an operator
+        b *= 2.0             # 2: in place
+        xp.exp(b, out=b)     # 3: a ufunc
+        b.sum(axis=-1)       # 4: a reduction
+        a @ a.T              # 5: a matrix product
+        a[idx]               # 6: fancy indexing gathers
+        a[0] = 0.0           # 7: a fill
+        _ = -a               # 8: a unary operator
+        SIM.asarray(np.ones(3))  # 9: a copy to the device
+    assert len(none) == 0, none
+    assert len(launches) == 9, launches
+    assert all(w.startswith(__file__) for w in launches.where), launches  # the caller's lines
+
+
+def test_a_fused_function_is_one_kernel_however_long_its_body():
+    from npformer.runtime.cupysim import kernel_launches
+    a = sim(np.ones(5))
+
+    @SIM.xp.fuse
+    def axpy_relu(x, y):
+        return SIM.xp.maximum(2.0 * x + y - 1.0, 0.0)
+
+    with kernel_launches() as launches:
+        out = axpy_relu(a, a)
+    assert len(launches) == 1 and np.allclose(SIM.to_host(out), 2.0)
+
+
+# Kernel launches of one training step (forward, loss, backward, norm, fused Adam), float32,
+# dropout 0.1, one worker, counted after one step; benchmarks/kernel_launches.py lists the
+# busiest lines. A GPU step of small kernels is bound by their launches, so a change that
+# adds kernels to the step must say why and raise its budget here; one that fuses kernels
+# away lowers it.
+LAUNCH_BUDGET = {"tiny": 662, "small": 941}
+
+
+@pytest.mark.parametrize("name", sorted(LAUNCH_BUDGET))
+def test_a_training_step_keeps_within_its_kernel_launch_budget(name):
+    from npformer.runtime.cupysim import kernel_launches
+    from npformer.data.batching import Batch
+    rng = np.random.default_rng(0)
+    cfg = preset(name, vocab_size=96, p_drop=0.1, max_len=64)
+    src, tgt = rng.integers(3, 96, size=(4, 9)), rng.integers(3, 96, size=(4, 8))
+    src[0, 6:] = tgt[1, 5:] = cfg.pad_id
+    tgt_in = np.concatenate([np.full((4, 1), cfg.bos_id), tgt[:, :-1]], axis=1)
+    batch = Batch(src, tgt_in, tgt, int((tgt != cfg.pad_id).sum()), np.arange(4))
+    state = trainer.init_state(cfg, seed=0, backend="cupysim", dtype="float32", workers=1)
+    trainer.train_step(state, cfg, batch, 1e-3)
+    with kernel_launches() as launches:
+        trainer.train_step(state, cfg, batch, 1e-3)
+    assert len(launches) <= LAUNCH_BUDGET[name], \
+        f"{name}: {len(launches)} kernel launches per step, over the budget of {LAUNCH_BUDGET[name]}: {launches}"
