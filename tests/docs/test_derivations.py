@@ -1,0 +1,377 @@
+"""Every code name that docs/derivations.md cites exists in npformer.
+
+The document promises the code's own names, so a reader who looks one up must
+find it. The package is read with ``ast`` (nothing is imported or run), and the
+document's code is checked in three places:
+
+* inline code spans (`` `name` ``): a span that parses as Python is checked
+  node by node: a called name (``layernorm_backward(dy, cache)``) must be a
+  function or class defined in npformer (or a Python builtin); a field read off
+  a cache (``cache.out1``, ``EmbeddingCache.scale``) must be a field, property
+  or attribute of that class, or of some npformer class where the owner is just
+  ``cache``; ``np.*`` must exist in NumPy; any other name must occur in the
+  package's code (a definition, argument, variable, attribute, keyword or
+  string key; docstrings do not count). A span naming a file must name one in
+  the repository; a span of an ``npformer`` command line must use options the
+  commands define.
+* pseudocode blocks (```` ```text ````): each line's statement (the part before
+  its aligned comment) is checked like a span, and an assignment from a call of
+  an npformer function, ``dx_f, g_in = sublayer_in_backward(...)``, must use
+  target names that the code itself uses where it calls that function.
+* links: every relative link target must exist.
+
+``test_the_checker_catches_made_up_names`` plants wrong names to show the
+checks can fail.
+"""
+from __future__ import annotations
+
+import ast
+import builtins
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+DOC = ROOT / "docs" / "derivations.md"
+PACKAGE = ROOT / "npformer"
+
+# Names that stand for external libraries whose attributes this test cannot look up
+# (CuPy is not installed everywhere; xp is whichever array module a backend has).
+UNCHECKED_MODULES = {"cupy", "cupyx", "xp"}
+
+
+@dataclass
+class Package:
+    """What npformer's source defines and uses, gathered from its syntax trees."""
+    callables: set = field(default_factory=set)      # def and class names
+    identifiers: set = field(default_factory=set)    # every name, argument, attribute, keyword, string key
+    members: dict = field(default_factory=dict)      # class -> fields, methods, properties, self.* attributes
+    names_in: dict = field(default_factory=dict)     # function -> names and arguments in its body
+    callers: dict = field(default_factory=dict)      # function -> functions whose body calls it
+    cli_strings: set = field(default_factory=set)    # string constants, for command-line options
+
+    @property
+    def all_members(self) -> set:
+        return set().union(*self.members.values())
+
+
+def _docstring_nodes(tree) -> set:
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                out.add(id(body[0].value))
+    return out
+
+
+def _called_name(call: ast.Call):
+    f = call.func
+    return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+
+
+def scan_package(root: Path = PACKAGE) -> Package:
+    pkg = Package()
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        pkg.identifiers.add(path.stem if path.stem != "__init__" else path.parent.name)  # module names
+        docstrings = _docstring_nodes(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                pkg.callables.add(node.name)
+                pkg.identifiers.add(node.name)
+            elif isinstance(node, ast.Name):
+                pkg.identifiers.add(node.id)
+            elif isinstance(node, ast.arg):
+                pkg.identifiers.add(node.arg)
+            elif isinstance(node, ast.Attribute):
+                pkg.identifiers.add(node.attr)
+            elif isinstance(node, ast.keyword) and node.arg:
+                pkg.identifiers.add(node.arg)
+            elif isinstance(node, ast.alias):
+                pkg.identifiers.add((node.asname or node.name).split(".")[0])
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                pkg.cli_strings.add(node.value)
+                if node.value.isidentifier():
+                    pkg.identifiers.add(node.value)  # dict keys such as "W_q", "gamma"
+            if isinstance(node, ast.ClassDef):
+                members = pkg.members.setdefault(node.name, set())
+                for item in node.body:
+                    if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                        members.add(item.target.id)  # NamedTuple / dataclass fields
+                    elif isinstance(item, ast.Assign):
+                        members.update(t.id for t in item.targets if isinstance(t, ast.Name))
+                    elif isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                        members.add(item.name)
+                        for sub in ast.walk(item):  # self.x = ... in any method
+                            if isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name) \
+                                    and sub.value.id == "self" and isinstance(sub.ctx, ast.Store):
+                                members.add(sub.attr)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                names = pkg.names_in.setdefault(node.name, set())
+                for sub in ast.walk(node):
+                    if isinstance(sub, ast.Name):
+                        names.add(sub.id)
+                    elif isinstance(sub, ast.arg):
+                        names.add(sub.arg)
+                    elif isinstance(sub, ast.Call) and _called_name(sub):
+                        pkg.callers.setdefault(_called_name(sub), set()).add(node.name)
+    return pkg
+
+
+@lru_cache(maxsize=1)
+def package() -> Package:
+    return scan_package()
+
+
+# --- checking one piece of the document's code -------------------------------------------
+def _attribute_chain(node):
+    """['cache', 'decoder', 'layers', 'cross_attn', 'weights'] for cache.decoder.layers[i].cross_attn.weights;
+    None when the chain does not start at a plain name."""
+    parts = []
+    while True:
+        if isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+            node = node.value
+        elif isinstance(node, ast.Subscript):
+            node = node.value
+        elif isinstance(node, ast.Name):
+            parts.append(node.id)
+            return parts[::-1]
+        else:
+            return None
+
+
+def _check_numpy(chain) -> bool:
+    obj = np
+    for name in chain[1:]:
+        if not hasattr(obj, name):
+            return False
+        obj = getattr(obj, name)
+    return True
+
+
+# A bare name in this form is a function's name: it must be a def, not just any name.
+FUNCTION_LIKE = re.compile(r"^[a-z]\w*_(forward|backward)$")
+
+
+def check_python(tree, pkg: Package, where: str) -> list:
+    """Problems with the names in one parsed span or pseudocode statement."""
+    problems = []
+    chains_seen = set()
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and (id(node) in called or FUNCTION_LIKE.match(node.id)):
+            if node.id not in pkg.callables and not hasattr(builtins, node.id):
+                problems.append(f"{where}: {node.id}() is not a function or class in npformer")
+            continue
+        if isinstance(node, (ast.Attribute, ast.Subscript)):
+            chain = _attribute_chain(node)
+            if not chain or len(chain) < 2 or tuple(chain) in chains_seen:
+                continue
+            chains_seen.update(tuple(chain[:k]) for k in range(2, len(chain) + 1))
+            if id(node) in called and isinstance(node, ast.Attribute) and not chain[0] in pkg.members \
+                    and chain[0] not in ("np", "numpy"):
+                chain = chain[:-1]  # a method of an array (cache.H.reshape): check what it is called on
+                if len(chain) < 2:
+                    continue
+            head, rest = chain[0], chain[1:]
+            if head in UNCHECKED_MODULES:
+                continue
+            if head in ("np", "numpy"):
+                if not _check_numpy(chain):
+                    problems.append(f"{where}: {'.'.join(chain)} is not in NumPy")
+                continue
+            if head in pkg.members:  # Class.member
+                if rest[0] not in pkg.members[head]:
+                    problems.append(f"{where}: {head} has no field, method or attribute {rest[0]!r}")
+                rest = rest[1:]
+            elif head == "cache" or head.endswith("cache"):
+                pass
+            else:
+                if head not in pkg.identifiers and head not in ("self",):
+                    problems.append(f"{where}: {head!r} is not a name in npformer's code")
+                for name in rest:
+                    if name not in pkg.identifiers:
+                        problems.append(f"{where}: {name!r} is not a name in npformer's code")
+                continue
+            for name in rest:  # fields of caches, down the chain
+                if name not in pkg.all_members:
+                    problems.append(f"{where}: {name!r} is not a field of any npformer cache or class")
+        elif isinstance(node, ast.Name):
+            if node.id not in pkg.identifiers and not hasattr(builtins, node.id):
+                problems.append(f"{where}: {node.id!r} is not a name in npformer's code")
+    return problems
+
+
+def check_assignment(stmt, pkg: Package, where: str) -> list:
+    """``targets = f(...)`` with f an npformer function: the code that calls f uses these target names."""
+    if not isinstance(stmt, ast.Assign) or not isinstance(stmt.value, ast.Call):
+        return []
+    chain = _attribute_chain(stmt.value.func)
+    if not chain or len(chain) != 1 or chain[0] not in pkg.callables:
+        return []
+    fn = chain[0]
+    callers = pkg.callers.get(fn, set())
+    used = set().union(*(pkg.names_in.get(c, set()) for c in callers))
+    targets = []
+    for t in stmt.targets:
+        targets += [e for e in (t.elts if isinstance(t, ast.Tuple) else [t])]
+    return [f"{where}: {t.id!r} is not a name the code uses where it calls {fn}()"
+            for t in targets if isinstance(t, ast.Name) and t.id not in used]
+
+
+def _statement_prefix(line: str):
+    """The longest prefix of a pseudocode line that parses as one Python statement
+    (cut where an aligned comment starts, at two spaces), or None."""
+    cuts = [len(line)] + [m.start() for m in re.finditer(r"  ", line)][::-1]
+    for cut in cuts:
+        text = line[:cut].strip()
+        if not text:
+            continue
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:
+            continue
+        if len(tree.body) == 1:
+            return tree
+    return None
+
+
+PATH_LIKE = re.compile(r"^[\w./-]+\.(py|md|json|png|sh|toml|tsv\.gz|npz)$")
+
+
+def check_span(span: str, pkg: Package, where: str) -> list:
+    span = span.strip()
+    if PATH_LIKE.match(span):
+        if "/" in span:
+            found = (ROOT / span).exists() or (DOC.parent / span).exists()
+        else:
+            found = any(ROOT.rglob(span))
+        return [] if found else [f"{where}: no file {span!r} in the repository"]
+    if span.startswith("npformer "):
+        return [f"{where}: option {opt!r} is not defined by any npformer command"
+                for opt in re.findall(r"--[\w-]+", span) if opt not in pkg.cli_strings]
+    if span.startswith("python "):
+        return [f"{where}: no file {tok!r} in the repository" for tok in span.split()[1:]
+                if PATH_LIKE.match(tok) and not (ROOT / tok).exists()]
+    if re.fullmatch(r"[\w.]*\*[\w.]*", span):  # a pattern of parameter keys or names: "ln1.*", "*_backward"
+        strings = "\n".join(pkg.cli_strings)
+        return [f"{where}: {word!r} occurs in no string or name of npformer's code"
+                for word in re.findall(r"\w+", span) if word not in strings and word not in pkg.identifiers]
+    if re.fullmatch(r"[A-Za-z_]\w*=", span):  # a keyword argument: "constants="
+        span = span[:-1]
+    if span.startswith("<"):
+        return []  # a token such as <s>
+    for mode in ("eval", "exec"):
+        try:
+            tree = ast.parse(span, mode=mode)
+        except SyntaxError:
+            continue
+        return check_python(tree, pkg, where)
+    return []
+
+
+@dataclass
+class DocCode:
+    spans: list      # (line number, text)
+    pseudo: list     # (line number, text) of lines inside ```text blocks
+    links: list      # (line number, target)
+
+
+def extract(text: str) -> DocCode:
+    spans, pseudo, links = [], [], []
+    fence = None
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.startswith("```"):
+            fence = line[3:].strip() if fence is None else None
+            continue
+        if fence is not None:
+            if fence == "text":
+                pseudo.append((n, line))
+            continue  # python blocks are real code, run by tests/docs/test_walkthrough.py
+        for target in re.findall(r"\]\(([^)\s]+)\)", line):
+            links.append((n, target))
+        prose = re.sub(r"\$[^$]*\$", "", line)  # no code spans inside math
+        spans += [(n, s) for s in re.findall(r"`([^`]+)`", prose)]
+    return DocCode(spans, pseudo, links)
+
+
+def check_document(text: str, pkg: Package, doc_dir: Path = DOC.parent) -> list:
+    code = extract(text)
+    problems = []
+    for n, span in code.spans:
+        problems += check_span(span, pkg, f"line {n} `{span}`")
+    for n, line in code.pseudo:
+        tree = _statement_prefix(line)
+        if tree is None:
+            continue
+        where = f"line {n} (pseudocode)"
+        problems += check_python(tree, pkg, where)
+        problems += check_assignment(tree.body[0], pkg, where)
+    for n, target in code.links:
+        if target.startswith(("http://", "https://", "#")):
+            continue
+        path = target.partition("#")[0]
+        if not (doc_dir / path).exists():
+            problems.append(f"line {n}: linked file {path!r} does not exist")
+    return problems
+
+
+# --- the tests -------------------------------------------------------------------------------
+def test_the_scan_sees_the_code():
+    pkg = package()
+    assert {"layernorm_backward", "sublayer_out_backward", "final_norm_backward", "Adam"} <= pkg.callables
+    assert {"in1", "out1", "self_attn", "final_norm"} <= pkg.members["EncoderLayerCache"] | \
+        pkg.members["StackCache"]
+    assert "grad_scale" in pkg.names_in["update"]
+    assert {"dx_f", "dx_a", "du"} <= pkg.names_in["encoder_layer_backward"]
+    assert "encoder_layer_backward" in pkg.callers["sublayer_in_backward"]
+
+
+def test_every_code_name_the_document_cites_exists():
+    text = DOC.read_text()
+    code = extract(text)
+    assert len(code.spans) > 300 and len(code.pseudo) > 40 and len(code.links) > 30, "extraction broke"
+    problems = check_document(text, package())
+    assert not problems, "docs/derivations.md names code that npformer does not have:\n" + "\n".join(problems)
+
+
+def test_the_pseudocode_names_the_codes_caches_and_variables():
+    """The layer backwards are written with the code's own cache fields and variables."""
+    text = DOC.read_text()
+    for line in ("dx_f, g_in    = sublayer_in_backward(du, cache.in2)",
+                 "dx, da, g_out = sublayer_out_backward(dx, cache.out1)",
+                 'dx, grads = final_norm_backward(dmemory, cache.final_norm, "encoder")',
+                 "du, dmemory, g          = cross_attention_backward(dc, cache.cross_attn)",
+                 "grad_scale"):
+        assert line in text, line
+
+
+PLANTED = """\
+Code: `made_up_backward` and `layernorm_backward(dy, cache)`; the cache field
+`cache.out9`, `cache.out1`; `EmbeddingCache.nonexistent` beside `EmbeddingCache.scale`;
+`np.add.reducet`; a variable `dx_zz`; a file `npformer/ops/nowhere.py`; an option in
+`npformer train --no-such-option`; the keys `ln9.*`; see [a page](nowhere.md).
+
+```text
+dx_zz, g_in   = sublayer_in_backward(du, cache.in2)          the code never calls it dx_zz
+dx_f, g_in    = sublayer_in_backward(du, cache.in2)          fan-out of x_1
+du, g         = invented_backward(df, cache.ffn)
+```
+"""
+
+
+def test_the_checker_catches_made_up_names():
+    problems = "\n".join(check_document(PLANTED, package()))
+    for bad in ("made_up_backward()", "'out9'", "'nonexistent'", "np.add.reducet", "'dx_zz' is not a name in",
+                "nowhere.py", "--no-such-option", "'nowhere.md'", "invented_backward()", "'ln9'",
+                "'dx_zz' is not a name the code uses where it calls sublayer_in_backward()"):
+        assert bad in problems, f"the checker missed {bad}:\n{problems}"
+    for good in ("`layernorm_backward(dy, cache)`", "'out1'", "'scale'", "'dx_f'"):
+        assert good not in problems, f"the checker flagged a real name {good}:\n{problems}"
+    assert len(problems.splitlines()) == 12, problems  # dx_zz twice in the pseudocode: a name and a target
