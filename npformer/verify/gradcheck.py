@@ -10,9 +10,10 @@ array, or a dict of them) in the order ``inputs`` names them: a single array, a
 tuple, or a dict (which is flattened as ``name.key``). Integer arrays, booleans,
 ``None`` and numbers pass straight through and get no gradient.
 
-How the numerical gradient is taken. Instead of dy = ones (which would hide a
-gradient that is off by a per-row constant) we draw a random upstream gradient
-dy and check the scalar L(x) = sum(forward(x) * dy):
+How the numerical gradient is taken. Instead of dy = ones we draw a random
+upstream gradient dy (with dy = ones and gamma = 1, LayerNorm's true dx is exactly
+zero, and a backward that forgets its variance term returns that zero too) and
+check the scalar L(x) = sum(forward(x) * dy):
 
     dL/dx_i ~ (L(x + h e_i) - L(x - h e_i)) / (2 h)          central difference, error O(h^2)
 
