@@ -51,7 +51,7 @@ class Package:
     members: dict = field(default_factory=dict)      # class -> fields, methods, properties, self.* attributes
     names_in: dict = field(default_factory=dict)     # function -> names and arguments in its body
     callers: dict = field(default_factory=dict)      # function -> functions whose body calls it
-    cli_strings: set = field(default_factory=set)    # string constants, for command-line options
+    strings: set = field(default_factory=set)        # string constants outside docstrings
 
     @property
     def all_members(self) -> set:
@@ -95,7 +95,7 @@ def scan_package(root: Path = PACKAGE) -> Package:
             elif isinstance(node, ast.alias):
                 pkg.identifiers.add((node.asname or node.name).split(".")[0])
             elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
-                pkg.cli_strings.add(node.value)
+                pkg.strings.add(node.value)
                 if node.value.isidentifier():
                     pkg.identifiers.add(node.value)  # dict keys such as "W_q", "gamma"
             if isinstance(node, ast.ClassDef):
@@ -250,19 +250,20 @@ def check_span(span: str, pkg: Package, where: str) -> list:
     if PATH_LIKE.match(span):
         if "/" in span:
             found = (ROOT / span).exists() or (DOC.parent / span).exists()
-        else:
-            found = any(ROOT.rglob(span))
+        else:  # a bare file name: somewhere in the project's own folders
+            found = (ROOT / span).exists() or any(
+                any((ROOT / d).rglob(span)) for d in ("npformer", "tests", "docs", "benchmarks"))
         return [] if found else [f"{where}: no file {span!r} in the repository"]
     if span.startswith("npformer "):
         return [f"{where}: option {opt!r} is not defined by any npformer command"
-                for opt in re.findall(r"--[\w-]+", span) if opt not in pkg.cli_strings]
+                for opt in re.findall(r"--[\w-]+", span) if opt not in pkg.strings]
     if span.startswith("python "):
         return [f"{where}: no file {tok!r} in the repository" for tok in span.split()[1:]
                 if PATH_LIKE.match(tok) and not (ROOT / tok).exists()]
     if re.fullmatch(r"[\w.]*\*[\w.]*", span):  # a pattern of parameter keys or names: "ln1.*", "*_backward"
-        strings = "\n".join(pkg.cli_strings)
+        blob = "\n".join(pkg.strings)
         return [f"{where}: {word!r} occurs in no string or name of npformer's code"
-                for word in re.findall(r"\w+", span) if word not in strings and word not in pkg.identifiers]
+                for word in re.findall(r"\w+", span) if word not in blob and word not in pkg.identifiers]
     if re.fullmatch(r"[A-Za-z_]\w*=", span):  # a keyword argument: "constants="
         span = span[:-1]
     if span.startswith("<"):
