@@ -174,7 +174,7 @@ def check_python(tree, pkg: Package, where: str) -> list:
             if not chain or len(chain) < 2 or tuple(chain) in chains_seen:
                 continue
             chains_seen.update(tuple(chain[:k]) for k in range(2, len(chain) + 1))
-            if id(node) in called and isinstance(node, ast.Attribute) and not chain[0] in pkg.members \
+            if id(node) in called and isinstance(node, ast.Attribute) and chain[0] not in pkg.members \
                     and chain[0] not in ("np", "numpy"):
                 chain = chain[:-1]  # a method of an array (cache.H.reshape): check what it is called on
                 if len(chain) < 2:
