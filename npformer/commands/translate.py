@@ -19,7 +19,9 @@ def cmd_translate(args) -> int:
                          ensure_ascii=False))
     else:
         for t in outputs:
-            print(t)
+            # one line per sentence: a young model can emit any character, line breaks
+            # (\n, \v, \f, U+2028, ...) included, and a reader of stdout counts lines
+            print(" ".join(t.splitlines()))
     return 0
 
 

@@ -177,3 +177,14 @@ def test_demo_runs_within_a_tiny_budget(tmp_path, run_npformer, backend, beam):
     assert {"bleu", "chrf", "steps", "minutes", "checkpoint", "workers", "tokens_per_s"} <= set(result)
     assert result["steps"] >= 1 and result["test_sentences"] == 4 and result["workers"] >= 1
     assert os.path.exists(result["checkpoint"])
+
+
+def test_translate_prints_one_line_per_sentence_whatever_the_model_emits(monkeypatch, capsys):
+    """A young model's output may hold line breaks (\\n, \\v, \\f, U+2028): each sentence
+    still gets exactly one line of stdout."""
+    import npformer.translation as translation
+    from npformer.cli import main
+    monkeypatch.setattr(translation.Translator, "from_checkpoint", classmethod(lambda cls, *a, **k: None))
+    monkeypatch.setattr(translation, "translate", lambda model, sentences, **kw: ["a\nb\x0bc", "d\u2028e\x0cf"])
+    assert main(["translate", "--checkpoint", "x.npz", "--workers", "1", "one", "two"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["a b c", "d e f"]
