@@ -1,6 +1,7 @@
 """Mutation score of the backward math: how many deliberately planted bugs the tests catch.
 
     python benchmarks/mutation_score.py [--shard I/N] [--files F ...] [--limit K] [--json]
+    python benchmarks/mutation_score.py --merge SHARD_OUTPUT ... [--json]
 
 Cosmic Ray (the ``mutation`` extra) generates the mutants: for every file in
 benchmarks/mutation_tests.json it finds each operator, constant, comparison,
@@ -305,6 +306,9 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, help="only the first K mutants of the (shard's) list")
     ap.add_argument("--timeout-factor", type=float, default=4.0,
                     help="a mutant times out past this many times the tests' unmutated time (default 4)")
+    ap.add_argument("--mapping", type=Path, default=MAPPING, help=f"files and their tests (default {MAPPING.name})")
+    ap.add_argument("--equivalents", type=Path, default=EQUIVALENTS,
+                    help=f"reviewed equivalent mutants (default {EQUIVALENTS.name})")
     ap.add_argument("--merge", nargs="+", metavar="OUTPUT", help="print the union of shards' saved outputs")
     ap.add_argument("--json", action="store_true", help="end with one JSON object, every mutant's result in it")
     ap.add_argument("-v", "--verbose", action="store_true", help="one line per mutant on stderr")
@@ -328,13 +332,13 @@ def run(args) -> int:
         raise UsageError("--limit must be at least 1")
     if args.timeout_factor <= 1:
         raise UsageError("--timeout-factor must be above 1")
-    mapping = load_mapping()
-    equivalents = load_equivalents()
+    mapping = load_mapping(args.mapping)
+    equivalents = load_equivalents(args.equivalents)
     files = list(mapping["files"])
     if args.files:
         unknown = [f for f in args.files if f not in mapping["files"]]
         if unknown:
-            raise UsageError(f"--files: not in {MAPPING.name}: {', '.join(unknown)}")
+            raise UsageError(f"--files: not in {args.mapping.name}: {', '.join(unknown)}")
         files = [f for f in files if f in args.files]
     try:
         import cosmic_ray  # noqa: F401
@@ -343,6 +347,7 @@ def run(args) -> int:
 
     eq_keys = {equivalent_key(e["file"], e["before"], e["after"]): e for e in equivalents}
     t_start = time.perf_counter()
+    signal.signal(signal.SIGTERM, _terminate)  # so that the copy is removed
     work = make_workdir()
     log = work / "pytest.log"
     try:
@@ -354,13 +359,15 @@ def run(args) -> int:
         if args.limit:
             items = items[:args.limit]
         # the unmutated tests must pass, and their time sets each file's timeout
-        baseline = {}
+        baseline, by_tests = {}, {}
         for f in sorted({str(w.mutations[0].module_path) for w in items}):
-            outcome, seconds = run_tests(work, mapping["files"][f], 1800, log)
-            if outcome != "passed":
-                raise UsageError(f"the tests of {f} fail without any mutant ({outcome}):\n"
-                                 + log.read_text(encoding="utf-8", errors="replace")[-3000:])
-            baseline[f] = seconds
+            tests = tuple(mapping["files"][f])
+            if tests not in by_tests:  # files with the same tests share one unmutated run
+                outcome, by_tests[tests] = run_tests(work, list(tests), 1800, log)
+                if outcome != "passed":
+                    raise UsageError(f"the tests of {f} fail without any mutant ({outcome}):\n"
+                                     + log.read_text(encoding="utf-8", errors="replace")[-3000:])
+            baseline[f] = by_tests[tests]
         results = []
         for k, w in enumerate(items):
             m = w.mutations[0]
@@ -410,6 +417,10 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(out))
     return 0
+
+
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 def _version() -> str:
