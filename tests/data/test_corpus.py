@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from npformer.data.corpus import (DEFAULT_CORPUS, SMALL_CORPUS, load_corpus, read_tsv,
+from npformer.data.corpus import (DEFAULT_CORPUS, HELDOUT_SHARE, load_corpus, read_tsv,
                                   split_corpus)
 
 
@@ -196,7 +196,19 @@ def test_load_small_corpus_scales_dev_and_test(tmp_path):
 def test_load_large_corpus_keeps_requested_sizes(tmp_path):
     p = tmp_path / "big.tsv.gz"
     with gzip.open(p, "wt", encoding="utf-8") as f:
-        f.writelines(f"s{i}\tt{i}\n" for i in range(SMALL_CORPUS))
+        f.writelines(f"s{i}\tt{i}\n" for i in range(10000))
     s = load_corpus(p, n_dev=100, n_test=200, seed=7)
     assert (len(s["dev"]), len(s["test"])) == (100, 200)
     assert s == load_corpus(p, n_dev=100, n_test=200, seed=7)
+
+
+@pytest.mark.parametrize("n", [40, 1000, 2999, 3000, 5000, 10000, 19999, 20000, 31013])
+def test_training_keeps_at_least_90_percent_of_any_corpus(tmp_path, n):
+    """Dev and test are each at most 5% of the pairs, so the split has no jump at any size
+    (a 3,000-pair corpus once lost half of itself to the 500/1,000 defaults)."""
+    p = tmp_path / "c.tsv"
+    p.write_text("".join(f"s{i}\tt{i}\n" for i in range(n)), encoding="utf-8")
+    s = load_corpus(p)
+    cap = max(1, int(n * HELDOUT_SHARE))
+    assert (len(s["dev"]), len(s["test"])) == (min(500, cap), min(1000, cap))
+    assert len(s["train"]) >= 0.9 * n
