@@ -279,12 +279,15 @@ def _counts(rs: list[dict]) -> dict:
 
 
 def merge(paths: list[str]) -> dict:
-    """The union of several shards' JSON objects (each the last line of its output)."""
+    """The union of several runs' JSON objects (each the last line of its output): shards of one
+    run, or whole runs of different files; a later whole run of a file replaces earlier results for it."""
     results, files, seconds, shards = [], [], 0.0, []
     for p in paths:
         try:
             lines = [ln for ln in Path(p).read_text(encoding="utf-8").splitlines() if ln.strip()]
             obj = json.loads(lines[-1])
+            if obj["shard"] == "1/1":  # a whole run of some files replaces earlier results for them
+                results = [r for r in results if r["file"] not in obj["files"]]
             results += obj["results"]
             seconds += obj["seconds"]
             shards.append(obj["shard"])

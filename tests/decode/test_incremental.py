@@ -117,3 +117,14 @@ def test_step_errors(be, tiny):
         reorder(state, np.array([0, 6]))
     with pytest.raises(ValueError, match="index: expected a 1-D integer array"):
         reorder(state, np.array([0.0, 1.0]))
+
+
+def test_capacity_bounds_are_one_and_max_len(be, tiny):
+    """A cache holds 1 to max_len positions: 0 and max_len + 1 are refused, both ends accepted."""
+    cfg, params, src = tiny
+    memory, src_mask = encode(params, cfg, src)
+    for capacity in (0, -1, cfg.max_len + 1):
+        with pytest.raises(ValueError, match="capacity: expected an integer in"):
+            init_decoder_state(params, cfg, memory, src_mask, capacity)
+    for capacity in (1, cfg.max_len):
+        assert init_decoder_state(params, cfg, memory, src_mask, capacity).capacity == capacity

@@ -96,6 +96,20 @@ def test_presets_are_the_papers():
     assert preset("base").tie_embeddings and preset("base").d_k == 64
 
 
+def test_the_default_config_is_the_papers_base_model():
+    """TransformerConfig() with no arguments is Table 3's base model, tied, post-LN, and frozen."""
+    from dataclasses import FrozenInstanceError, asdict
+
+    from npformer.model.config import TransformerConfig
+    from npformer.special_tokens import BOS_ID, EOS_ID, PAD_ID
+    cfg = TransformerConfig()
+    assert asdict(cfg) == dict(vocab_size=8000, d_model=512, h=8, d_ff=2048, n_layers=6, p_drop=0.1, eps_ls=0.1,
+                               max_len=512, tie_embeddings=True, norm="post", tgt_vocab_size=None,
+                               pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID)
+    with pytest.raises(FrozenInstanceError):
+        cfg.d_model = 256
+
+
 def test_d_model_not_divisible_by_h_is_refused():
     with pytest.raises(ValueError, match="d_model=10 is not divisible by h=4"):
         preset("tiny", d_model=10, h=4)
