@@ -128,3 +128,15 @@ def test_capacity_bounds_are_one_and_max_len(be, tiny):
             init_decoder_state(params, cfg, memory, src_mask, capacity)
     for capacity in (1, cfg.max_len):
         assert init_decoder_state(params, cfg, memory, src_mask, capacity).capacity == capacity
+
+
+def test_reorder_refuses_negative_rows_and_batch_mismatches_name_both_sizes(be, tiny):
+    """-1 would silently gather the last row; a batch-size error names the two sizes (6 vs 3)."""
+    cfg, params, src = tiny
+    memory, src_mask = encode(params, cfg, src)
+    state = init_decoder_state(params, cfg, memory, src_mask, 2)
+    with pytest.raises(ValueError, match=r"index: rows must be in \[0, 6\), got values in \[-1, 0\]"):
+        reorder(state, np.array([-1, 0]))
+    tgt_in = be.asarray(np.full((3, 2), cfg.bos_id))
+    with pytest.raises(ValueError, match="src and tgt_in: batch sizes differ, 6 vs 3"):
+        teacher_forced_logits(params, cfg, src, tgt_in)
