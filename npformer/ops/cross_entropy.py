@@ -65,13 +65,12 @@ def cross_entropy_forward(logits, targets, pad_id=0, eps_ls=0.1):
     # everything relative to the row max m: lse - m = log s, so no two large
     # numbers are ever subtracted (float32 logits of 1e4 keep full precision)
     zm_true = xp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0] - m  # (...)  z_y - m
+    loss_n = xp.log(s[..., 0]) - (1.0 - eps_ls) * zm_true  # (...)
     if eps_ls:
         # sum_v (z_v - m) = sum_v z_v - V m: the sum in float64, where V m and the sum
         # of V logits near m cancel exactly enough, then back to the logits' dtype
         zm_sum = (logits.sum(axis=-1, dtype=xp.float64) - V * m.astype(xp.float64)).astype(logits.dtype)
-    else:
-        zm_sum = 0.0
-    loss_n = xp.log(s[..., 0]) - (1.0 - eps_ls) * zm_true - (eps_ls / V) * zm_sum  # (...)
+        loss_n = loss_n - (eps_ls / V) * zm_sum
     loss = (loss_n * valid).sum() / n_tokens.astype(logits.dtype)  # ()
     return loss, CrossEntropyCache(p, targets, valid, n_tokens, eps_ls)
 

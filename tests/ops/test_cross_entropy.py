@@ -159,3 +159,15 @@ def test_cross_entropy_contract_keeps_dtype_and_shapes(be, op_contract, dtype, e
     loss, grads = op_contract(ops.cross_entropy_forward, ops.cross_entropy_backward, inputs)
     assert loss.shape == ()
     assert set(grads) == {"logits"}
+
+
+def test_the_default_label_smoothing_is_the_papers(be):
+    # eps_ls = 0.1 (paper §5.4) when the caller names none: the loss and its gradient are eps_ls = 0.1's
+    rng = np.random.default_rng(3)
+    z, targets = rng.standard_normal((2, 3, 5)), np.array([[1, 2, 0], [4, 3, 0]])
+    default, c_default = ops.cross_entropy_forward(be.asarray(z), be.asarray(targets))
+    paper, c_paper = ops.cross_entropy_forward(be.asarray(z), be.asarray(targets), eps_ls=0.1)
+    nll, _ = ops.cross_entropy_forward(be.asarray(z), be.asarray(targets), eps_ls=0.0)
+    assert float(default) == float(paper) != float(nll)
+    np.testing.assert_array_equal(be.to_host(ops.cross_entropy_backward(1.0, c_default)),
+                                  be.to_host(ops.cross_entropy_backward(1.0, c_paper)))

@@ -64,3 +64,17 @@ def test_embedding_contract_keeps_dtype_and_shapes(be, op_contract, dtype):
     y, grads = op_contract(ops.embedding_forward, ops.embedding_backward, inputs)
     assert y.shape == (2, 3, 4)
     assert set(grads) == {"E"}  # integer ids get no gradient
+
+
+@pytest.mark.parametrize("scale", [None, 0.0, 3.0])
+def test_embedding_is_scaled_by_exactly_the_scale_given_and_by_1_by_default(be, scale):
+    # y = scale * E[ids] and dE = scale * scatter_add(dy) for every scale, 0 included; no scale means 1
+    rng = np.random.default_rng(4)
+    ids = ids_with_a_repeat(rng, 2, 3, 5)
+    E, dy = rng.standard_normal((5, 4)), rng.standard_normal((2, 3, 4))
+    kwargs = {} if scale is None else {"scale": scale}
+    s = 1.0 if scale is None else scale
+    y, cache = ops.embedding_forward(be.asarray(ids), be.asarray(E), **kwargs)
+    dE = ops.embedding_backward(be.asarray(dy), cache)
+    np.testing.assert_array_equal(be.to_host(y), E[ids] * s)
+    np.testing.assert_allclose(be.to_host(dE), onehot_reference(ids, 5, dy, s), rtol=1e-12, atol=1e-12)

@@ -120,3 +120,10 @@ def test_fused_linear_names_mismatched_shapes(be):
         ops.fused_linear_forward(x, [be.xp.zeros((4, 3)), be.xp.zeros((5, 3))], [be.xp.zeros(3)] * 2)
     with pytest.raises(ValueError, match="fused linear"):
         ops.fused_linear_forward(x, [be.xp.zeros((4, 3))], [be.xp.zeros(2)])
+    # as many biases as weights, and at least one pair: a zero-width W_2 without its b_2 would
+    # otherwise pass every later shape check and return one bias gradient fewer than asked for
+    for Ws, bs in (([be.xp.zeros((4, 3)), be.xp.zeros((4, 0))], [be.xp.zeros(3)]),
+                   ([be.xp.zeros((4, 3))], [be.xp.zeros(3), be.xp.zeros(0)]),
+                   ([], [])):
+        with pytest.raises(ValueError, match="fused linear: expected"):
+            ops.fused_linear_forward(x, Ws, bs)

@@ -154,6 +154,16 @@ def test_key_bias_gets_no_gradient(be):
     assert set(grads) == set(PARAM_NAMES)
 
 
+def test_the_caches_weights_are_every_heads_attention_weights(be):
+    # cache.weights is what npformer/plot.py draws: an attribute holding (B, h, T_q, T_k), rows summing to 1
+    rng = np.random.default_rng(5)
+    _, self_cache = ops.self_attention_forward(**self_case(be, rng, 2, 4, 2, 3, [4, 3]))
+    _, cross_cache = ops.cross_attention_forward(**cross_case(be, rng, 2, 3, 5, 2, 3, [5, 4]))
+    for cache, shape in ((self_cache, (2, 2, 4, 4)), (cross_cache, (2, 2, 3, 5))):
+        assert cache.weights is cache.attn.P and cache.weights.shape == shape
+        np.testing.assert_allclose(be.to_host(cache.weights).sum(axis=-1), 1.0, rtol=1e-12)
+
+
 def test_multihead_rejects_bad_parameters(be):
     rng = np.random.default_rng(3)
     inputs = self_case(be, rng, 2, 3, 2, 2, [2, 2])
@@ -163,6 +173,10 @@ def test_multihead_rejects_bad_parameters(be):
     del p["b_v"]
     with pytest.raises(ValueError, match="missing"):
         ops.self_attention_forward(inputs["x"], p, 2, inputs["mask"])
+    # h is a count of heads: not a bool (True would pass for 1), not a float (2.0 divides d_model = 4)
+    for h in (True, 2.0, 0, -2):
+        with pytest.raises(ValueError, match="h must be a positive integer"):
+            ops.self_attention_forward(inputs["x"], inputs["p"], h, inputs["mask"])
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

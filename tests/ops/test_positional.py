@@ -66,6 +66,19 @@ def test_positional_forward_adds_the_right_rows(be):
         ops.positional_forward(be.asarray(x), table, offset=7)
 
 
+def test_positional_table_serves_up_to_max_len_positions_and_no_more(be):
+    # the last position of the table is usable (an off-by-one would refuse a max_len-token sentence),
+    # and the error names the sequence's length and the table's max_len, not other numbers
+    table = ops.sinusoidal_table(10, 6, be.xp, "float64")
+    x = np.random.default_rng(1).standard_normal((2, 4, 6))
+    y, _ = ops.positional_forward(be.asarray(x), table, offset=6)  # positions 6..9: the table's last rows
+    np.testing.assert_allclose(be.to_host(y), x + pe_reference(10, 6)[6:], atol=1e-12)
+    y, _ = ops.positional_forward(be.asarray(x[:, :1]), table, offset=9)  # the last position alone
+    np.testing.assert_allclose(be.to_host(y), x[:, :1] + pe_reference(10, 6)[9], atol=1e-12)
+    with pytest.raises(ValueError, match=r"sequence of length 11 is longer than the table's 10 positions"):
+        ops.positional_forward(be.asarray(x), table, offset=7)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_positional_contract_keeps_dtype_and_shapes(be, op_contract, dtype):
     # a float64 table must not upcast float32 activations

@@ -61,3 +61,32 @@ def test_softmax_contract_keeps_dtype_and_shapes(be, op_contract, dtype):
     z = be.asarray(np.random.default_rng(0).standard_normal((2, 3, 5)), dtype=dtype)
     y, grads = op_contract(ops.softmax_forward, ops.softmax_backward, dict(z=z))
     assert y.shape == z.shape
+
+
+def _masked_reference(z, mask):
+    """softmax over the unmasked entries of each row, 0 where masked, all 0 for a fully masked row."""
+    e = np.where(mask, np.exp(z - np.where(mask, z, -np.inf).max(axis=-1, keepdims=True, initial=-np.inf)), 0.0)
+    s = e.sum(axis=-1, keepdims=True)
+    return np.divide(e, s, out=np.zeros_like(e), where=s > 0)
+
+
+@pytest.mark.parametrize("where", ["new", "buffer", "in place"])
+def test_masked_softmax_writes_where_it_is_told_and_leaves_z_alone(be, where):
+    # out=None: a new array, z untouched; out=buffer: the result in that buffer (whatever it held),
+    # z untouched; out=z: z itself becomes p. Masked entries are 0, a fully masked row all 0.
+    rng = np.random.default_rng(6)
+    z = rng.standard_normal((2, 3, 5))
+    mask = rng.random((2, 3, 5)) < 0.6
+    mask[0, 0] = False  # a row with no unmasked entry
+    mask[1, 2] = True
+    expected = _masked_reference(z, mask)
+    zb = be.asarray(z)
+    out = {"new": None, "buffer": be.xp.full(z.shape, 7.0), "in place": zb}[where]
+    p, _ = ops.softmax_forward(zb, be.asarray(mask), out=out)
+    np.testing.assert_allclose(be.to_host(p), expected, rtol=1e-12, atol=1e-15)
+    if where == "new":
+        np.testing.assert_array_equal(be.to_host(zb), z)
+    else:
+        np.testing.assert_allclose(be.to_host(out), expected, rtol=1e-12, atol=1e-15)  # p is in out
+        if where == "buffer":
+            np.testing.assert_array_equal(be.to_host(zb), z)
