@@ -72,6 +72,26 @@ def test_future_target_tokens_change_nothing_earlier_and_get_exactly_zero_gradie
     assert np.any(be.to_host(dy)[:, :t + 1] != 0.0)
 
 
+def test_a_layer_called_without_dropout_arguments_is_the_post_ln_layer_at_inference(be):
+    """encoder_layer_forward and decoder_layer_forward default to p_drop = 0, no rng and the paper's post-LN."""
+    from npformer.model.decoder import decoder_layer_forward
+    from npformer.model.encoder import encoder_layer_forward
+    from npformer.model.sublayer import subdict
+    params = perturbed_params(TINY, be, 2)
+    src, tgt_in, _ = tiny_batch(TINY, be)
+    src_mask, tgt_mask = padding_mask(src), target_mask(tgt_in)
+    rng = np.random.default_rng(3)
+    x = be.asarray(rng.standard_normal((*src.shape, TINY.d_model)))
+    y = be.asarray(rng.standard_normal((*tgt_in.shape, TINY.d_model)))
+    enc, dec = subdict(params, "encoder.0."), subdict(params, "decoder.0.")
+    memory, _ = encoder_layer_forward(x, enc, TINY.h, src_mask)
+    explicit, _ = encoder_layer_forward(x, enc, TINY.h, src_mask, 0.0, None, "post")
+    np.testing.assert_array_equal(be.to_host(memory), be.to_host(explicit))
+    out, _ = decoder_layer_forward(y, memory, dec, TINY.h, tgt_mask, src_mask)
+    explicit, _ = decoder_layer_forward(y, memory, dec, TINY.h, tgt_mask, src_mask, 0.0, None, "post")
+    np.testing.assert_array_equal(be.to_host(out), be.to_host(explicit))
+
+
 def test_tied_gradient_is_the_sum_of_its_three_uses(be):
     tied = TINY.replace(p_drop=0.0)
     untied = tied.replace(tie_embeddings=False)
@@ -96,6 +116,18 @@ def test_presets_are_the_papers():
     assert preset("base").tie_embeddings and preset("base").d_k == 64
 
 
+def test_every_preset_is_pinned():
+    """base and big are Table 3's (big: N = 6 like base); small and tiny are the shapes the recorded
+    figures (docs/tuning.md, benchmarks/README.md) were measured at: a silent change would void them."""
+    assert PRESETS == {
+        "base": dict(d_model=512, h=8, d_ff=2048, n_layers=6, p_drop=0.1, eps_ls=0.1),
+        "big": dict(d_model=1024, h=16, d_ff=4096, n_layers=6, p_drop=0.3, eps_ls=0.1),
+        "small": dict(d_model=256, h=4, d_ff=1024, n_layers=3, p_drop=0.1, eps_ls=0.1),
+        "tiny": dict(d_model=64, h=4, d_ff=256, n_layers=2, p_drop=0.1, eps_ls=0.1, max_len=256),
+    }
+    assert preset("tiny", h=2).h == 2 and preset("tiny").max_len == 256 and preset("small").max_len == 512
+
+
 def test_the_default_config_is_the_papers_base_model():
     """TransformerConfig() with no arguments is Table 3's base model, tied, post-LN, and frozen."""
     from dataclasses import FrozenInstanceError, asdict
@@ -108,6 +140,62 @@ def test_the_default_config_is_the_papers_base_model():
                                pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID)
     with pytest.raises(FrozenInstanceError):
         cfg.d_model = 256
+
+
+@pytest.mark.parametrize("field", ["vocab_size", "d_model", "h", "d_ff", "n_layers", "max_len"])
+def test_config_sizes_must_be_positive_integers(field):
+    """Every size is refused when 0, negative, a bool or a float, and 1 is accepted where the other
+    rules allow it (d_model must be even, and a vocabulary of 1 holds only pad = bos = eos = 0)."""
+    from npformer.model.config import TransformerConfig
+    ok = dict(vocab_size=4, d_model=2, h=1, d_ff=1, n_layers=1, max_len=1)
+    smallest = dict(ok, pad_id=0, bos_id=0, eos_id=0, vocab_size=1) if field == "vocab_size" else ok
+    assert getattr(TransformerConfig(**smallest), field) == (2 if field == "d_model" else 1)
+    for bad in (0, -2, True, 2.0):
+        with pytest.raises(ValueError, match=f"config: {field} must be a positive integer, got {bad!r}"):
+            TransformerConfig(**{**ok, field: bad})
+
+
+def test_config_refuses_rates_outside_0_to_1_and_names_its_other_rules():
+    from npformer.model.config import TransformerConfig
+    for rate in ("p_drop", "eps_ls"):
+        assert getattr(TransformerConfig(**{rate: 0.0}), rate) == 0.0  # 0 is allowed: no dropout, no smoothing
+        assert getattr(TransformerConfig(**{rate: 0.999}), rate) == 0.999
+        for bad in (-0.1, 1.0, 1.5):
+            with pytest.raises(ValueError, match=rf"config: {rate} must be in \[0, 1\), got {bad}"):
+                TransformerConfig(**{rate: bad})
+    with pytest.raises(ValueError, match="d_model must be even for the sinusoidal encoding, got 9"):
+        TransformerConfig(d_model=9, h=3)
+    with pytest.raises(ValueError, match="norm must be 'post'"):
+        TransformerConfig(norm="Pre")
+    assert TransformerConfig(norm="pre").norm == "pre"
+
+
+def test_config_vocabularies_and_special_ids():
+    from npformer.model.config import TransformerConfig
+    # tied embeddings share one vocabulary: a different target vocabulary is refused, the same one accepted
+    with pytest.raises(ValueError, match="tgt_vocab_size=9 != vocab_size=8"):
+        TransformerConfig(vocab_size=8, tgt_vocab_size=9)
+    assert TransformerConfig(vocab_size=8, tgt_vocab_size=8).target_vocab == 8
+    untied = TransformerConfig(vocab_size=8, tgt_vocab_size=5, tie_embeddings=False)
+    assert (untied.target_vocab, TransformerConfig(vocab_size=8).target_vocab) == (5, 8)
+    # pad, bos and eos must be ids of both vocabularies: 0 .. min(V_src, V_tgt) - 1
+    for name in ("pad_id", "bos_id", "eos_id"):
+        assert getattr(TransformerConfig(vocab_size=8, **{name: 0, "pad_id" if name != "pad_id" else "bos_id": 3}),
+                       name) == 0
+        for bad in (-1, 5, 8):
+            with pytest.raises(ValueError, match=f"config: {name}={bad} is outside the vocabulary"):
+                TransformerConfig(vocab_size=8, tgt_vocab_size=5, tie_embeddings=False, **{name: bad})
+    cfg = TransformerConfig(vocab_size=8, tgt_vocab_size=5, tie_embeddings=False, pad_id=4, bos_id=1, eos_id=2)
+    assert cfg.pad_id == 4 and cfg.d_k == 64
+
+
+def test_config_round_trips_through_a_dict_and_refuses_unknown_fields():
+    from npformer.model.config import TransformerConfig
+    cfg = preset("tiny", vocab_size=20)
+    assert TransformerConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.replace(h=2) == preset("tiny", vocab_size=20, h=2) and cfg.h == 4
+    with pytest.raises(ValueError, match=r"config: unknown fields \['colour'\]"):
+        TransformerConfig.from_dict({**cfg.to_dict(), "colour": 1})
 
 
 def test_d_model_not_divisible_by_h_is_refused():
