@@ -1,0 +1,358 @@
+"""The inputs each exercise is graded on: fresh random shapes, lengths and masks at
+every run (drawn from one seed, which the report prints so a run can be repeated),
+in float64, with the edge cases that catch real bugs.
+
+A ``Case`` is one forward call to differentiate: ``forward(**inputs) -> (y, cache)``
+and ``backward(fns) -> (dy, cache) -> grads``, which builds the backward from the
+learner's functions. ``context`` tells the diagnosis what it may recognise: the
+sizes behind a scale factor (d_model, d_k, p, N_valid, N_all, M positions) and the
+regions where an error can be confined (masked keys, pad targets, repeated ids,
+future positions, inputs near ReLU's kink), per gradient.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from npformer import ops
+
+
+@dataclass
+class Case:
+    """One forward call to differentiate, and how to call the backward under test.
+
+    ``call(fns, dy, cache)`` runs the backward with ``fns`` (the learner's functions,
+    falling back to the reference for the rest); ``adapt`` turns its result into one
+    gradient per differentiable input, in order, where the op's return value has a
+    different form. ``context`` holds the sizes a scale factor can be made of and
+    ``regions`` (gradient name -> [(label, boolean mask)]); ``weights(cache)`` gives
+    the arrays an error may be proportional to (softmax's p, LayerNorm's xhat)."""
+    name: str
+    forward: Callable
+    inputs: dict
+    call: Callable
+    context: dict = field(default_factory=dict)
+    weights: Callable | None = None
+    adapt: Callable | None = None
+    axes: tuple = ()
+    max_entries: int | None = None
+    h: float = 1e-6
+
+
+def _r(rng, be, *shape, scale=1.0):
+    return be.asarray(rng.standard_normal(shape) * scale, dtype="float64")
+
+
+def _one(name):
+    """The call of one backward function by its name: ``fns[name](dy, cache)``."""
+    return lambda fns, dy, cache: fns[name](dy, cache)
+
+
+def _shapes(rng):
+    """B in {2, 3} (a gradient divided by B shows), T in 2..5, d_model in {4, 6, 8}."""
+    return int(rng.integers(2, 4)), int(rng.integers(2, 6)), int(rng.choice([4, 6, 8]))
+
+
+def linear_cases(rng, be):
+    B, T, d = _shapes(rng)
+    d_out = int(rng.integers(3, 7))
+    out = []
+    for name, t in (("random shapes", T), ("T = 1", 1)):
+        out.append(Case(name, ops.linear_forward, dict(x=_r(rng, be, B, t, d), W=_r(rng, be, d, d_out),
+                                                       b=_r(rng, be, d_out)),
+                        _one("linear_backward"), context=dict(M=B * t)))
+    return out
+
+
+def relu_cases(rng, be):
+    B, T, d = _shapes(rng)
+    x = rng.standard_normal((B, T, d))
+    # some inputs near 0, but at least 1e-3 from the kink: the central difference
+    # (h = 1e-6) never straddles it, so the numerical gradient is exact there
+    near = rng.random(x.shape) < 0.3
+    x[near] = np.sign(x[near]) * rng.uniform(1e-3, 0.05, near.sum())
+    x[np.abs(x) < 1e-3] = 0.5
+    regions = {"dx": [("the inputs <= 0", x <= 0), ("the inputs near 0 (|x| < 0.05)", np.abs(x) < 0.05)]}
+    return [Case("inputs near the kink", ops.relu_forward, dict(x=be.asarray(x)), _one("relu_backward"),
+                 context=dict(regions=regions))]
+
+
+def residual_cases(rng, be):
+    B, T, d = _shapes(rng)
+    return [Case("random shapes", ops.residual_forward, dict(x=_r(rng, be, B, T, d), s=_r(rng, be, B, T, d)),
+                 _one("residual_backward"))]
+
+
+def dropout_cases(rng, be):
+    B, T, d = _shapes(rng)
+    p = float(rng.choice([0.2, 0.3, 0.5]))
+    keep = rng.random((B, T, d)) >= p
+    keep.flat[0], keep.flat[1] = True, False
+    regions = {"dx": [("the dropped entries", ~keep), ("the kept entries", keep)]}
+    return [Case("a fixed mask", ops.dropout_forward, dict(x=_r(rng, be, B, T, d), p=p, keep=be.asarray(keep)),
+                 _one("dropout_backward"), context=dict(p=p, regions=regions))]
+
+
+def _causal_with_empty_row(rng, B, T):
+    """(B, 1, T, T): look-ahead AND padding, with one query row fully masked."""
+    lengths = rng.integers(1, T + 1, B)
+    lengths[0] = T
+    mask = (np.arange(T)[None, :] < lengths[:, None])[:, None, None, :] & np.tril(np.ones((T, T), bool))
+    mask = np.broadcast_to(mask, (B, 1, T, T)).copy()
+    mask[-1, 0, -1, :] = False  # a query that may attend to nothing
+    return mask
+
+
+def softmax_cases(rng, be):
+    B, T, _ = _shapes(rng)
+    V = int(rng.integers(4, 8))
+    mask = _causal_with_empty_row(rng, B, T)
+    future = np.broadcast_to(~np.tril(np.ones((T, T), bool)), mask.shape)
+    return [
+        Case("random logits", ops.softmax_forward, dict(z=_r(rng, be, B, T, V, scale=2.0)), _one("softmax_backward"),
+             weights=lambda cache: {"dz": [("p", cache.p)]}),
+        Case("a look-ahead mask with a fully masked row", ops.softmax_forward,
+             dict(z=_r(rng, be, B, 1, T, T, scale=2.0), mask=be.asarray(mask)), _one("softmax_backward"),
+             context=dict(regions={"dz": [("the masked entries", ~mask), ("the future positions", future),
+                                          ("the fully masked row", _row_mask(mask))]})),
+        Case("T = 1", ops.softmax_forward, dict(z=_r(rng, be, B, 1, V)), _one("softmax_backward")),
+    ]
+
+
+def _row_mask(mask):
+    empty = ~mask.any(axis=-1, keepdims=True)
+    return np.broadcast_to(empty, mask.shape)
+
+
+def layernorm_cases(rng, be):
+    B, T, d = _shapes(rng)
+    out = []
+    for name, t in (("random shapes", T), ("T = 1", 1)):
+        out.append(Case(name, ops.layernorm_forward,
+                        dict(x=_r(rng, be, B, t, d), gamma=1.0 + _r(rng, be, d, scale=0.5),  # gamma != 1
+                             beta=_r(rng, be, d, scale=0.5)),
+                        _one("layernorm_backward"), context=dict(M=B * t),
+                        weights=lambda cache: {"dx": [("xhat", cache.xhat)]}))
+    return out
+
+
+def embedding_cases(rng, be):
+    B, T, d = _shapes(rng)
+    V = int(rng.integers(5, 9))
+    ids = rng.integers(0, V, (B, T))
+    ids[0, :2] = ids[1, 0] = 3  # a repeated token: the scatter must add
+    counts = np.bincount(ids.reshape(-1), minlength=V)
+    regions = {"dE": [("the rows of repeated ids", np.broadcast_to((counts > 1)[:, None], (V, d)))]}
+    return [Case("repeated ids", ops.embedding_forward, dict(ids=be.asarray(ids), E=_r(rng, be, V, d), scale=d ** 0.5),
+                 _one("embedding_backward"), context=dict(d_model=d, regions=regions))]
+
+
+def _split(x, h):
+    B, T, d = x.shape
+    return x.reshape(B, T, h, d // h).transpose(0, 2, 1, 3).copy()
+
+
+def attention_cases(rng, be):
+    B, T, d = _shapes(rng)
+    h = 2
+    d_k = d // h
+    S = int(rng.integers(2, 6))
+    mask = _causal_with_empty_row(rng, B, T)
+    pad = (np.arange(S)[None, :] < rng.integers(1, S + 1, B)[:, None])[:, None, None, :]
+    qkv = lambda tq, tk: dict(Q=be.asarray(_split(rng.standard_normal((B, tq, d)), h)),  # noqa: E731
+                              K=be.asarray(_split(rng.standard_normal((B, tk, d)), h)),
+                              V=be.asarray(_split(rng.standard_normal((B, tk, d)), h)))
+    ctx = dict(d_k=d_k)
+    return [
+        Case("self-attention, look-ahead mask, a fully masked row", ops.attention_forward,
+             {**qkv(T, T), "mask": be.asarray(mask)}, _one("attention_backward"), context=ctx),
+        Case("cross-attention, padding mask (T_q != T_k)", ops.attention_forward,
+             {**qkv(T, S), "mask": be.asarray(pad)}, _one("attention_backward"), context=ctx),
+        Case("T = 1", ops.attention_forward, {**qkv(1, 1), "mask": None}, _one("attention_backward"), context=ctx),
+    ]
+
+
+def _attn_params(rng, be, d):
+    return {k: (_r(rng, be, d, d, scale=d ** -0.5) if k[0] == "W" else _r(rng, be, d, scale=0.1))
+            for k in ops.multihead.PARAM_NAMES}
+
+
+def multihead_cases(rng, be):
+    B, T, d = _shapes(rng)
+    S = int(rng.integers(2, 6))
+    mask = _causal_with_empty_row(rng, B, T)
+    pad = (np.arange(S)[None, :] < rng.integers(1, S + 1, B)[:, None])[:, None, None, :]
+    return [
+        Case("self-attention, look-ahead mask", ops.self_attention_forward,
+             dict(x=_r(rng, be, B, T, d), p=_attn_params(rng, be, d), h=2, mask=be.asarray(mask)),
+             _one("self_attention_backward"), context=dict(d_k=d // 2)),
+        Case("cross-attention, padding mask", ops.cross_attention_forward,
+             dict(x=_r(rng, be, B, T, d), memory=_r(rng, be, B, S, d), p=_attn_params(rng, be, d), h=2,
+                  mask=be.asarray(pad)),
+             _one("cross_attention_backward"), context=dict(d_k=d // 2)),
+    ]
+
+
+def feedforward_cases(rng, be):
+    B, T, d = _shapes(rng)
+    d_ff = int(rng.integers(4, 9))
+    p = {"W_1": _r(rng, be, d, d_ff, scale=d ** -0.5), "b_1": _r(rng, be, d_ff, scale=0.1),
+         "W_2": _r(rng, be, d_ff, d, scale=d_ff ** -0.5), "b_2": _r(rng, be, d, scale=0.1)}
+    return [Case("random shapes", ops.feedforward_forward, dict(x=_r(rng, be, B, T, d), p=p),
+                 _one("feedforward_backward"), context=dict(M=B * T))]
+
+
+def cross_entropy_cases(rng, be):
+    B, T, _ = _shapes(rng)
+    V = int(rng.integers(5, 9))
+    out = []
+    for name, t, eps in (("pad targets, label smoothing", T, float(rng.choice([0.1, 0.2]))),
+                         ("pad targets, no smoothing", T, 0.0), ("T = 1", 1, 0.1)):
+        targets = rng.integers(1, V, (B, t))
+        targets[0, 0] = targets[-1, 0] = 2  # a repeated target
+        if t > 1:
+            targets[-1, -(t // 2 + 1):] = 0  # padding targets, ignored
+        valid = targets != 0
+        regions = {"dlogits": [("the pad targets", np.broadcast_to(~valid[..., None], (B, t, V)))]}
+        out.append(Case(name, ops.cross_entropy_forward,
+                        dict(logits=_r(rng, be, B, t, V, scale=2.0), targets=be.asarray(targets), pad_id=0,
+                             eps_ls=eps),
+                        _one("cross_entropy_backward"),
+                        context=dict(n_valid=int(valid.sum()), n_all=valid.size, regions=regions)))
+    return out
+
+
+def positional_cases(rng, be):
+    """The forward exercise: (max_len, d_model) pairs, including d_model = 2 and one row."""
+    d = int(rng.choice([4, 6, 8, 16]))
+    return [(int(rng.integers(3, 20)), d), (1, 2), (int(rng.integers(3, 9)), 2)]
+
+
+# --- the composed exercises: one layer, and the whole model ------------------------
+def _tiny(norm="post"):
+    from npformer.verify.model_cases import TINY
+    return TINY.replace(norm=norm)
+
+
+def _ln(rng, be, d):
+    return {"gamma": 1.0 + _r(rng, be, d, scale=0.5), "beta": _r(rng, be, d, scale=0.5)}
+
+
+def sublayer_cases(rng, be):
+    """Add & Norm. Post-LN (the paper's): y = LN(x + Drop(s)); pre-LN: u = LN(x) in, y = x + Drop(s) out."""
+    from npformer.model.sublayer import (add_norm_forward, sublayer_in_forward, sublayer_out_forward)
+    from npformer.verify.model_cases import ReplayedDraws
+    B, T, d = _shapes(rng)
+    p_drop = 0.2
+    draws = ReplayedDraws(be, int(rng.integers(1 << 30)))
+    ctx = dict(p=p_drop, M=B * T)
+    x, s, ln = (lambda: _r(rng, be, B, T, d)), (lambda: _r(rng, be, B, T, d)), (lambda: _ln(rng, be, d))
+
+    def add_norm(x, s, gamma, beta):
+        return add_norm_forward(x, s, gamma, beta, p_drop, draws.rewind())
+
+    def out_post(x, s, p):
+        return sublayer_out_forward(x, s, p["gamma"], p["beta"], "post", p_drop, draws.rewind())
+
+    def out_pre(x, s):
+        return sublayer_out_forward(x, s, None, None, "pre", p_drop, draws.rewind())
+
+    def in_pre(x, p):
+        return sublayer_in_forward(x, p["gamma"], p["beta"], "pre")
+
+    def in_post(x):
+        return sublayer_in_forward(x, None, None, "post")
+
+    g = ln()
+    return [
+        Case("add_norm_backward: LN(x + Drop(s)), dropout under a fixed mask", add_norm,
+             dict(x=x(), s=s(), gamma=g["gamma"], beta=g["beta"]), _one("add_norm_backward"), context=ctx),
+        Case("sublayer_out_backward, post-LN", out_post, dict(x=x(), s=s(), p=ln()), _one("sublayer_out_backward"),
+             context=ctx),
+        Case("sublayer_out_backward, pre-LN: y = x + Drop(s)", out_pre, dict(x=x(), s=s()),
+             _one("sublayer_out_backward"), context=ctx, adapt=lambda r: r[:2]),
+        Case("sublayer_in_backward, pre-LN: u = LN(x)", in_pre, dict(x=x(), p=ln()), _one("sublayer_in_backward"),
+             context=ctx),
+        Case("sublayer_in_backward, post-LN: u = x", in_post, dict(x=x()), _one("sublayer_in_backward"),
+             context=ctx, adapt=lambda r: r[:1]),
+    ]
+
+
+def _layer_inputs(rng, be, cfg):
+    from npformer.model.masks import padding_mask, target_mask
+    from npformer.model.sublayer import subdict
+    from npformer.verify.model_cases import perturbed_params, tiny_batch
+    seed = int(rng.integers(1 << 30))
+    params = perturbed_params(cfg, be, seed)
+    src, tgt_in, tgt_out = tiny_batch(cfg, be, seed)
+    x = be.asarray(rng.standard_normal((2, src.shape[1], cfg.d_model)))
+    y = be.asarray(rng.standard_normal((2, tgt_in.shape[1], cfg.d_model)))
+    return (params, src, tgt_in, tgt_out, x, y, padding_mask(src, cfg.pad_id), target_mask(tgt_in, cfg.pad_id),
+            subdict, seed)
+
+
+def encoder_layer_cases(rng, be):
+    from npformer.model.encoder import encoder_layer_forward
+    from npformer.verify.model_cases import ReplayedDraws
+    out = []
+    for norm in ("post", "pre"):
+        cfg = _tiny(norm)
+        params, src, _, _, x, _, src_mask, _, subdict, seed = _layer_inputs(rng, be, cfg)
+        draws = ReplayedDraws(be, seed)
+
+        def fwd(x, p, cfg=cfg, src_mask=src_mask, draws=draws):
+            return encoder_layer_forward(x, p, cfg.h, src_mask, cfg.p_drop, draws.rewind(), cfg.norm)
+
+        out.append(Case(f"{norm}-LN encoder layer, padded source, dropout under a fixed mask", fwd,
+                        dict(x=x, p=subdict(params, "encoder.0.")), _one("encoder_layer_backward"),
+                        context=dict(p=cfg.p_drop, d_k=cfg.d_k)))
+    return out
+
+
+def decoder_layer_cases(rng, be):
+    from npformer.model.decoder import decoder_layer_forward
+    from npformer.verify.model_cases import ReplayedDraws
+    out = []
+    for norm in ("post", "pre"):
+        cfg = _tiny(norm)
+        params, _, _, _, x, y, src_mask, tgt_mask, subdict, seed = _layer_inputs(rng, be, cfg)
+        draws = ReplayedDraws(be, seed)
+
+        def fwd(y, memory, p, cfg=cfg, src_mask=src_mask, tgt_mask=tgt_mask, draws=draws):
+            return decoder_layer_forward(y, memory, p, cfg.h, tgt_mask, src_mask, cfg.p_drop, draws.rewind(),
+                                         cfg.norm)
+
+        out.append(Case(f"{norm}-LN decoder layer, look-ahead and padding masks, dropout under a fixed mask", fwd,
+                        dict(y=y, memory=x, p=subdict(params, "decoder.0.")), _one("decoder_layer_backward"),
+                        context=dict(p=cfg.p_drop, d_k=cfg.d_k)))
+    return out
+
+
+def model_cases(rng, be):
+    """The loss of the whole model (shared embeddings: the three-way tie), sampled entries per tensor."""
+    from npformer.model.transformer import transformer_forward
+    from npformer.ops.cross_entropy import cross_entropy_forward
+    from npformer.verify.model_cases import ReplayedDraws
+    out = []
+    for norm, drop in (("post", False), ("post", True), ("pre", True)):
+        cfg = _tiny(norm)
+        params, src, tgt_in, tgt_out, *_, seed = _layer_inputs(rng, be, cfg)
+        draws = ReplayedDraws(be, seed) if drop else None
+
+        def fwd(params, cfg=cfg, src=src, tgt_in=tgt_in, tgt_out=tgt_out, draws=draws):
+            logits, cache = transformer_forward(params, cfg, src, tgt_in, None if draws is None else draws.rewind())
+            loss, ce = cross_entropy_forward(logits, tgt_out, cfg.pad_id, cfg.eps_ls)
+            return loss, (cache, ce)
+
+        def call(fns, dloss, caches):
+            cache, ce = caches
+            return (fns["transformer_backward"](fns["cross_entropy_backward"](dloss, ce), cache),)
+
+        n_valid = int((be.to_host(tgt_out) != cfg.pad_id).sum())
+        out.append(Case(f"{norm}-LN model, {'dropout under a fixed mask' if drop else 'no dropout'}", fwd,
+                        dict(params=params), call, context=dict(d_model=cfg.d_model, n_valid=n_valid,
+                                                                n_all=int(tgt_out.size)),
+                        max_entries=8, h=1e-5))
+    return out

@@ -1,0 +1,209 @@
+"""Naming the mistake: generic detectors on E = G - N, the difference between the
+learner's gradient G and the numerical one N (central differences, float64).
+
+Each detector looks for one shape of error that a real bug leaves behind:
+
+    scale       G = r N for a constant r, and r is one of the usual suspects
+                (sqrt(d_model), sqrt(d_k), 1/(1-p), N_valid/N_all, M = B*T, -1, 2, ...)
+    transpose   G^T = N (last two axes): a matmul's operands in the wrong order
+    region      E = 0 outside one region the exercise names (masked keys, pad
+                targets, repeated ids, the future positions, ReLU's kink, ...)
+    axis        E is the same for every entry along one axis: a term that is
+                constant along that axis (a sum or a mean) is missing or extra
+    weights     E = w * c with c constant along the last axis, for a named w
+                (softmax's p, LayerNorm's xhat): the "- sum(...)" term is wrong
+    zeros       G is all zero
+    where       otherwise: which batch rows, positions and features are wrong
+
+Every detector returns a ``Finding`` with a ``tag`` (machine-readable, stable: the
+tests assert on it) and a sentence for the learner. Nothing here knows the
+answer of any exercise: it only sees G, N and the case's named sizes and regions.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+TOL_PASS = 1e-7   # relative error at or below: right
+TOL_BUG = 1e-3    # at or above: a bug, not finite-difference noise
+
+
+@dataclass
+class Finding:
+    gradient: str      # which input's gradient ("dx", "dgamma", "dp.W_Q"), or the function
+    case: str          # which case ("T = 1", "a look-ahead mask with a fully masked row")
+    where: str         # where it is wrong ("every entry", "the pad targets (6 of 42 entries)")
+    diagnosis: str     # what is wrong, in words
+    tag: str           # the detector's name: "scale:sqrt(d_k)", "region:the pad targets", ...
+    rel_error: float | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        err = "" if self.rel_error is None else f" (relative error {self.rel_error:.1e})"
+        return f"{self.gradient} [{self.case}]: {self.where}{err}\n    {self.diagnosis}"
+
+
+def rel_error(g, n, floor: float = 0.0) -> float:
+    """max |g - n| / max(|g|, |n|, floor): the gradient check's measure, per tensor. The floor
+    (1% of the largest gradient of the case, as in npformer.verify) keeps a gradient that is
+    truly zero (b_k's: softmax ignores a shift shared by all keys) from dividing noise by noise."""
+    if np.isnan(g).any() or np.isnan(n).any():
+        return float("inf")
+    scale = max(float(np.abs(g).max(initial=0.0)), float(np.abs(n).max(initial=0.0)), floor)
+    return 0.0 if scale == 0.0 else float(np.abs(g - n).max(initial=0.0)) / scale
+
+
+def scale_suspects(ctx: dict) -> list:
+    """(value, name) of the constant factors a bug typically multiplies a gradient by."""
+    out = []
+    if "d_model" in ctx:
+        d = ctx["d_model"]
+        out += [(math.sqrt(d), f"sqrt(d_model) = sqrt({d})"), (1 / math.sqrt(d), f"1/sqrt(d_model) = 1/sqrt({d})")]
+    if "d_k" in ctx:
+        d = ctx["d_k"]
+        out += [(math.sqrt(d), f"sqrt(d_k) = sqrt({d})"), (1 / math.sqrt(d), f"1/sqrt(d_k) = 1/sqrt({d})"),
+                (float(d), f"d_k = {d}"), (1 / d, f"1/d_k = 1/{d}")]
+    if "p" in ctx:
+        p = ctx["p"]
+        out += [(1 / (1 - p), f"1/(1-p) = 1/(1-{p})"), (1 - p, f"1-p = {1 - p:g}"),
+                ((1 - p) ** 2, f"(1-p)^2 = {(1 - p) ** 2:g}")]
+    if "n_valid" in ctx:
+        nv, na = ctx["n_valid"], ctx["n_all"]
+        if nv != na:
+            out += [(nv / na, f"N_valid/N_all = {nv}/{na}"), (na / nv, f"N_all/N_valid = {na}/{nv}")]
+        out += [(float(nv), f"N_valid = {nv}"), (1 / nv, f"1/N_valid = 1/{nv}")]
+    if "tau" in ctx:
+        t = ctx["tau"]
+        out += [(1 / t, f"1/tau = 1/{t}"), (float(t), f"tau = {t}")]
+    if "M" in ctx:
+        m = ctx["M"]
+        out += [(float(m), f"M = B*T = {m} (positions)"), (1 / m, f"1/M = 1/{m}")]
+    return out + [(-1.0, "-1 (the sign is flipped)"), (2.0, "2"), (0.5, "1/2")]
+
+
+def _close(a, b, scale) -> bool:
+    return float(np.abs(a - b).max(initial=0.0)) <= 1e-6 * max(scale, 1e-300)
+
+
+def _count(region, size) -> str:
+    k = int(np.count_nonzero(region))
+    return f"{k} of {size} entries"
+
+
+def _where(E, scale, axes_names) -> str:
+    """Which indices along each axis carry an error, where that is a strict subset."""
+    wrong = np.abs(E) > 1e-6 * scale
+    k = int(wrong.sum())
+    parts = []
+    for ax in range(E.ndim):
+        other = tuple(i for i in range(E.ndim) if i != ax)
+        hit = np.flatnonzero(wrong.any(axis=other)) if other else np.flatnonzero(wrong)
+        if 0 < len(hit) < E.shape[ax]:
+            name = axes_names[ax] if ax < len(axes_names) else f"axis {ax}"
+            shown = ", ".join(str(int(i)) for i in hit[:6]) + (", ..." if len(hit) > 6 else "")
+            parts.append(f"{name} {shown} only")
+    first = np.unravel_index(int(np.argmax(np.abs(E))), E.shape)
+    where = f"{k} of {E.size} entries wrong, the largest at index {tuple(int(i) for i in first)}"
+    return where + ("; " + "; ".join(parts) if parts else "")
+
+
+def diagnose(grad: str, case: str, G, N, ctx: dict, axes: tuple = (), floor: float = 0.0) -> Finding | None:
+    """The finding for one gradient, or None when it is right (relative error <= TOL_PASS)."""
+    G = np.asarray(G, dtype=np.float64) if G.dtype.kind == "f" else np.asarray(G)
+    N = np.asarray(N, dtype=np.float64)
+    if G.shape != N.shape:
+        if G.ndim >= 2 and G.shape == N.shape[:-2] + N.shape[-2:][::-1]:
+            return Finding(grad, case, "its shape", f"shape {G.shape} is the transpose of the input's {N.shape}: "
+                           "a matmul's operands are in the wrong order (dW = x^T dy, not dy^T x)", "transpose")
+        return Finding(grad, case, "its shape", f"shape {G.shape}, but the input is {N.shape}: a gradient has "
+                       "its input's shape (sum over the axes that broadcasting added)", "shape")
+    if not np.isfinite(G).all():
+        bad = ~np.isfinite(G)
+        return Finding(grad, case, _count(bad, G.size), "contains NaN or inf: a division by zero (a fully masked "
+                       "row, a zero count) or an overflow (exp without subtracting the max)", "nonfinite")
+    err = rel_error(G, N, floor)
+    if err <= TOL_PASS:
+        return None
+    scale = max(float(np.abs(G).max(initial=0.0)), float(np.abs(N).max(initial=0.0)), floor)
+    nscale = float(np.abs(N).max(initial=0.0))
+    f = _detect(grad, case, G, N, G - N, ctx, scale, nscale, axes)
+    f.rel_error = err
+    return f
+
+
+def _detect(grad, case, G, N, E, ctx, scale, nscale, axes) -> Finding:
+    if not np.any(G):
+        return Finding(grad, case, "every entry", "is all zero, but the true gradient is not: the input does "
+                       "reach the output (is a path, or an accumulation into it, missing?)", "zeros")
+    if nscale == 0.0:
+        return Finding(grad, case, _where(E, scale, axes), "should be all zero here (this input does not reach "
+                       "the output in this case), but is not", "nonzero")
+    # scale: G = r N
+    r = float((G * N).sum() / (N * N).sum())
+    if _close(G, r * N, scale):
+        names = [name for value, name in scale_suspects(ctx) if abs(r - value) <= 1e-6 * max(1.0, abs(value))]
+        if names:
+            flipped = names[0].startswith("-1")
+            return Finding(grad, case, "every entry, by one factor",
+                           f"is {r:.6g} x the true gradient, and {r:.6g} = {' = '.join(names)}: a constant factor "
+                           f"{'is flipped' if flipped else 'too many or missing'} somewhere in the chain",
+                           "scale:" + "|".join(n.split(' = ')[0].split(' (')[0] for n in names))
+        return Finding(grad, case, "every entry, by one factor", f"is {r:.6g} x the true gradient (a constant "
+                       "factor, not one of the usual suspects: recompute each scale in the chain)", "scale:other")
+    # transpose: G^T = N
+    if G.ndim >= 2 and G.shape[-1] == G.shape[-2] and _close(G.swapaxes(-1, -2), N, scale):
+        return Finding(grad, case, "every entry", "is the transpose of the true gradient: the two operands of a "
+                       "matmul are swapped (for y = x W: dW = x^T dy, dx = dy W^T)", "transpose")
+    # a named region
+    for label, region in ctx.get("regions", {}).get(grad, []):
+        region = np.broadcast_to(np.asarray(region, dtype=bool), E.shape)
+        if region.any() and not region.all() and _close(E[~region], 0.0, scale) and not _close(E[region], 0.0, scale):
+            return Finding(grad, case, f"only {label} ({_count(region, E.size)}); right everywhere else",
+                           f"is wrong only at {label}: {ctx.get('region_hints', {}).get(label, _REGION_HINT)}",
+                           f"region:{label}")
+    # a named weight: E = w * c, c constant along the last axis
+    for label, w in ctx.get("weights", {}).get(grad, []):
+        w = np.broadcast_to(np.asarray(w, dtype=np.float64), E.shape)
+        ok = np.abs(w) > 1e-12
+        c = np.where(ok, E / np.where(ok, w, 1.0), 0.0)
+        cm = (c * ok).sum(axis=-1, keepdims=True) / np.maximum(ok.sum(axis=-1, keepdims=True), 1)
+        if ok.any() and _close(np.where(ok, c, cm), np.broadcast_to(cm, c.shape), float(np.abs(c).max()) or 1.0) \
+                and _close(E[~ok], 0.0, scale):
+            return Finding(grad, case, "every row, in proportion to " + label,
+                           f"the error is {label} times one number per row: the term {label} * sum(...) "
+                           f"(or {label} * mean(...)) over the last axis is missing or wrong", f"weights:{label}")
+    # constant along an axis
+    for ax in range(E.ndim - 1, -1, -1):
+        if E.shape[ax] > 1 and _close(E, E.mean(axis=ax, keepdims=True), scale):
+            name = axes[ax] if ax < len(axes) else f"axis {ax}"
+            return Finding(grad, case, f"every entry, the same error along {name}",
+                           f"the error does not change along {name}: a term that is constant along it is "
+                           "missing or extra, typically a sum or a mean (LayerNorm's -mean(g), softmax's "
+                           "-sum(dp * p))", f"axis:{name}")
+    return Finding(grad, case, _where(E, scale, axes), "differs from the numerical gradient, in no pattern the "
+                   "detectors know: re-derive it one step at a time (try `start ID --staged` where it exists)",
+                   "other")
+
+
+_REGION_HINT = "those entries are the ones where the forward treats values specially; check that case"
+
+
+def summary(findings: list, grad_names: list) -> str | None:
+    """'dgamma and dbeta are right; dx is wrong' when some gradients are right and some not."""
+    wrong = sorted({f.gradient for f in findings if f.gradient in grad_names}, key=grad_names.index)
+    right = [g for g in grad_names if g not in wrong]
+    if wrong and len(right) > 6:
+        return f"{len(right)} of {len(grad_names)} gradients are right; {_join(wrong)} " \
+               f"{'is' if len(wrong) == 1 else 'are'} wrong"
+    if wrong and right:
+        return f"{_join(right)} {'is' if len(right) == 1 else 'are'} right; {_join(wrong)} " \
+               f"{'is' if len(wrong) == 1 else 'are'} wrong"
+    return None
+
+
+def _join(names) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
