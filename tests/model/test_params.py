@@ -56,3 +56,22 @@ def test_validate_params_names_at_most_five_keys_of_each_kind():
     del params["src_embed"]
     with pytest.raises(ValueError, match=r"missing \['src_embed'\], unexpected"):
         validate_params(params, cfg)
+
+
+def test_count_params_per_component():
+    """Each stack's count is split by sublayer (summed over its layers), embeddings by matrix."""
+    from npformer.model.params import count_params
+    d, f, n = 8, 12, 2
+    cfg = TransformerConfig(vocab_size=11, d_model=d, h=2, d_ff=f, n_layers=n, tie_embeddings=False,
+                            tgt_vocab_size=7, max_len=16)
+    attn, ffn, ln = 4 * (d * d + d), d * f + f + f * d + d, 2 * d
+    counts = count_params(cfg)
+    assert counts["per_component"] == {
+        "embeddings": {"src_embed": 11 * d, "tgt_embed": 7 * d, "out_proj": 7 * d},
+        "encoder": {"self_attn": n * attn, "ln1": n * ln, "ffn": n * ffn, "ln2": n * ln},
+        "decoder": {"self_attn": n * attn, "ln1": n * ln, "cross_attn": n * attn, "ln2": n * ln,
+                    "ffn": n * ffn, "ln3": n * ln}}
+    total = 25 * d + n * (attn + ffn + 2 * ln) + n * (2 * attn + ffn + 3 * ln)
+    assert counts["summary"] == {"embeddings": 25 * d, "encoder": n * (attn + ffn + 2 * ln),
+                                 "decoder": n * (2 * attn + ffn + 3 * ln), "total": total}
+    assert count_params(init_params(cfg)) == counts  # from a params dict: the same

@@ -92,6 +92,77 @@ def test_a_layer_called_without_dropout_arguments_is_the_post_ln_layer_at_infere
     np.testing.assert_array_equal(be.to_host(out), be.to_host(explicit))
 
 
+def test_validate_ids_refuses_what_the_model_cannot_read():
+    """(B, L) integer ids with B, L >= 1, L <= max_len, values in [0, V): accepted at every bound,
+    refused one step past it, with the argument's name and the offending numbers."""
+    from npformer.backend import get_backend
+    from npformer.model.transformer import validate_ids
+    from npformer.runtime.cupysim import host_reads
+    V, max_len = 5, 3
+    for ok in ([[0, 4, 2]], [[1]], [[1, 2]] * 6):  # ids 0 and V - 1, L = max_len, L = 1, B > max_len
+        validate_ids(np.array(ok), "src", V, max_len)
+    refused = [
+        (np.array([[1.0, 2.0]]), TypeError, "src: expected an integer array of token ids, got float64"),
+        ([[1, 2]], TypeError, "src: expected an integer array of token ids, got list"),
+        (np.array([1, 2]), ValueError, r"src: expected shape \(batch, length\), got \(2,\)"),
+        (np.zeros((0, 2), dtype=int), ValueError, r"src: empty batch or sequence, shape \(0, 2\)"),
+        (np.zeros((2, 0), dtype=int), ValueError, r"src: empty batch or sequence, shape \(2, 0\)"),
+        (np.ones((1, 4), dtype=int), ValueError, "src: length 4 exceeds the positional table's max_len=3"),
+        (np.array([[1, -1, 2]]), ValueError, r"src: token ids must be in \[0, 5\), got values in \[-1, 2\]"),
+        (np.array([[1, 5, 2]]), ValueError, r"src: token ids must be in \[0, 5\), got values in \[1, 5\]"),
+    ]
+    for ids, error, message in refused:
+        with pytest.raises(error, match=message):
+            validate_ids(ids, "src", V, max_len)
+    # on a device the values are not read back (the caller checked its host arrays); the shape still is
+    be = get_backend("cupysim")
+    with host_reads() as reads:
+        validate_ids(be.asarray(np.array([[1, 9]])), "src", V, max_len)
+    assert len(reads) == 0, reads
+    with pytest.raises(ValueError, match="length 4 exceeds"):
+        validate_ids(be.asarray(np.ones((1, 4), dtype=int)), "src", V, max_len)
+
+
+def test_validate_batch_counts_the_targets_and_refuses_mismatched_shapes():
+    from npformer.model.transformer import validate_batch
+    cfg = TINY
+    src, tgt_in, tgt_out = (np.array(a) for a in ([[3, 4, 0]], [[1, 5]], [[5, 2]]))
+    assert validate_batch(cfg, src, tgt_in, tgt_out) == 2
+    assert validate_batch(cfg, src, tgt_in, np.array([[5, cfg.pad_id]])) == 1  # one target is enough
+    with pytest.raises(ValueError, match="every target is padding"):
+        validate_batch(cfg, src, tgt_in, np.full((1, 2), cfg.pad_id))
+    for s, ti, to in ((src, tgt_in, np.array([[5, 2, 2]])),  # tgt_out one longer, same batch size
+                      (np.array([[3, 4, 0]] * 2), tgt_in, tgt_out)):  # src two sentences, targets one
+        with pytest.raises(ValueError, match="must have one batch size, and tgt_in and tgt_out one length"):
+            validate_batch(cfg, s, ti, to)
+
+
+def test_the_embedding_is_scaled_by_sqrt_d_model_then_gets_the_positional_encoding(be):
+    """§3.4-3.5: sqrt(d_model) * E[ids] + PE[offset : offset + L], no dropout without an rng."""
+    from npformer.model.transformer import embed_backward, embed_forward, positional_table
+    from npformer.ops.positional import sinusoidal_table
+    cfg = TINY
+    rng = np.random.default_rng(4)
+    E, ids = rng.standard_normal((cfg.vocab_size, cfg.d_model)), rng.integers(0, cfg.vocab_size, (2, 3))
+    table = positional_table(cfg, be.xp, "float64")
+    pe = sinusoidal_table(cfg.max_len, cfg.d_model, np, "float64")
+    for offset in (0, 5):
+        x, cache = embed_forward(be.asarray(ids), be.asarray(E), cfg, table, offset=offset)
+        np.testing.assert_allclose(be.to_host(x), cfg.d_model ** 0.5 * E[ids] + pe[offset:offset + 3], rtol=1e-13)
+    dx = rng.standard_normal((2, 3, cfg.d_model))
+    dE = be.to_host(embed_backward(be.asarray(dx), cache))
+    expected = np.zeros_like(E)
+    np.add.at(expected, ids.reshape(-1), cfg.d_model ** 0.5 * dx.reshape(-1, cfg.d_model))
+    np.testing.assert_allclose(dE, expected, rtol=1e-12, atol=1e-14)
+
+
+def test_transformer_forward_names_the_two_batch_sizes():
+    from npformer.model.params import init_params
+    params = init_params(TINY, dtype="float64")
+    with pytest.raises(ValueError, match="src and tgt_in: batch sizes differ, 2 vs 1"):
+        transformer_forward(params, TINY, np.ones((2, 3), dtype=int), np.ones((1, 4), dtype=int))
+
+
 def test_tied_gradient_is_the_sum_of_its_three_uses(be):
     tied = TINY.replace(p_drop=0.0)
     untied = tied.replace(tie_embeddings=False)
