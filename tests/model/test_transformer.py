@@ -163,6 +163,18 @@ def test_transformer_forward_names_the_two_batch_sizes():
         transformer_forward(params, TINY, np.ones((2, 3), dtype=int), np.ones((1, 4), dtype=int))
 
 
+def test_loss_and_grads_defaults_to_the_gradient_of_the_loss_itself(be):
+    """dloss = 1 unless told: the gradients are of the loss, and dloss scales them linearly."""
+    params = perturbed_params(TINY, be, 3)
+    src, tgt_in, tgt_out = tiny_batch(TINY, be)
+    loss, grads, n = loss_and_grads(params, TINY, src, tgt_in, tgt_out)
+    _, one, _ = loss_and_grads(params, TINY, src, tgt_in, tgt_out, dloss=1.0)
+    _, half, _ = loss_and_grads(params, TINY, src, tgt_in, tgt_out, dloss=0.5)
+    for k in params:
+        np.testing.assert_array_equal(be.to_host(grads[k]), be.to_host(one[k]))
+        np.testing.assert_allclose(be.to_host(half[k]), 0.5 * be.to_host(one[k]), rtol=1e-12, atol=1e-15)
+
+
 def test_tied_gradient_is_the_sum_of_its_three_uses(be):
     tied = TINY.replace(p_drop=0.0)
     untied = tied.replace(tie_embeddings=False)

@@ -101,6 +101,20 @@ def test_adam_rejects_mismatched_grads():
         opt.update(params, {"w": np.ones(3)}, 1e-3)
 
 
+def test_adam_names_exactly_the_keys_that_differ():
+    """The error lists the keys in one of params, grads and the optimizer state but not in all three."""
+    params = {k: np.ones(2) for k in "abcdef"}
+    opt = Adam(params)
+    grads = {k: np.ones(2) for k in "abdefz"}  # c missing, z unexpected
+    with pytest.raises(ValueError, match=r"differing keys: \['c', 'z'\]$"):
+        opt.update(params, grads, 1e-3)
+    with pytest.raises(ValueError, match=r"differing keys: \['g', 'h', 'i', 'j', 'k'\]$"):  # the first five
+        opt.update(params, {**params, **{k: np.ones(2) for k in "ghijkl"}}, 1e-3)
+    opt.m.pop("f")  # the state lost one key: it differs from params (and grads)
+    with pytest.raises(ValueError, match=r"differing keys: \['f'\]$"):
+        opt.update(params, {k: np.ones(2) for k in "abcdef"}, 1e-3)
+
+
 def test_adam_state_round_trip_continues_identically():
     rng = np.random.default_rng(1)
     p1 = {"w": rng.normal(size=5)}
@@ -125,6 +139,37 @@ def test_load_state_dict_checks_shapes():
     bad = Adam({"w": np.zeros(4)}).state_dict()
     with pytest.raises(ValueError, match="shape"):
         opt.load_state_dict(bad)
+
+
+def test_load_state_dict_names_exactly_the_keys_that_differ():
+    opt = Adam({k: np.zeros(2) for k in "abc"})
+    other = Adam({k: np.zeros(2) for k in "abdz"}).state_dict()  # c missing, d and z unexpected
+    with pytest.raises(ValueError, match=r"adam: state 'm' keys differ from the parameters': \['c', 'd', 'z'\]$"):
+        opt.load_state_dict(other)
+    many = Adam({k: np.zeros(2) for k in "abcdefghi"}).state_dict()
+    with pytest.raises(ValueError, match=r"differ from the parameters': \['d', 'e', 'f', 'g', 'h'\]$"):
+        opt.load_state_dict(many)  # the first five
+
+
+def test_the_norm_of_float32_gradients_is_summed_in_float64():
+    """Ten float32 gradients of 1e19 each: every square fits float32 (1e38 < 3.4e38), their sum does
+    not; it is added in float64, so the norm is finite and right instead of inf (a refused step)."""
+    from npformer.train.optim import squared_norm
+    grads = {f"g{i}": np.full(1, 1e19, dtype="float32") for i in range(10)}
+    total = squared_norm(grads)
+    assert total.dtype == np.float64
+    assert float(total) == pytest.approx(10 * float(np.float32(1e19)) ** 2, rel=1e-6)
+    assert global_norm(grads) == pytest.approx(math.sqrt(10) * float(np.float32(1e19)), rel=1e-6)
+
+
+def test_clip_scale_is_1_without_a_limit_or_under_it():
+    from npformer.train.optim import clip_scale
+    assert clip_scale(5.0, None) == 1.0 and clip_scale(1e30, None) == 1.0  # no clipping asked for
+    assert clip_scale(5.0, 10.0) == 1.0 and clip_scale(20.0, 10.0) == 0.5
+    assert clip_scale(float("inf"), 1.0) == 1.0 and clip_scale(float("nan"), 1.0) == 1.0
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError, match="max_norm must be positive"):
+            clip_scale(5.0, bad)
 
 
 def test_global_norm_and_clipping(be):
