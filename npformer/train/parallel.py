@@ -64,7 +64,7 @@ def shard_rows(tgt_out, pad_id: int, n: int) -> list[tuple[slice, int]]:
     ends = np.cumsum(counts)
     # Cut after the first row whose running token count reaches k/n of the total.
     cuts = [0] + [int(np.searchsorted(ends, ends[-1] * k / n)) + 1 for k in range(1, n)] + [B]
-    cuts = sorted(set(min(max(c, 0), B) for c in cuts))
+    cuts = sorted(set(min(c, B) for c in cuts))  # every cut is >= 0 already (searchsorted + 1)
     shards = [(slice(a, b), int(counts[a:b].sum())) for a, b in zip(cuts[:-1], cuts[1:])]
     return [(rows, n_s) for rows, n_s in shards if n_s > 0]
 

@@ -134,3 +134,30 @@ def test_training_with_workers_learns_is_reproducible_and_resumes_exactly(tmp_pa
     run(None, 40, state=resumed)
     assert losses(resumed) == losses(a)
     assert all(np.array_equal(resumed.params[k], a.params[k]) for k in a.params)
+
+
+def test_worker_generators_seed_shard_0_with_the_seed_itself_and_others_by_their_index():
+    """One worker draws exactly as backend.rng(seed); shard i from SeedSequence((seed, i)), so a
+    rank that builds only shards first .. first + n - 1 gets the very generators of those shards."""
+    def draws(gens):
+        return [g.random((4,), dtype="float64") for g in gens]
+    every = draws(worker_generators(BE, 7, 3))
+    np.testing.assert_array_equal(every[0], BE.rng(7).random((4,), dtype="float64"))
+    for i in (1, 2):
+        seed_i = int(np.random.SeedSequence([7, i]).generate_state(1)[0])
+        np.testing.assert_array_equal(every[i], BE.rng(seed_i).random((4,), dtype="float64"))
+    np.testing.assert_array_equal(draws(worker_generators(BE, 7, 2, first=1)), every[1:])
+    assert not np.array_equal(every[0], every[1]) and not np.array_equal(every[1], every[2])
+
+
+def test_shard_rows_balance_the_targets_and_drop_shards_of_padding_only():
+    """Cuts fall where the running target count reaches k/n of the total; a shard whose rows hold
+    no target is not returned (its loss would be a mean over nothing)."""
+    def rows(counts, n):
+        tgt_out = np.array([[5] * c + [0] * (10 - c) for c in counts])
+        return [(s.start, s.stop, n_s) for s, n_s in shard_rows(tgt_out, 0, n)]
+    assert rows([1, 1, 1, 1, 4], 2) == [(0, 4, 4), (4, 5, 4)]
+    assert rows([2, 2, 2, 2], 2) == [(0, 2, 4), (2, 4, 4)]
+    assert rows([3, 3, 0, 0], 3) == [(0, 1, 3), (1, 2, 3)]  # rows 2-3 are padding only: no third shard
+    assert rows([0, 0, 3, 3], 2) == [(0, 3, 3), (3, 4, 3)]  # leading padding rows join the first shard
+    assert rows([4, 1], 5) == [(0, 1, 4), (1, 2, 1)]  # at most one shard per sentence

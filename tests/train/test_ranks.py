@@ -272,3 +272,34 @@ def test_workers_per_rank_honours_an_explicit_count_and_shares_the_cores():
         assert 1 <= w.n <= share
         blas = [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
         assert blas and all(n <= share for n in blas)  # each rank's BLAS keeps to its share too
+
+
+@pytest.mark.parametrize("cores, cpu_count, local_size, share", [
+    (2, 4, 2, 2),  # bound by the launcher to 2 of the machine's 4 cores: all of them
+    (4, 4, 2, 2),  # not bound: the machine's cores divided between its 2 ranks
+    (3, 3, 2, 1),  # a whole number of cores each
+    (1, 1, 2, 1),  # at least one
+])
+def test_workers_per_rank_takes_this_ranks_share_of_the_cores(monkeypatch, cores, cpu_count, local_size, share):
+    from npformer.train import ranks
+    limits = []
+    monkeypatch.setattr(ranks, "available_cores", lambda: cores)
+    monkeypatch.setattr(ranks.os, "cpu_count", lambda: cpu_count)
+    monkeypatch.setattr(ranks, "limit_blas_threads", limits.append)
+    monkeypatch.setattr(ranks, "default_workers", lambda name: 64)
+
+    class Comm:
+        size = 2
+    Comm.local_size = local_size
+    w = workers_per_rank(None, "numpy", Comm())
+    assert limits == [share] and w.n == share and isinstance(w.n, int)
+    w.close() if hasattr(w, "close") else None
+
+
+def test_a_single_process_leaves_the_blas_threads_alone(monkeypatch):
+    from npformer.runtime.distributed.communicator import SingleProcess
+    from npformer.train import ranks
+    limits = []
+    monkeypatch.setattr(ranks, "limit_blas_threads", limits.append)
+    assert workers_per_rank(1, "numpy", SingleProcess()).n == 1
+    assert limits == []

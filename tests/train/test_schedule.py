@@ -56,3 +56,31 @@ def test_schedule_objects_check_their_settings():
                        (dict(factor=float("nan")), "positive")):
         with pytest.raises(ValueError, match=match):
             Schedule(**bad)
+
+
+def test_rates_must_be_positive_finite_numbers_and_progress_in_0_to_1():
+    for bad in (0.0, -0.5, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="noam_lr: factor must be a positive number"):
+            noam_lr(1, 512, factor=bad)
+        with pytest.raises(ValueError, match="linear_lr: the peak must be a positive number"):
+            linear_lr(1, 0.0, bad)
+    for bad in (-0.5, -1e-9, 1.0 + 1e-9, 1.5):
+        with pytest.raises(ValueError, match=r"linear_lr: progress must be in \[0, 1\]"):
+            linear_lr(1, bad, 1e-3)
+    assert linear_lr(1, 0.0, 1e-3) == 1e-3  # the default warmup is 1 step: the peak at once
+    assert linear_lr(1, 1.0, 1e-3) == 0.0
+    assert noam_lr(4000, 512) == 512 ** -0.5 * 4000 ** -0.5  # default warmup 4000, factor 1
+
+
+def test_a_schedule_is_frozen_defaults_to_the_papers_and_calls_its_kind():
+    from dataclasses import FrozenInstanceError, asdict
+    noam = Schedule()
+    assert asdict(noam) == dict(kind="noam", warmup=4000, factor=1.0, d_model=512, peak=None)
+    with pytest.raises(FrozenInstanceError):
+        noam.warmup = 10
+    assert noam.needs_budget is False and Schedule("linear", warmup=2, peak=1e-3).needs_budget is True
+    for step in (1, 10, 4000, 9000):
+        assert noam(step) == noam(step, 0.7) == noam_lr(step, 512, 4000, 1.0)  # progress ignored
+    linear = Schedule("linear", warmup=2, peak=1e-3)
+    assert linear(4) == linear_lr(4, 0.0, 1e-3, 2) == 1e-3  # progress 0 unless told
+    assert linear(1, 0.5) == linear_lr(1, 0.5, 1e-3, 2) and linear(3, 1.5) == 0.0  # progress past 1: the end
