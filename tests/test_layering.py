@@ -1,6 +1,6 @@
 """Imports run one way, from the ops up to the command line:
 
-    backend -> ops -> model -> decode / train -> translation -> run -> commands -> cli
+    backend -> ops -> model -> decode / train -> translation / exercise -> run -> commands -> cli
 
 A module may import from its own layer or any layer below, never from one
 above (a function-level import counts too). Read from ``npformer``'s source
@@ -25,7 +25,7 @@ LAYERS = [
     ("npformer.model", "npformer.verify.model_cases"),
     ("npformer.checkpoint",),
     ("npformer.decode", "npformer.train", "npformer.verify"),
-    ("npformer.translation", "npformer.plot"),
+    ("npformer.translation", "npformer.plot", "npformer.exercise"),
     ("npformer.run",),
     ("npformer.commands",),
     ("npformer.cli", "npformer.__main__"),

@@ -147,10 +147,16 @@ def _detect(grad, case, G, N, E, ctx, scale, nscale, axes) -> Finding:
     if _close(G, r * N, scale):
         names = [name for value, name in scale_suspects(ctx) if abs(r - value) <= 1e-6 * max(1.0, abs(value))]
         if names:
-            flipped = names[0].startswith("-1")
+            said = " or ".join(names)
+            if names[0].startswith("-1"):
+                why = "the sign is flipped: a term subtracted that should be added, or the operands of a " \
+                      "difference swapped"
+            else:
+                why = ("too large by that factor: its inverse is missing, or the factor is applied once too often"
+                       if abs(r) > 1 else
+                       "too small by that factor: its inverse is applied once too often, or the factor is missing")
             return Finding(grad, case, "every entry, by one factor",
-                           f"is {r:.6g} x the true gradient, and {r:.6g} = {' = '.join(names)}: a constant factor "
-                           f"{'is flipped' if flipped else 'too many or missing'} somewhere in the chain",
+                           f"is {r:.6g} x the true gradient, and {r:.6g} is {said}: {why}",
                            "scale:" + "|".join(n.split(' = ')[0].split(' (')[0] for n in names))
         return Finding(grad, case, "every entry, by one factor", f"is {r:.6g} x the true gradient (a constant "
                        "factor, not one of the usual suspects: recompute each scale in the chain)", "scale:other")
@@ -168,11 +174,9 @@ def _detect(grad, case, G, N, E, ctx, scale, nscale, axes) -> Finding:
     # a named weight: E = w * c, c constant along the last axis
     for label, w in ctx.get("weights", {}).get(grad, []):
         w = np.broadcast_to(np.asarray(w, dtype=np.float64), E.shape)
-        ok = np.abs(w) > 1e-12
-        c = np.where(ok, E / np.where(ok, w, 1.0), 0.0)
-        cm = (c * ok).sum(axis=-1, keepdims=True) / np.maximum(ok.sum(axis=-1, keepdims=True), 1)
-        if ok.any() and _close(np.where(ok, c, cm), np.broadcast_to(cm, c.shape), float(np.abs(c).max()) or 1.0) \
-                and _close(E[~ok], 0.0, scale):
+        ww = (w * w).sum(axis=-1, keepdims=True)
+        cm = np.where(ww > 0, (E * w).sum(axis=-1, keepdims=True) / np.where(ww > 0, ww, 1.0), 0.0)  # per row
+        if _close(E, w * cm, scale) and not _close(E, 0.0, scale):
             return Finding(grad, case, "every row, in proportion to " + label,
                            f"the error is {label} times one number per row: the term {label} * sum(...) "
                            f"(or {label} * mean(...)) over the last axis is missing or wrong", f"weights:{label}")

@@ -109,7 +109,7 @@ def normalise(ex, functions) -> dict:
     """A function, a dict of them, or a module/namespace -> {name: function} for the exercise."""
     if callable(functions) and not isinstance(functions, dict) and len(ex.functions) == 1 \
             and not inspect.ismodule(functions):
-        return {ex.functions[0]: functions}
+        return {ex.functions[0]: _accept_out(ex.functions[0], _unguarded_copy(functions))}
     get_ = functions.get if isinstance(functions, dict) else (lambda n: getattr(functions, n, None))
     out = {}
     for name in ex.functions:
@@ -127,8 +127,8 @@ def _unguarded_copy(fn):
     """npformer's own function passed in (a notebook's ``check("relu", relu_backward)``): a copy of
     it, made before the guard, which grades like the reference's source written out (and passes)."""
     import types
-    if isinstance(fn, types.FunctionType) and fn.__module__.startswith("npformer.") \
-            and not fn.__module__.startswith("npformer.exercise"):
+    if isinstance(fn, types.FunctionType) and (fn.__module__ or "").startswith("npformer.") \
+            and not (fn.__module__ or "").startswith("npformer.exercise"):
         return types.FunctionType(guard.original(fn).__code__, fn.__globals__, fn.__name__, fn.__defaults__,
                                   fn.__closure__)
     return fn
@@ -321,6 +321,17 @@ def run_case(case, fns, be, seed, report, stage, library, all_refs) -> bool:
     for g, n in zip(gnames, names):
         G = to_host(grads[g])
         err, f = _compare(case, inputs, n, g, G, numeric[n], ctx, where, floor)
+        if f is not None:
+            # a step that crosses a kink (a ReLU input within h of 0, in a layer's or the model's
+            # cases) spoils one entry's difference: take, per entry, the step size that agrees
+            # best of h, h/10 and h/100. A real error disagrees at every step size.
+            idx, best = numeric[n]
+            flat = G.reshape(-1)[idx] if G.size >= idx.size and G.shape == _differentiable(inputs)[n].shape else None
+            if flat is not None:
+                for h in (case.h / 10, case.h / 100):
+                    _, other = numerical_gradient(case.forward, inputs, n, host_dy, h, case.max_entries, seed)
+                    best = np.where(np.abs(other - flat) < np.abs(best - flat), other, best)
+                err, f = _compare(case, inputs, n, g, G, (idx, best), ctx, where, floor)
         if f is not None and TOL_PASS < err < TOL_BUG:
             errs = {h: _compare(case, inputs, n, g, G, numerical_gradient(case.forward, inputs, n, host_dy, h,
                                                                           case.max_entries, seed), ctx, "", floor)[0]

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from npformer.backend import backend_of
 
 
@@ -97,7 +99,8 @@ def _softmax_mean(dp, cache, out=None):
 
 def _softmax_renormalise(dp, cache, out=None):
     p = cache.p
-    return p * (dp - (dp * p).sum(axis=-1, keepdims=True)) / p.sum(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):  # the NaN is the point of this mistake
+            return p * (dp - (dp * p).sum(axis=-1, keepdims=True)) / p.sum(axis=-1, keepdims=True)
 
 
 # --- layernorm -----------------------------------------------------------------------

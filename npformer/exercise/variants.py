@@ -134,3 +134,24 @@ def check_variant(vid, functions, backend=None, seed=None):
         if not run_case(case, Fns({name: fn}, {}), be, seed, report, "alone", [], {}):
             break
     return report
+
+
+HINTS = {
+    "rmsnorm": ("RMSNorm is LayerNorm without the mean: x reaches y directly and through the one statistic "
+                "mean(x^2); gamma scales what reaches x * rrms.",
+                "dgamma sums dy * x * rrms over positions. For dx, the statistic's path subtracts a per-row "
+                "term proportional to x: d rrms / d x_j = -rrms^3 x_j / d.",
+                "Read docs/derivations.md §3.5 (LayerNorm): the same derivation with mu = 0."),
+    "gelu": ("GELU is elementwise: dx = dy * GELU'(x), with GELU(x) = 0.5 x (1 + t) and t the tanh term.",
+             "GELU'(x) = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2); the cache holds t.",
+             "Read docs/derivations.md §3.6 (ReLU): the same pattern, a smooth gate."),
+    "softmax_temperature": ("z / tau, then a softmax: the chain rule gives softmax's backward, then one more "
+                            "factor.",
+                            "dz = (1/tau) * p * (dp - sum(dp * p)) over the last axis.",
+                            "Read docs/derivations.md §3.2 (Softmax)."),
+    "cross_entropy_ignore_index": ("The mean of -log p_target over the targets that count: p - onehot per "
+                                   "counted position, divided by how many count.",
+                                   "Ignored positions get zero gradient; the divisor is cache.n, not every "
+                                   "position; multiply by dloss.",
+                                   "Read docs/derivations.md §6 (Softmax and the loss), with eps = 0."),
+}

@@ -1,0 +1,108 @@
+"""``npformer exercise list|start|check|hint``: write the backward passes yourself, graded.
+
+``check`` exits 0 when the exercise passes and 1 when it does not, so a course's
+autograder (GitHub Classroom, Otter, Gradescope) can call it as it is; an unknown
+id or a file that cannot be imported exits 2 with one line. The grading itself is
+``npformer.exercise.check``; this module parses and prints.
+"""
+from __future__ import annotations
+
+import json
+
+from npformer.commands.options import add_backend_args, int_at_least
+
+STATUS_ORDER = ("passing", "failing", "borderline", "changed", "not started")
+
+
+def cmd_list(args) -> int:
+    from npformer.exercise import EXERCISES, VARIANT_IDS
+    from npformer.exercise.files import status
+    rows = [dict(id=e.id, title=e.title, section=e.anchor, prereqs=list(e.prereqs), status=status(e.id, args.dir))
+            for e in EXERCISES.values()]
+    rows += [dict(id=v, title="variant (not in the package)", section="", prereqs=[], status=status(v, args.dir))
+             for v in VARIANT_IDS]
+    if args.json:
+        print(json.dumps({"dir": args.dir, "exercises": rows}))
+        return 0
+    print(f"{'id':<28} {'status':<12} {'builds on':<40} section")
+    for r in rows:
+        print(f"{r['id']:<28} {r['status']:<12} {', '.join(r['prereqs']) or '-':<40} {r['section']}")
+    print(f"\nstart one: npformer exercise start ID --dir {args.dir}")
+    return 0
+
+
+def cmd_start(args) -> int:
+    from npformer.exercise import files
+    path = files.start(args.id, args.dir, force=args.force)
+    print(f"wrote {path}: fill in the function(s), then run `npformer exercise check {args.id} --dir {args.dir}`")
+    return 0
+
+
+def cmd_check(args) -> int:
+    from npformer.exercise import check, check_train, files
+    from npformer.exercise.grader import ExerciseError
+    if args.dtype != "float64":
+        check(args.id, None, dtype=args.dtype)  # refuses, saying why
+    if args.id == "train":
+        report = check_train(args.dir, backend=args.backend, quiet=args.json)
+    else:
+        try:
+            module = files.load(args.id, args.dir)
+        except KeyError as e:
+            raise ExerciseError(e.args[0]) from None
+        report = check(args.id, module, backend=args.backend, seed=args.seed, quiet=args.json)
+    files.record(args.dir, args.id, report.verdict)
+    if args.json:
+        print(report.to_json())
+    return 0 if report.passed else 1
+
+
+def cmd_hint(args) -> int:
+    from npformer.exercise import EXERCISES, variants
+    hints = EXERCISES[args.id].hints if args.id in EXERCISES else variants.HINTS[args.id]
+    label = {1: "the concept", 2: "the structure", 3: "what to read"}[args.level]
+    print(f"{args.id}, hint {args.level} of 3 ({label}):\n{hints[args.level - 1]}")
+    if args.level < 3:
+        print(f"\nmore: npformer exercise hint {args.id} --level {args.level + 1}")
+    return 0
+
+
+def _known_id(value: str) -> str:
+    from npformer.exercise import EXERCISES, VARIANT_IDS
+    if value not in EXERCISES and value not in VARIANT_IDS:
+        import argparse
+        raise argparse.ArgumentTypeError(f"unknown exercise {value!r}; expected one of "
+                                         f"{', '.join([*EXERCISES, *VARIANT_IDS])}")
+    return value
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("exercise", help="write the backward passes yourself: list, start, check, hint")
+    verbs = p.add_subparsers(dest="verb", metavar="VERB", parser_class=type(p))
+    verbs.required = True
+    dir_help = "the folder of your exercise files (default exercises/)"
+
+    q = verbs.add_parser("list", help="every exercise, its section, what it builds on, and your status")
+    q.add_argument("--dir", default="exercises", help=dir_help)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_list)
+
+    q = verbs.add_parser("start", help="write DIR/ID.py: the signature(s), the forward and cache, a body to fill")
+    q.add_argument("id", type=_known_id)
+    q.add_argument("--dir", default="exercises", help=dir_help)
+    q.add_argument("--force", action="store_true", help="replace an existing file (your work in it is lost)")
+    q.set_defaults(func=cmd_start)
+
+    q = verbs.add_parser("check", help="grade DIR/ID.py: exit 0 passed, 1 failed, 2 cannot grade")
+    q.add_argument("id", type=_known_id)
+    q.add_argument("--dir", default="exercises", help=dir_help)
+    q.add_argument("--seed", type=int_at_least(0), default=None,
+                   help="the draw of shapes, masks and values (default: fresh each run; the report prints it)")
+    add_backend_args(q, "float64", workers=False)
+    q.add_argument("--json", action="store_true", help="end with one JSON object: passed, verdict, findings")
+    q.set_defaults(func=cmd_check)
+
+    q = verbs.add_parser("hint", help="a hint: 1 the concept, 2 the structure, 3 the section to read")
+    q.add_argument("id", type=_known_id)
+    q.add_argument("--level", type=int, choices=(1, 2, 3), default=1)
+    q.set_defaults(func=cmd_hint)
