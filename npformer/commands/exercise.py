@@ -33,7 +33,7 @@ def cmd_list(args) -> int:
 
 def cmd_start(args) -> int:
     from npformer.exercise import files
-    path = files.start(args.id, args.dir, force=args.force)
+    path = files.start(args.id, args.dir, force=args.force, staged=args.staged)
     print(f"wrote {path}: fill in the function(s), then run `npformer exercise check {args.id} --dir {args.dir}`")
     return 0
 
@@ -91,6 +91,8 @@ def add_parser(sub) -> None:
     q.add_argument("id", type=_known_id)
     q.add_argument("--dir", default="exercises", help=dir_help)
     q.add_argument("--force", action="store_true", help="replace an existing file (your work in it is lost)")
+    q.add_argument("--staged", action="store_true", help="softmax, layernorm, attention, cross_entropy: the "
+                   "forward as named steps, one gradient to write per step")
     q.set_defaults(func=cmd_start)
 
     q = verbs.add_parser("check", help="grade DIR/ID.py: exit 0 passed, 1 failed, 2 cannot grade")

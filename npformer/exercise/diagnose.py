@@ -82,7 +82,7 @@ def scale_suspects(ctx: dict) -> list:
     if "M" in ctx:
         m = ctx["M"]
         out += [(float(m), f"M = B*T = {m} (positions)"), (1 / m, f"1/M = 1/{m}")]
-    return out + [(-1.0, "-1 (the sign is flipped)"), (2.0, "2"), (0.5, "1/2")]
+    return out + [(-1.0, "-1"), (2.0, "2"), (0.5, "1/2")]
 
 
 def _close(a, b, scale) -> bool:
@@ -148,7 +148,7 @@ def _detect(grad, case, G, N, E, ctx, scale, nscale, axes) -> Finding:
         names = [name for value, name in scale_suspects(ctx) if abs(r - value) <= 1e-6 * max(1.0, abs(value))]
         if names:
             said = " or ".join(names)
-            if names[0].startswith("-1"):
+            if names[0] == "-1":
                 why = "the sign is flipped: a term subtracted that should be added, or the operands of a " \
                       "difference swapped"
             else:

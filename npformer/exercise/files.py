@@ -89,9 +89,15 @@ def _variant_template(vid: str, folder: str) -> str:
         f"def {name}(dy, cache):", f'    """{returns}"""', f'    raise NotImplementedError("write {name}")', ""])
 
 
-def start(exercise_id: str, folder: str = DEFAULT_DIR, force: bool = False) -> str:
+def start(exercise_id: str, folder: str = DEFAULT_DIR, force: bool = False, staged: bool = False) -> str:
     """Write ``folder/ID.py``; refuse to overwrite an existing file unless ``force``."""
-    text = template(exercise_id, folder)
+    if staged:
+        from npformer.exercise.staged import GRAPHS, template as staged_template
+        if exercise_id not in GRAPHS:
+            raise ExerciseError(f"--staged exists for {', '.join(GRAPHS)}, not {exercise_id}")
+        text = staged_template(exercise_id)
+    else:
+        text = template(exercise_id, folder)
     path = path_of(exercise_id, folder)
     if os.path.exists(path) and not force:
         raise ExerciseError(f"{path} exists: your work is kept; pass --force to replace it with a fresh file")

@@ -1,0 +1,65 @@
+"""Staged mode: each step graded on its own and in the learner's chain; the first wrong node is
+named, and the nodes below it that are right on their own inherit its error."""
+import types
+
+import pytest
+
+from npformer.exercise import check, files
+from npformer.exercise.staged import GRAPHS, backward_order
+
+LAYERNORM_KEY = '''
+STAGED = True
+def d_xhat(g, f): return g["y"] * f["gamma"]
+def d_rstd(g, f): return (g["xhat"] * f["xc"]).sum(axis=-1, keepdims=True)
+def d_var(g, f): return -0.5 * g["rstd"] * (f["var"] + f["eps"]) ** -1.5
+def d_xc(g, f): return g["xhat"] * f["rstd"] + g["var"] * 2 * f["xc"] / f["xc"].shape[-1]
+def d_mu(g, f): return -g["xc"].sum(axis=-1, keepdims=True)
+def d_x(g, f): return g["xc"] + g["mu"] / f["x"].shape[-1]
+def d_gamma(g, f): return (g["y"] * f["xhat"]).reshape(-1, f["gamma"].shape[0]).sum(axis=0)
+def d_beta(g, f): return g["y"].reshape(-1, f["beta"].shape[0]).sum(axis=0)
+'''
+
+SOFTMAX_KEY = '''
+STAGED = True
+def d_s(g, f): return -(g["p"] * f["e"]).sum(axis=-1, keepdims=True) / f["s"] ** 2
+def d_e(g, f): return g["p"] / f["s"] + g["s"]
+def d_z(g, f): return g["e"] * f["e"]
+'''
+
+
+def module(text):
+    m = types.ModuleType("learner")
+    exec(text, m.__dict__)
+    return m
+
+
+@pytest.mark.parametrize("exercise_id,key", [("layernorm", LAYERNORM_KEY), ("softmax", SOFTMAX_KEY)])
+def test_a_right_staged_answer_passes(exercise_id, key):
+    report = check(exercise_id, module(key), seed=5, quiet=True)
+    assert report.passed, str(report)
+    assert [r[2] for r in report.rows] == ["d" + n for n in backward_order(exercise_id)]
+
+
+def test_the_first_wrong_node_is_named_and_the_later_ones_inherit():
+    wrong = LAYERNORM_KEY.replace('return -0.5 * g["rstd"]', 'return 0.5 * g["rstd"]')
+    report = check("layernorm", module(wrong), seed=5, quiet=True)
+    assert not report.passed
+    by_node = {f.gradient: f.tag for f in report.findings}
+    assert by_node["dvar"] == "scale:-1"
+    assert by_node["dxc"] == by_node["dx"] == "inherits:dvar"
+    assert "dgamma" not in by_node and "drstd" not in by_node
+
+
+def test_a_second_independent_bug_is_not_called_inherited():
+    wrong = LAYERNORM_KEY.replace('return -0.5 * g["rstd"]', 'return 0.5 * g["rstd"]').replace(
+        'return g["xc"] + g["mu"] / f["x"].shape[-1]', 'return g["xc"] + g["mu"]')
+    by_node = {f.gradient: f.tag for f in check("layernorm", module(wrong), seed=5, quiet=True).findings}
+    assert by_node["dvar"] == "scale:-1" and not by_node["dx"].startswith("inherits")
+
+
+@pytest.mark.parametrize("exercise_id", list(GRAPHS))
+def test_start_staged_writes_one_function_per_node(tmp_path, exercise_id):
+    files.start(exercise_id, str(tmp_path), staged=True)
+    m = files.load(exercise_id, str(tmp_path))
+    assert m.STAGED and all(callable(getattr(m, f"d_{n}")) for n in backward_order(exercise_id))
+    assert check(exercise_id, m, seed=1, quiet=True).verdict == "not started"
