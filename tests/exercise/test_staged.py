@@ -26,6 +26,24 @@ def d_e(g, f): return g["p"] / f["s"] + g["s"]
 def d_z(g, f): return g["e"] * f["e"]
 '''
 
+ATTENTION_KEY = '''
+STAGED = True
+def d_P(g, f): return g["out"] @ f["V"].swapaxes(-1, -2)
+def d_Ss(g, f): return f["P"] * (g["P"] - (g["P"] * f["P"]).sum(axis=-1, keepdims=True))
+def d_S(g, f): return g["Ss"] * f["scale"]
+def d_Q(g, f): return g["S"] @ f["K"]
+def d_K(g, f): return g["S"].swapaxes(-1, -2) @ f["Q"]
+def d_V(g, f): return f["P"].swapaxes(-1, -2) @ g["out"]
+'''
+
+CROSS_ENTROPY_KEY = '''
+import numpy as np
+STAGED = True
+def d_nll(g, f): return g["loss"] * f["valid"] / f["N"]
+def d_logp(g, f): return -f["q"] * g["nll"][..., None]
+def d_z(g, f): return g["logp"] - np.exp(f["logp"]) * g["logp"].sum(axis=-1, keepdims=True)
+'''
+
 
 def module(text):
     m = types.ModuleType("learner")
@@ -33,7 +51,8 @@ def module(text):
     return m
 
 
-@pytest.mark.parametrize("exercise_id,key", [("layernorm", LAYERNORM_KEY), ("softmax", SOFTMAX_KEY)])
+@pytest.mark.parametrize("exercise_id,key", [("layernorm", LAYERNORM_KEY), ("softmax", SOFTMAX_KEY),
+                                             ("attention", ATTENTION_KEY), ("cross_entropy", CROSS_ENTROPY_KEY)])
 def test_a_right_staged_answer_passes(exercise_id, key):
     report = check(exercise_id, module(key), seed=5, quiet=True)
     assert report.passed, str(report)
