@@ -174,8 +174,8 @@ def check(exercise: str, functions, *, backend=None, seed: int | None = None, dt
     seed = int(np.random.SeedSequence().entropy % (1 << 31)) if seed is None else int(seed)
     if getattr(functions, "STAGED", False):
         from npformer.exercise import staged
-        report = Report(ex.id + " (staged)", False, "failed", seed, "numpy")
-        staged.check_staged(ex.id, functions, seed, report)
+        report = Report(ex.id + " (staged)", False, "failed", seed, be.name)
+        staged.check_staged(ex.id, functions, seed, report, be)
         return _finish(report, quiet)
     fns = normalise(ex, functions)
     report = Report(ex.id, False, "failed", seed, be.name)

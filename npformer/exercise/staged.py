@@ -33,7 +33,7 @@ class Step:
 def _softmax_graph():
     return ("z",), [
         Step("e", "e = exp(z - max(z))   (the max is a constant shift: it cancels in p)",
-             lambda f: np.exp(f["z"] - f["z"].max(axis=-1, keepdims=True))),
+             lambda f: f["xp"].exp(f["z"] - f["z"].max(axis=-1, keepdims=True))),
         Step("s", "s = sum_k e_k         (..., 1)", lambda f: f["e"].sum(axis=-1, keepdims=True)),
         Step("p", "p = e / s", lambda f: f["e"] / f["s"]),
     ], "p"
@@ -56,7 +56,7 @@ def _attention_graph():
         Step("Ss", "Ss = S * scale            scale = 1/sqrt(d_k)", lambda f: f["S"] * f["scale"]),
         Step("P", "P = softmax(Ss) over the keys",
              lambda f: (lambda e: e / e.sum(axis=-1, keepdims=True))(
-                 np.exp(f["Ss"] - f["Ss"].max(axis=-1, keepdims=True)))),
+                 f["xp"].exp(f["Ss"] - f["Ss"].max(axis=-1, keepdims=True)))),
         Step("out", "out = P @ V               (B, h, T_q, d_v)", lambda f: f["P"] @ f["V"]),
     ], "out"
 
@@ -64,7 +64,7 @@ def _attention_graph():
 def _cross_entropy_graph():
     return ("z",), [
         Step("logp", "logp = z - logsumexp(z)   log-softmax, (..., V)",
-             lambda f: f["z"] - (lambda m: m + np.log(np.exp(f["z"] - m).sum(axis=-1, keepdims=True)))(
+             lambda f: f["z"] - (lambda m: m + f["xp"].log(f["xp"].exp(f["z"] - m).sum(axis=-1, keepdims=True)))(
                  f["z"].max(axis=-1, keepdims=True))),
         Step("nll", "nll = -sum_v q_v logp_v   q: 1-eps at the target, eps/V elsewhere; (...)",
              lambda f: -(f["q"] * f["logp"]).sum(axis=-1)),
@@ -129,15 +129,23 @@ def backward_order(exercise_id):
     return [s.name for s in reversed(steps)][1:] + list(inputs)
 
 
-def check_staged(exercise_id, module, seed, report) -> None:
+def check_staged(exercise_id, module, seed, report, be=None) -> None:
+    """The true node gradients on the host (NumPy, float64); the learner's functions get the
+    forward values on the backend under test (NumPy, cupysim or CuPy)."""
+    from npformer.backend import get_backend
+    be = get_backend(be)
     inputs, steps, out = GRAPHS[exercise_id]()
     rng = np.random.default_rng(seed)
-    f = forward(steps, draw(exercise_id, rng))
+    drawn = draw(exercise_id, rng)
+    f = forward(steps, {**drawn, "xp": np})
+    dev = forward(steps, {**{k: be.asarray(v) if isinstance(v, np.ndarray) else v for k, v in drawn.items()},
+                          "xp": be.xp})
     dy = np.asarray(rng.standard_normal(np.shape(f[out])) + 0.5)
     true = {out: dy}
     for name in backward_order(exercise_id):
         true[name] = _numeric(steps, f, name, dy)
-    mine = {out: dy}
+    true_dev = {k: be.asarray(v) for k, v in true.items()}
+    mine = {out: true_dev[out]}
     first = None
     for name in backward_order(exercise_id):
         fn = getattr(module, f"d_{name}", None)
@@ -145,8 +153,9 @@ def check_staged(exercise_id, module, seed, report) -> None:
             report.findings.append(Finding(f"d_{name}", "staged", "the file", f"d_{name}(g, f) is missing", "missing"))
             return
         try:
-            alone = np.asarray(fn(dict(true), dict(f)))
-            chained = np.asarray(fn(dict(mine), dict(f)))
+            alone_dev = fn(dict(true_dev), dict(dev))
+            chained_dev = fn(dict(mine), dict(dev))
+            alone, chained = np.asarray(be.to_host(alone_dev)), np.asarray(be.to_host(chained_dev))
         except NotImplementedError:
             report.verdict = "not started"
             report.findings.append(Finding(f"d_{name}", "staged", "the function body", "raises NotImplementedError",
@@ -156,7 +165,7 @@ def check_staged(exercise_id, module, seed, report) -> None:
             report.findings.append(Finding(f"d_{name}", "staged", "a call", f"raised {type(e).__name__}: {e}",
                                            "exception"))
             return
-        mine[name] = chained
+        mine[name] = chained_dev
         err_alone = rel_error(alone, true[name]) if alone.shape == true[name].shape else float("inf")
         err_chain = rel_error(chained, true[name]) if chained.shape == true[name].shape else float("inf")
         report.rows.append(("staged", "on the true upstream / in your chain", f"d{name}",

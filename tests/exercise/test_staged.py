@@ -53,9 +53,10 @@ def module(text):
 
 @pytest.mark.parametrize("exercise_id,key", [("layernorm", LAYERNORM_KEY), ("softmax", SOFTMAX_KEY),
                                              ("attention", ATTENTION_KEY), ("cross_entropy", CROSS_ENTROPY_KEY)])
-def test_a_right_staged_answer_passes(exercise_id, key):
-    report = check(exercise_id, module(key), seed=5, quiet=True)
-    assert report.passed, str(report)
+@pytest.mark.parametrize("backend", ["numpy", "cupysim"])
+def test_a_right_staged_answer_passes(exercise_id, key, backend):
+    report = check(exercise_id, module(key), seed=5, quiet=True, backend=backend)
+    assert report.passed and report.backend == backend, str(report)
     assert [r[2] for r in report.rows] == ["d" + n for n in backward_order(exercise_id)]
 
 
