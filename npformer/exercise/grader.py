@@ -105,22 +105,27 @@ class Fns(dict):
         return guard.original(self._refs[name])
 
 
-def normalise(ex, functions) -> dict:
-    """A function, a dict of them, or a module/namespace -> {name: function} for the exercise."""
-    if callable(functions) and not isinstance(functions, dict) and len(ex.functions) == 1 \
+def lookup(eid: str, names, functions) -> dict:
+    """A function, a dict of them, or a module/namespace -> {name: function} for exercise ``eid``."""
+    names = list(names)
+    if callable(functions) and not isinstance(functions, dict) and len(names) == 1 \
             and not inspect.ismodule(functions):
-        return {ex.functions[0]: _accept_out(ex.functions[0], _unguarded_copy(functions))}
+        return {names[0]: functions}
     get_ = functions.get if isinstance(functions, dict) else (lambda n: getattr(functions, n, None))
     out = {}
-    for name in ex.functions:
+    for name in names:
         fn = get_(name)
         if fn is None:
-            raise ExerciseError(f"exercise {ex.id}: no function {name!r} (it must define "
-                                f"{', '.join(ex.functions)})")
+            raise ExerciseError(f"exercise {eid}: no function {name!r} (it must define {', '.join(names)})")
         if not callable(fn):
-            raise ExerciseError(f"exercise {ex.id}: {name!r} is a {type(fn).__name__}, not a function")
-        out[name] = _accept_out(name, _unguarded_copy(fn))
+            raise ExerciseError(f"exercise {eid}: {name!r} is a {type(fn).__name__}, not a function")
+        out[name] = fn
     return out
+
+
+def normalise(ex, functions) -> dict:
+    """The exercise's functions (see ``lookup``), each unguarded and taking ``out=``."""
+    return {name: _accept_out(name, _unguarded_copy(fn)) for name, fn in lookup(ex.id, ex.functions, functions).items()}
 
 
 def _unguarded_copy(fn):
@@ -241,16 +246,14 @@ def run_case(case, fns, be, seed, report, stage, library, all_refs) -> bool:
     dy = be.asarray(rng.standard_normal(np.shape(y)) + 0.5, dtype=y.dtype)  # never all ones, never symmetric
     dy_before = to_host(dy).copy()
     cache_before = [(p, to_host(a).copy()) for p, a in _arrays(cache)]
-    names = list(_differentiable(inputs))
+    diff = _differentiable(inputs)
+    names = list(diff)
     gnames = _grad_names(inputs)
     label = case.name
     start = len(report.findings)
 
     def call(d):
-        raw = case.call(fns, d, cache)
-        raw = case.adapt(raw) if case.adapt else raw
-        flat = _flatten_grads(raw, inputs)
-        return {g: flat[n] for g, n in zip(gnames, names)}
+        return _case_grads(case, fns, d, cache)
 
     def finding(grad, where, diagnosis, tag, err=None):
         report.findings.append(Finding(grad, f"{stage}: {label}" if stage != "alone" else label, where,
@@ -285,7 +288,7 @@ def run_case(case, fns, be, seed, report, stage, library, all_refs) -> bool:
     ok = True
     for g, n in zip(gnames, names):
         grad = grads[g]
-        inp = _differentiable(inputs)[n]
+        inp = diff[n]
         if grad is None:
             finding(g, "missing", "is None: return a gradient for every differentiable input", "missing")
             ok = False
@@ -331,7 +334,7 @@ def run_case(case, fns, be, seed, report, stage, library, all_refs) -> bool:
             # cases) spoils one entry's difference: take, per entry, the step size that agrees
             # best of h, h/10 and h/100. A real error disagrees at every step size.
             idx, best = numeric[n]
-            flat = G.reshape(-1)[idx] if G.size >= idx.size and G.shape == _differentiable(inputs)[n].shape else None
+            flat = G.reshape(-1)[idx] if G.size >= idx.size and G.shape == diff[n].shape else None
             if flat is not None:
                 for h in (case.h / 10, case.h / 100):
                     _, other = numerical_gradient(case.forward, inputs, n, host_dy, h, case.max_entries, seed)
@@ -366,15 +369,10 @@ def run_case(case, fns, be, seed, report, stage, library, all_refs) -> bool:
             report.findings.append(Finding(", ".join(gnames), label, "which gradients", line,
                                            "only:" + ",".join(sorted({f.gradient for f in
                                                                       report.findings[n_before:]}))))
-        for m in library:
-            try:
-                theirs = {k: to_host(v) for k, v in _call_mistake(case, m, all_refs, host_dy, cache).items()}
-            except Exception:  # noqa: BLE001 -- a mistake that cannot run on this case is not this one
-                continue
-            if all(_same(to_host(grads[g]), theirs[g]) for g in gnames):
-                report.findings.append(Finding(", ".join(gnames), label, "the whole function",
-                                               f"this is a known mistake: {m.description}", f"known:{m.name}"))
-                break
+        m = _known_mistake(case, library, all_refs, host_dy, cache, {g: to_host(grads[g]) for g in gnames}, to_host)
+        if m is not None:
+            report.findings.append(Finding(", ".join(gnames), label, "the whole function",
+                                           f"this is a known mistake: {m.description}", f"known:{m.name}"))
     return True
 
 
@@ -386,12 +384,24 @@ def _same(a, b) -> bool:
     return float(np.abs(a - b).max(initial=0.0)) <= 1e-9 * max(float(np.abs(b).max(initial=0.0)), 1e-300)
 
 
-def _call_mistake(case, m, all_refs, dy, cache):
-    fns = Fns(m.functions, all_refs)
+def _case_grads(case, fns, dy, cache) -> dict:
+    """The case's backward call on these functions, as {"dX": gradient} in the forward's input order."""
     raw = case.call(fns, dy, cache)
     raw = case.adapt(raw) if case.adapt else raw
     flat = _flatten_grads(raw, case.inputs)
     return {g: flat[n] for g, n in zip(_grad_names(case.inputs), _differentiable(case.inputs))}
+
+
+def _known_mistake(case, library, all_refs, dy, cache, grads: dict, to_host):
+    """The first known mistake whose gradients on this case are the learner's, or None."""
+    for m in library:
+        try:
+            theirs = {k: to_host(v) for k, v in _case_grads(case, Fns(m.functions, all_refs), dy, cache).items()}
+        except Exception:  # noqa: BLE001 -- a mistake that cannot run on this case is not this one
+            continue
+        if all(_same(grads[g], theirs[g]) for g in grads):
+            return m
+    return None
 
 
 def _compare(case, inputs, n, g, G, numeric, ctx, label, floor):

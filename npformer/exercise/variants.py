@@ -120,18 +120,15 @@ VARIANTS = {
 
 def check_variant(vid, functions, backend=None, seed=None):
     from npformer.backend import get_backend
-    from npformer.exercise.grader import ExerciseError, Fns, Report, run_case
+    from npformer.exercise.grader import Fns, Report, lookup, run_case
     be = get_backend(backend)
     seed = int(np.random.SeedSequence().entropy % (1 << 31)) if seed is None else int(seed)
     _, name, _, cases, _ = VARIANTS[vid]
-    fn = functions if callable(functions) else (functions.get(name) if isinstance(functions, dict)
-                                                else getattr(functions, name, None))
-    if fn is None:
-        raise ExerciseError(f"exercise {vid}: no function {name!r}")
+    fns = Fns(lookup(vid, [name], functions), {})
     report = Report(vid, False, "failed", seed, be.name)
     rng = np.random.default_rng(seed)
     for case in cases(rng, be):
-        if not run_case(case, Fns({name: fn}, {}), be, seed, report, "alone", [], {}):
+        if not run_case(case, fns, be, seed, report, "alone", [], {}):
             break
     return report
 
