@@ -300,41 +300,37 @@ def _layer_inputs(rng, be, cfg):
             subdict, seed)
 
 
-def encoder_layer_cases(rng, be):
-    from npformer.model.encoder import encoder_layer_forward
-    from npformer.verify.model_cases import ReplayedDraws
-    out = []
-    for norm in ("post", "pre"):
-        cfg = _tiny(norm)
-        params, src, _, _, x, _, src_mask, _, subdict, seed = _layer_inputs(rng, be, cfg)
-        draws = ReplayedDraws(be, seed)
-
-        def fwd(x, p, cfg=cfg, src_mask=src_mask, draws=draws):
-            return encoder_layer_forward(x, p, cfg.h, src_mask, cfg.p_drop, draws.rewind(), cfg.norm)
-
-        out.append(Case(f"{norm}-LN encoder layer, padded source, dropout under a fixed mask", fwd,
-                        dict(x=x, p=subdict(params, "encoder.0.")), _one("encoder_layer_backward"),
-                        context=dict(p=cfg.p_drop, d_k=cfg.d_k)))
-    return out
-
-
-def decoder_layer_cases(rng, be):
+def _layer_cases(rng, be, side):
+    """One encoder or decoder layer (``side``), post- and pre-LN, dropout replayed under a fixed mask."""
     from npformer.model.decoder import decoder_layer_forward
+    from npformer.model.encoder import encoder_layer_forward
     from npformer.verify.model_cases import ReplayedDraws
     out = []
     for norm in ("post", "pre"):
         cfg = _tiny(norm)
         params, _, _, _, x, y, src_mask, tgt_mask, subdict, seed = _layer_inputs(rng, be, cfg)
         draws = ReplayedDraws(be, seed)
-
-        def fwd(y, memory, p, cfg=cfg, src_mask=src_mask, tgt_mask=tgt_mask, draws=draws):
-            return decoder_layer_forward(y, memory, p, cfg.h, tgt_mask, src_mask, cfg.p_drop, draws.rewind(),
-                                         cfg.norm)
-
-        out.append(Case(f"{norm}-LN decoder layer, look-ahead and padding masks, dropout under a fixed mask", fwd,
-                        dict(y=y, memory=x, p=subdict(params, "decoder.0.")), _one("decoder_layer_backward"),
-                        context=dict(p=cfg.p_drop, d_k=cfg.d_k)))
+        p = subdict(params, f"{side}.0.")
+        if side == "encoder":
+            def fwd(x, p, cfg=cfg, src_mask=src_mask, draws=draws):
+                return encoder_layer_forward(x, p, cfg.h, src_mask, cfg.p_drop, draws.rewind(), cfg.norm)
+            inputs, masks = dict(x=x, p=p), "padded source"
+        else:
+            def fwd(y, memory, p, cfg=cfg, src_mask=src_mask, tgt_mask=tgt_mask, draws=draws):
+                return decoder_layer_forward(y, memory, p, cfg.h, tgt_mask, src_mask, cfg.p_drop,
+                                             draws.rewind(), cfg.norm)
+            inputs, masks = dict(y=y, memory=x, p=p), "look-ahead and padding masks"
+        out.append(Case(f"{norm}-LN {side} layer, {masks}, dropout under a fixed mask", fwd, inputs,
+                        _one(f"{side}_layer_backward"), context=dict(p=cfg.p_drop, d_k=cfg.d_k)))
     return out
+
+
+def encoder_layer_cases(rng, be):
+    return _layer_cases(rng, be, "encoder")
+
+
+def decoder_layer_cases(rng, be):
+    return _layer_cases(rng, be, "decoder")
 
 
 def model_cases(rng, be):
@@ -343,13 +339,13 @@ def model_cases(rng, be):
     from npformer.ops.cross_entropy import cross_entropy_forward
     from npformer.verify.model_cases import ReplayedDraws
     out = []
-    for norm, drop in (("post", True), ("pre", True)):
+    for norm in ("post", "pre"):
         cfg = _tiny(norm)
         params, src, tgt_in, tgt_out, *_, seed = _layer_inputs(rng, be, cfg)
-        draws = ReplayedDraws(be, seed) if drop else None
+        draws = ReplayedDraws(be, seed)
 
         def fwd(params, cfg=cfg, src=src, tgt_in=tgt_in, tgt_out=tgt_out, draws=draws):
-            logits, cache = transformer_forward(params, cfg, src, tgt_in, None if draws is None else draws.rewind())
+            logits, cache = transformer_forward(params, cfg, src, tgt_in, draws.rewind())
             loss, ce = cross_entropy_forward(logits, tgt_out, cfg.pad_id, cfg.eps_ls)
             return loss, (cache, ce)
 
@@ -358,7 +354,7 @@ def model_cases(rng, be):
             return (fns["transformer_backward"](fns["cross_entropy_backward"](dloss, ce), cache),)
 
         n_valid = int((be.to_host(tgt_out) != cfg.pad_id).sum())
-        out.append(Case(f"{norm}-LN model, {'dropout under a fixed mask' if drop else 'no dropout'}", fwd,
+        out.append(Case(f"{norm}-LN model, dropout under a fixed mask", fwd,
                         dict(params=params), call, context=dict(d_model=cfg.d_model, n_valid=n_valid,
                                                                 n_all=int(tgt_out.size)),
                         max_entries=4, h=1e-5))
