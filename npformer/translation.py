@@ -126,10 +126,34 @@ def repeat_share(texts, n: int = 4) -> float:
     return sum(repeats(t.split()) for t in texts) / len(texts) if texts else 0.0
 
 
+def edit_distance(a, b) -> int:
+    """Levenshtein distance between two token sequences: the fewest insertions,
+    deletions and substitutions that turn ``a`` into ``b`` (one row of the table
+    at a time)."""
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+    return row[-1]
+
+
+def token_error_rate(hypotheses, references) -> float:
+    """Edit distance over whitespace tokens, summed over the corpus, per reference
+    token: the word error rate of speech recognition and the phoneme error rate
+    of grapheme-to-phoneme when each token is a word or a phoneme."""
+    pairs = [(h.split(), r.split()) for h, r in zip(hypotheses, references)]
+    ref_tokens = sum(len(r) for _, r in pairs)
+    return sum(edit_distance(h, r) for h, r in pairs) / ref_tokens if ref_tokens else 0.0
+
+
 def score(hypotheses, references) -> dict:
     """Corpus BLEU and chrF (sacreBLEU defaults) with their signatures, the length
-    ratio (hypothesis words / reference words, as BLEU's brevity penalty sees it)
-    and the share of hypotheses and of references that repeat a 4-word run."""
+    ratio (hypothesis words / reference words, as BLEU's brevity penalty sees it),
+    the share of hypotheses and of references that repeat a 4-word run, the share
+    of hypotheses equal to their reference (``exact_match``) and the
+    ``token_error_rate`` (the figures of a symbol-level task such as spelling to
+    pronunciation, where one wrong symbol makes the whole output wrong)."""
     try:
         import sacrebleu
     except ImportError as e:
@@ -142,6 +166,9 @@ def score(hypotheses, references) -> dict:
             "bleu_signature": str(bleu.get_signature()), "chrf_signature": str(chrf.get_signature()),
             "length_ratio": round(b.sys_len / b.ref_len, 3) if b.ref_len else None,
             "repeats": round(repeat_share(hypotheses), 4), "ref_repeats": round(repeat_share(references), 4),
+            "exact_match": round(sum(h.split() == r.split() for h, r in zip(hypotheses, references))
+                                 / len(references), 4) if references else None,
+            "token_error_rate": round(token_error_rate(hypotheses, references), 4),
             "n_sentences": len(references)}
 
 

@@ -28,6 +28,8 @@ def cmd_evaluate(args) -> int:
             print(f"SRC  {src}\nREF  {ref}\nHYP  {hyp}\n")
         print(f"BLEU {scores['bleu']:.2f}  ({scores['bleu_signature']})")
         print(f"chrF {scores['chrf']:.2f}  ({scores['chrf_signature']})")
+        print(f"exact match {100 * scores['exact_match']:.1f}%, token error rate "
+              f"{100 * scores['token_error_rate']:.1f}% (edit distance per reference token)")
         print(f"{scores['n_sentences']} sentences of the {args.split} split in {scores['seconds']} s")
     return 0
 
