@@ -30,16 +30,17 @@ import os
 from typing import Callable, NamedTuple
 
 # Settings that define a run: stored in its checkpoint, fixed on resume.
-RUN_SETTINGS = ("task", "data", "merges", "preset", "norm", "vocab_size", "min_len", "max_len", "p_drop",
-                "label_smoothing", "batch_size", "max_tokens", "seed", "schedule", "lr", "lr_factor", "warmup", "clip",
-                "dtype")
+RUN_SETTINGS = ("task", "data", "merges", "preset", "n_layers", "d_ff", "norm", "vocab_size", "min_len", "max_len",
+                "p_drop", "label_smoothing", "batch_size", "max_tokens", "seed", "schedule", "lr", "lr_factor",
+                "warmup", "clip", "dtype")
 
 # Translation's fixed settings (the bundled corpus, or a TSV): the small preset,
 # pairs of up to 100 subwords, label smoothing 0.1. The rest (BPE merges,
 # dropout, batch size, LayerNorm placement and the learning-rate schedule) is
 # derived from the corpus and the budget by npformer/train/recipe.py;
 # ``lr_factor`` is the paper's schedule's, used when ``schedule="noam"`` is chosen.
-CORPUS_DEFAULTS = dict(task="translate", data=None, preset="small", vocab_size=None, min_len=None, max_len=100,
+CORPUS_DEFAULTS = dict(task="translate", data=None, preset="small", n_layers=None, d_ff=None, vocab_size=None,
+                       min_len=None, max_len=100,
                        label_smoothing=0.1, batch_size=None, seed=0, lr_factor=0.5, clip=None, dtype="float32",
                        steps=None)
 
@@ -47,7 +48,8 @@ CORPUS_DEFAULTS = dict(task="translate", data=None, preset="small", vocab_size=N
 # over 20 symbols to >= 99% held-out exact match in 3000 steps. Dropout 0.1 and
 # clipping at 1 keep the late steps stable; without them exact match keeps
 # dipping below 100%.
-TASK_DEFAULTS = dict(preset="tiny", norm="post", vocab_size=24, min_len=4, max_len=12, p_drop=0.1, label_smoothing=0.1,
+TASK_DEFAULTS = dict(preset="tiny", n_layers=None, d_ff=None, norm="post",
+                     vocab_size=24, min_len=4, max_len=12, p_drop=0.1, label_smoothing=0.1,
                      batch_size=64, max_tokens=None, seed=0, schedule="noam", lr=None, lr_factor=0.5, warmup=300,
                      clip=1.0, dtype="float32", steps=3000)
 HELDOUT_SIZE = 500
@@ -61,8 +63,8 @@ TRANSLATION_ONLY = {"merges": "the synthetic tasks have no BPE (--vocab-size)"}
 
 
 def option(name: str) -> str:
-    """The command-line spelling of a setting: ``max_len`` -> ``--max-len``."""
-    return "--" + name.replace("_", "-")
+    """The command-line spelling of a setting: ``max_len`` -> ``--max-len`` (``n_layers`` is ``--layers``)."""
+    return "--layers" if name == "n_layers" else "--" + name.replace("_", "-")
 
 
 # --- settings --------------------------------------------------------------
@@ -130,12 +132,13 @@ def schedule_of(settings: dict, d_model: int):
 
 
 def model_config(settings: dict):
-    """The TransformerConfig of a run's settings: its preset, norm placement, V,
-    dropout and label smoothing, and a positional table long enough for its
-    longest sequence."""
+    """The TransformerConfig of a run's settings: its preset (with N and d_ff
+    where given), norm placement, V, dropout and label smoothing, and a
+    positional table long enough for its longest sequence."""
     from npformer.model.config import preset
     overrides = dict(vocab_size=settings["vocab_size"], p_drop=settings["p_drop"],
-                     eps_ls=settings["label_smoothing"], norm=settings.get("norm", "post"))
+                     eps_ls=settings["label_smoothing"], norm=settings.get("norm", "post"),
+                     **{k: settings[k] for k in ("n_layers", "d_ff") if settings.get(k) is not None})
     cfg = preset(settings["preset"], **overrides)
     return cfg.replace(max_len=max(cfg.max_len, settings["max_len"] + 1))  # + 1: BOS / EOS
 

@@ -29,8 +29,8 @@ import os
 import sys
 import time
 
-from npformer.commands.options import (add_backend_args, add_decoding_args, add_recipe_args, decoding_settings,
-                                       int_at_least, number_at_least, require)
+from npformer.commands.options import (add_backend_args, add_decoding_args, add_recipe_args, add_shape_args,
+                                       decoding_settings, int_at_least, number_at_least, require)
 from npformer.train.recipe import DERIVED
 
 
@@ -59,7 +59,8 @@ def demo_on(args, comm) -> int:
     say(f"npformer demo: {args.minutes:g} minutes on the bundled English->Spanish corpus (small preset)")
     # `npformer train`'s run on the bundled corpus, with the recipe for the training part of the budget;
     # the periodic evaluations report the dev loss alone (bleu_sentences=0): decoding is kept for the end
-    run = start_run({"seed": args.seed, "dtype": args.dtype, **{k: getattr(args, k) for k in DERIVED}},
+    run = start_run({"seed": args.seed, "dtype": args.dtype, "n_layers": args.n_layers, "d_ff": args.d_ff,
+                     **{k: getattr(args, k) for k in DERIVED}},
                     minutes=args.minutes - eval_minutes, backend=args.backend, workers=workers, comm=comm,
                     bleu_sentences=0)
     state, cfg, settings, source = run.state, run.cfg, run.settings, run.source
@@ -133,6 +134,7 @@ def add_parser(sub) -> None:
     p.add_argument("--eval-every", type=int_at_least(1), default=300,
                    help="dev loss and a checkpoint every N steps (default 300)")
     add_recipe_args(p.add_argument_group("the recipe (npformer train's; each option overrides its derived value)"))
+    add_shape_args(p.add_argument_group("the model (the small preset: N = 3, d_ff = 1024)"))
     add_decoding_args(p)
     p.add_argument("--show", type=int_at_least(0), default=3, help="held-out examples to print")
     p.add_argument("--seed", type=int_at_least(0), default=0)

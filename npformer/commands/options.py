@@ -108,6 +108,13 @@ def decoding_settings(args) -> dict:
     return settings
 
 
+def add_shape_args(p) -> None:
+    """The model's depth and FFN width, over the preset's."""
+    p.add_argument("--layers", dest="n_layers", type=int_at_least(1),
+                   help="N, the layers of each stack (default: the preset's)")
+    p.add_argument("--d-ff", type=int_at_least(1), help="the FFN's inner width (default: the preset's)")
+
+
 def add_recipe_args(p, task_defaults: dict | None = None) -> None:
     """The options of the settings that the recipe derives (npformer/train/recipe.py);
     each overrides its derived value. ``task_defaults``: the synthetic tasks' fixed

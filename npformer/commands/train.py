@@ -37,7 +37,7 @@ import os
 import sys
 import time
 
-from npformer.commands.options import add_backend_args, add_recipe_args, int_at_least, number_at_least
+from npformer.commands.options import add_backend_args, add_recipe_args, add_shape_args, int_at_least, number_at_least
 from npformer.run import CORPUS_DEFAULTS, DEV_BLEU_SENTENCES, RUN_SETTINGS, TASK_DEFAULTS
 
 
@@ -130,6 +130,7 @@ def add_parser(sub) -> None:
 
     both = p.add_argument_group("model and batches (default: translation / task where they differ)")
     both.add_argument("--preset", help=f"model size: tiny, small, base, big (default {default('preset')})")
+    add_shape_args(both)
     both.add_argument("--max-len", type=int_at_least(1), help="longest sequence in tokens; translation drops "
                       f"longer pairs (default {default('max_len')})")
     both.add_argument("--label-smoothing", type=number_at_least(0),

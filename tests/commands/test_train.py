@@ -86,3 +86,15 @@ def test_help_groups_the_options_by_use(capsys):
     flat = " ".join(text.split())
     assert "(default small / tiny)" in flat
     assert "warmup steps of the schedule (default: derived from the corpus and budget; task: 300)" in flat
+
+
+def test_layers_and_d_ff_override_the_preset_and_stay_with_the_run(tmp_path, capsys):
+    run = str(tmp_path / "run")
+    code, _, err = run_cli(capsys, "--steps", "2", "--preset", "tiny", "--layers", "1", "--d-ff", "48", "--out", run)
+    assert code == 0, err
+    from npformer.train.trainer import load_state
+    state, ck = load_state(os.path.join(run, "last.npz"))
+    assert (ck.config.n_layers, ck.config.d_ff, ck.config.d_model) == (1, 48, 64)
+    assert state.params["encoder.0.ffn.W_1"].shape == (64, 48) and "encoder.1.ffn.W_1" not in state.params
+    code, _, err = run_cli(capsys, "--steps", "4", "--out", run, "--resume", "--layers", "2")
+    assert code == 2 and "--layers 2 (the run has 1)" in err
