@@ -84,3 +84,11 @@ def test_a_schedule_is_frozen_defaults_to_the_papers_and_calls_its_kind():
     linear = Schedule("linear", warmup=2, peak=1e-3)
     assert linear(4) == linear_lr(4, 0.0, 1e-3, 2) == 1e-3  # progress 0 unless told
     assert linear(1, 0.5) == linear_lr(1, 0.5, 1e-3, 2) and linear(3, 1.5) == 0.0  # progress past 1: the end
+
+
+def test_describe_names_the_kind_and_its_figures():
+    # the line train prints and stores with a run: a wrong kind here misleads whoever reads the log
+    noam = Schedule("noam", warmup=100, factor=2.0, d_model=64).describe()
+    assert noam == "the paper's schedule: warmup 100, factor 2 (peak 2.50e-02)"
+    linear = Schedule("linear", warmup=50, peak=2e-3).describe()
+    assert linear == "linear: warmup 50 to 2.00e-03, then down to 0 at the end of the budget"
