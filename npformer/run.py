@@ -104,15 +104,18 @@ def budget_steps(steps: int | None, minutes: float | None, settings: dict, resum
     return steps
 
 
-def derive_recipe(settings: dict, minutes: float | None, steps: int | None) -> list[str]:
+def derive_recipe(settings: dict, minutes: float | None, steps: int | None,
+                  preset_chosen: bool = False) -> list[str]:
     """Fill in the settings of a new translation run that are None with the recipe's
-    values for its corpus and budget; returns one line per setting saying why."""
+    values for its corpus and budget; returns one line per setting saying why.
+    ``preset_chosen``: the user named the preset (which then keeps its depth)."""
     from npformer.data.corpus import load_corpus
     from npformer.model.config import preset
     from npformer.train.recipe import DERIVED, derive, describe
     d_model = preset(settings["preset"]).d_model
     derived, reasons = derive(load_corpus(settings["data"])["train"], d_model, settings["preset"], minutes=minutes,
-                              steps=steps, given={k: settings.get(k) for k in DERIVED})
+                              steps=steps, given={k: settings.get(k) for k in DERIVED},
+                              preset_chosen=preset_chosen)
     settings.update(derived)
     return describe(derived, reasons)
 
@@ -276,7 +279,7 @@ def start_run(given: dict, task: str | None = None, *, out: str | None = None, r
         steps = budget_steps(steps, minutes, settings, resumed=False)
         if settings["task"] == "translate":
             note = "the recipe for this corpus and budget:\n  " + "\n  ".join(
-                derive_recipe(settings, minutes, steps))
+                derive_recipe(settings, minutes, steps, preset_chosen=given.get("preset") is not None))
         validate_schedule_options(settings)
         source = make_source(settings, None, workers, bleu_sentences)
         cfg = model_config(settings)

@@ -134,7 +134,7 @@ def add_parser(sub) -> None:
     p.add_argument("--eval-every", type=int_at_least(1), default=300,
                    help="dev loss and a checkpoint every N steps (default 300)")
     add_recipe_args(p.add_argument_group("the recipe (npformer train's; each option overrides its derived value)"))
-    add_shape_args(p.add_argument_group("the model (the small preset: N = 3, d_ff = 1024)"))
+    add_shape_args(p.add_argument_group("the model (the small preset, d_ff = 1024; N from the recipe)"))
     add_decoding_args(p)
     p.add_argument("--show", type=int_at_least(0), default=3, help="held-out examples to print")
     p.add_argument("--seed", type=int_at_least(0), default=0)

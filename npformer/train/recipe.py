@@ -19,12 +19,25 @@ epochs the budget is expected to cover:
 * ``p_drop``: 0 when E < 3, else the paper's 0.1. A model that sees each pair
   once or twice cannot overfit it, and dropout would only slow the learning.
 * ``max_tokens`` (padded positions per batch): 2000, but small enough that an
-  epoch is at least 100 updates (and at least 500).
+  epoch is at least 300 updates (and at least 500). On a small corpus more,
+  smaller updates learn more from the same tokens than fewer large ones.
+* ``n_layers`` (N, each stack's depth): one layer fewer than the preset's (at
+  least 2) below 1M training words or below 3,000 expected steps, else the
+  preset's. A shallower model overfits a small corpus less, and in a short
+  run its 1.4 times as many steps are worth more than the depth. A
+  ``--preset`` given by name keeps its own N.
 * the schedule: linear decay to 0 over the budget (``npformer.train.schedule``)
   with a peak of 0.032 / sqrt(d_model) (2e-3 for ``small``) and a warmup of 5%
   of the expected steps (50 to 4000), with pre-LN (``norm="pre"``), which
   trains stably at that rate with a short warmup. The paper's post-LN and
   schedule stay available: ``--norm post --schedule noam``.
+
+The last two rules come from ten-minute runs (docs/tuning.md, "Corpora it was
+not tuned on"): each raised BLEU on the software-message corpus by 6 to 9
+points and exact match on the spelling-to-pronunciation task by 9 points, and
+N = 2 took the ten-minute demo from about 18 to 22 BLEU. The 60-minute run
+(~6,300 steps expected) keeps N = 3; where between 1,400 and 6,300 steps the
+depth starts to pay has not been measured, and 3,000 is a round number between.
 
 E and the expected steps come from the budget: a step budget gives them
 directly; a time budget uses the preset's typical throughput on a 2-core CPU
@@ -43,10 +56,13 @@ SUBWORDS_PER_WORD = 1.3  # a BPE vocabulary of a few thousand merges splits word
 TARGET_SHARE = 0.85       # of a batch's padded positions (B x longest side), the real target tokens
 DROPOUT_EPOCHS = 3        # below this many expected epochs, no dropout
 BATCH_TOKENS = 2000
+EPOCH_STEPS = 300         # max_tokens is lowered until an epoch is at least this many updates
+SMALL_CORPUS_WORDS = 1_000_000  # below this many training words, one layer fewer than the preset's
+SHORT_RUN_STEPS = 3000          # and below this many expected steps too
 LR_SCALE = 0.032          # peak = LR_SCALE / sqrt(d_model)
 
 # The settings this module derives: absent or None in ``given`` means "derive it".
-DERIVED = ("merges", "p_drop", "max_tokens", "norm", "schedule", "lr", "warmup")
+DERIVED = ("merges", "n_layers", "p_drop", "max_tokens", "norm", "schedule", "lr", "warmup")
 
 
 def corpus_words(pairs: Sequence[tuple[str, str]]) -> tuple[int, int]:
@@ -57,10 +73,13 @@ def corpus_words(pairs: Sequence[tuple[str, str]]) -> tuple[int, int]:
 
 
 def derive(pairs: Sequence[tuple[str, str]], d_model: int, preset: str, *, minutes: float | None = None,
-           steps: int | None = None, given: dict | None = None) -> tuple[dict, dict]:
+           steps: int | None = None, given: dict | None = None,
+           preset_chosen: bool = False) -> tuple[dict, dict]:
     """``(settings, reasons)``: the derived settings for training on ``pairs`` (the
     training split) with the budget ``minutes`` and/or ``steps``. Settings in
-    ``given`` (not None) are kept as they are, with the reason "given"."""
+    ``given`` (not None) are kept as they are, with the reason "given";
+    ``preset_chosen``: the user named the preset, which then keeps its depth."""
+    from npformer.model.config import preset as preset_config
     if minutes is None and steps is None:
         raise ValueError("recipe: give the budget, minutes or steps")
     given = {k: v for k, v in (given or {}).items() if v is not None}
@@ -78,10 +97,11 @@ def derive(pairs: Sequence[tuple[str, str]], d_model: int, preset: str, *, minut
     merges = min(32000, max(1000, 500 * round(4 * math.sqrt(words) / 500)))
     choose("merges", merges, f"4 x sqrt({words:,} training words), rounded to 500, within [1000, 32000]")
     epoch_tokens = tgt_words * SUBWORDS_PER_WORD
-    cap = max(500, 10 * round(epoch_tokens / TARGET_SHARE / 100 / 10))
+    cap = max(500, 10 * round(epoch_tokens / TARGET_SHARE / EPOCH_STEPS / 10))
     choose("max_tokens", min(BATCH_TOKENS, cap),
            f"{BATCH_TOKENS}" + ("" if cap >= BATCH_TOKENS else
-                                f", lowered so that an epoch (~{epoch_tokens:,.0f} target tokens) is 100 steps"))
+                                f", lowered so that an epoch (~{epoch_tokens:,.0f} target tokens) "
+                                f"is {EPOCH_STEPS} steps"))
     step_tokens = out["max_tokens"] * TARGET_SHARE
     budgets = []
     if steps is not None:
@@ -92,6 +112,16 @@ def derive(pairs: Sequence[tuple[str, str]], d_model: int, preset: str, *, minut
     budget_tokens, budget_text = min(budgets)
     epochs = budget_tokens / epoch_tokens
     expected_steps = max(1, round(budget_tokens / step_tokens))
+    depth = preset_config(preset).n_layers
+    short = [f"{words:,} training words < {SMALL_CORPUS_WORDS:,}"] if words < SMALL_CORPUS_WORDS else []
+    short += [f"~{expected_steps:,} steps expected < {SHORT_RUN_STEPS:,}"] if expected_steps < SHORT_RUN_STEPS else []
+    if preset_chosen:
+        choose("n_layers", depth, f"the {preset} preset's, as --preset was given")
+    elif short and depth > 2:
+        choose("n_layers", depth - 1, f"one fewer than the {preset} preset's {depth}: " + " and ".join(short))
+    else:
+        choose("n_layers", depth, f"the {preset} preset's" + ("" if depth <= 2 else
+               f" ({words:,} training words, ~{expected_steps:,} steps expected)"))
     choose("p_drop", 0.0 if epochs < DROPOUT_EPOCHS else 0.1,
            f"~{epochs:.1f} epochs expected ({budget_text}); "
            + (f"below {DROPOUT_EPOCHS} the model cannot overfit, so no dropout" if epochs < DROPOUT_EPOCHS

@@ -41,7 +41,8 @@ def sim_run(tmp_path_factory, run_npformer):
         lines = [next(f) for _ in range(300)]
     (d / "corpus.tsv").write_text("".join(lines), encoding="utf-8")
     out = run_npformer("train", "--data", d / "corpus.tsv", "--preset", "tiny", "--merges", "100", "--steps", "3",
-                       "--eval-every", "3", "--out", d / "run", "--json", "--no-progress", "--backend", "cupysim")
+                       "--eval-every", "3", "--log-every", "1", "--out", d / "run", "--json", "--no-progress",
+                       "--backend", "cupysim")
     assert out.returncode == 0, out.stderr
     assert last_json(out.stdout)["steps"] == 3
     return d

@@ -17,6 +17,8 @@ def test_a_large_corpus_in_a_short_budget():
     assert s["max_tokens"] == 2000
     assert (s["norm"], s["schedule"]) == ("pre", "linear")
     assert s["lr"] == pytest.approx(0.002)
+    assert s["n_layers"] == 2 and "steps expected < 3,000" in why["n_layers"]  # a short run
+    assert "words" not in why["n_layers"]  # 1.38M words is not a small corpus
     assert set(s) == set(why) == set(DERIVED)
 
 
@@ -25,13 +27,36 @@ def test_a_longer_budget_brings_dropout_and_a_longer_warmup():
     long, why = derive(corpus(30_000, 23), d_model=256, preset="small", minutes=60)
     assert long["p_drop"] == 0.1 and "epochs expected" in why["p_drop"]
     assert long["warmup"] > short["warmup"]
+    assert long["n_layers"] == 3 and "preset's" in why["n_layers"]  # ~6,400 steps: the preset's depth
 
 
-def test_a_small_corpus_gets_fewer_merges_smaller_batches_and_dropout():
+def test_a_small_corpus_gets_fewer_merges_smaller_batches_fewer_layers_and_dropout():
     s, why = derive(corpus(2_000, 8), d_model=256, preset="small", minutes=10)
     assert s["merges"] == 1000  # the floor
-    assert s["max_tokens"] < 2000 and "100 steps" in why["max_tokens"]
+    assert s["max_tokens"] < 2000 and "300 steps" in why["max_tokens"]
+    assert s["n_layers"] == 2 and "< 1,000,000" in why["n_layers"]
     assert s["p_drop"] == 0.1
+
+
+def test_the_batch_makes_an_epoch_300_steps():
+    # 16,000 pairs of 9 target words: 187,200 target subwords an epoch, 0.85 of each batch real
+    s, _ = derive(corpus(16_000, 9), d_model=256, preset="small", minutes=10)
+    assert s["max_tokens"] == 730  # 187,200 / 0.85 / 300 = 734, to 10
+    s, _ = derive(corpus(1_000, 9), d_model=256, preset="small", minutes=10)
+    assert s["max_tokens"] == 500  # the floor
+
+
+def test_depth_falls_below_a_million_words_or_3000_steps_and_a_named_preset_keeps_its_own():
+    assert derive(corpus(20_000, 24), d_model=256, preset="small", minutes=60)[0]["n_layers"] == 2  # 960k words
+    assert derive(corpus(22_000, 23), d_model=256, preset="small", minutes=60)[0]["n_layers"] == 3  # 1.012M
+    assert derive(corpus(22_000, 23), d_model=256, preset="small", steps=2999)[0]["n_layers"] == 2
+    assert derive(corpus(22_000, 23), d_model=256, preset="small", steps=3000)[0]["n_layers"] == 3
+    s, why = derive(corpus(2_000, 8), d_model=512, preset="base", minutes=10, preset_chosen=True)
+    assert s["n_layers"] == 6 and "--preset" in why["n_layers"]
+    assert derive(corpus(2_000, 8), d_model=512, preset="base", minutes=10)[0]["n_layers"] == 5
+    assert derive(corpus(2_000, 8), d_model=64, preset="tiny", minutes=10)[0]["n_layers"] == 2  # never below 2
+    s, why = derive(corpus(2_000, 8), d_model=256, preset="small", minutes=10, given={"n_layers": 4})
+    assert s["n_layers"] == 4 and why["n_layers"] == "given"
 
 
 def test_a_step_budget_counts_steps():
@@ -53,6 +78,9 @@ def test_derived_values_stay_in_their_ranges(pairs, words, minutes):
     s, _ = derive(corpus(pairs, words), d_model=256, preset="small", minutes=minutes)
     assert 1000 <= s["merges"] <= 32000 and s["merges"] % 500 == 0
     assert 500 <= s["max_tokens"] <= 2000
+    assert s["n_layers"] in (2, 3)
+    if pairs * words * 2 < 1_000_000:
+        assert s["n_layers"] == 2
     assert s["p_drop"] in (0.0, 0.1)
     assert 50 <= s["warmup"] <= 4000
 
