@@ -58,7 +58,7 @@ DROPOUT_EPOCHS = 3        # below this many expected epochs, no dropout
 BATCH_TOKENS = 2000
 EPOCH_STEPS = 300         # max_tokens is lowered until an epoch is at least this many updates
 SMALL_CORPUS_WORDS = 1_000_000  # below this many training words, one layer fewer than the preset's
-SHORT_RUN_STEPS = 3000          # and below this many expected steps too
+SHORT_RUN_STEPS = 3000          # or below this many expected steps
 LR_SCALE = 0.032          # peak = LR_SCALE / sqrt(d_model)
 
 # The settings this module derives: absent or None in ``given`` means "derive it".
