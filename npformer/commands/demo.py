@@ -59,7 +59,7 @@ def demo_on(args, comm) -> int:
     say(f"npformer demo: {args.minutes:g} minutes on the bundled English->Spanish corpus (small preset)")
     # `npformer train`'s run on the bundled corpus, with the recipe for the training part of the budget;
     # the periodic evaluations report the dev loss alone (bleu_sentences=0): decoding is kept for the end
-    run = start_run({"seed": args.seed, "dtype": args.dtype, "n_layers": args.n_layers, "d_ff": args.d_ff,
+    run = start_run({"seed": args.seed, "dtype": args.dtype, "d_ff": args.d_ff,  # n_layers: in DERIVED
                      **{k: getattr(args, k) for k in DERIVED}},
                     minutes=args.minutes - eval_minutes, backend=args.backend, workers=workers, comm=comm,
                     bleu_sentences=0)

@@ -112,7 +112,7 @@ def add_shape_args(p) -> None:
     """The model's depth and FFN width, over the preset's."""
     p.add_argument("--layers", dest="n_layers", type=int_at_least(1),
                    help="N, the layers of each stack (default: the recipe's for translation, one fewer than "
-                        "the preset's below 1M training words; the preset's for tasks)")
+                        "the preset's below 1M training words or 3,000 expected steps; the preset's for tasks)")
     p.add_argument("--d-ff", type=int_at_least(1), help="the FFN's inner width (default: the preset's)")
 
 
