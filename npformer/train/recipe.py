@@ -19,8 +19,10 @@ epochs the budget is expected to cover:
 * ``p_drop``: 0 when E < 3, else the paper's 0.1. A model that sees each pair
   once or twice cannot overfit it, and dropout would only slow the learning.
 * ``max_tokens`` (padded positions per batch): 2000, but small enough that an
-  epoch is at least 300 updates (and at least 500). On a small corpus more,
-  smaller updates learn more from the same tokens than fewer large ones.
+  epoch is at least 300 updates, and never below what 32 pairs of the
+  corpus's mean length take. On a small corpus more, smaller updates learn
+  more from the same tokens than fewer large ones; below a few dozen pairs a
+  batch's gradient is too noisy for the recipe's learning rate.
 * ``n_layers`` (N, each stack's depth): one layer fewer than the preset's (at
   least 2) below 1M training words or below 3,000 expected steps, else the
   preset's. A shallower model overfits a small corpus less, and in a short
@@ -57,6 +59,7 @@ TARGET_SHARE = 0.85       # of a batch's padded positions (B x longest side), th
 DROPOUT_EPOCHS = 3        # below this many expected epochs, no dropout
 BATCH_TOKENS = 2000
 EPOCH_STEPS = 300         # max_tokens is lowered until an epoch is at least this many updates
+MIN_BATCH_PAIRS = 32      # but a batch holds at least this many pairs of the mean length
 SMALL_CORPUS_WORDS = 1_000_000  # below this many training words, one layer fewer than the preset's
 SHORT_RUN_STEPS = 3000          # or below this many expected steps
 LR_SCALE = 0.032          # peak = LR_SCALE / sqrt(d_model)
@@ -97,11 +100,18 @@ def derive(pairs: Sequence[tuple[str, str]], d_model: int, preset: str, *, minut
     merges = min(32000, max(1000, 500 * round(4 * math.sqrt(words) / 500)))
     choose("merges", merges, f"4 x sqrt({words:,} training words), rounded to 500, within [1000, 32000]")
     epoch_tokens = tgt_words * SUBWORDS_PER_WORD
-    cap = max(500, 10 * round(epoch_tokens / TARGET_SHARE / EPOCH_STEPS / 10))
-    choose("max_tokens", min(BATCH_TOKENS, cap),
-           f"{BATCH_TOKENS}" + ("" if cap >= BATCH_TOKENS else
-                                f", lowered so that an epoch (~{epoch_tokens:,.0f} target tokens) "
-                                f"is {EPOCH_STEPS} steps"))
+    epoch_cap = 10 * round(epoch_tokens / TARGET_SHARE / EPOCH_STEPS / 10)
+    # a batch's padded positions are its pairs times their longer side
+    pair_tokens = sum(max(len(s.split()), len(t.split())) for s, t in pairs) * SUBWORDS_PER_WORD / len(pairs)
+    floor = 10 * math.ceil(MIN_BATCH_PAIRS * pair_tokens / 10)
+    if epoch_cap >= BATCH_TOKENS or floor >= BATCH_TOKENS:
+        choose("max_tokens", BATCH_TOKENS, f"{BATCH_TOKENS}")
+    elif epoch_cap >= floor:
+        choose("max_tokens", epoch_cap, f"{BATCH_TOKENS}, lowered so that an epoch (~{epoch_tokens:,.0f} "
+                                        f"target tokens) is {EPOCH_STEPS} steps")
+    else:
+        choose("max_tokens", floor, f"{BATCH_TOKENS}, lowered toward {EPOCH_STEPS} steps an epoch but kept at "
+                                    f"{MIN_BATCH_PAIRS} pairs of ~{pair_tokens:.0f} tokens")
     step_tokens = out["max_tokens"] * TARGET_SHARE
     budgets = []
     if steps is not None:

@@ -42,8 +42,11 @@ def test_the_batch_makes_an_epoch_300_steps():
     # 16,000 pairs of 9 target words: 187,200 target subwords an epoch, 0.85 of each batch real
     s, _ = derive(corpus(16_000, 9), d_model=256, preset="small", minutes=10)
     assert s["max_tokens"] == 730  # 187,200 / 0.85 / 300 = 734, to 10
-    s, _ = derive(corpus(1_000, 9), d_model=256, preset="small", minutes=10)
-    assert s["max_tokens"] == 500  # the floor
+    s, why = derive(corpus(1_000, 9), d_model=256, preset="small", minutes=10)
+    # 300 steps would be 50 positions a batch; 32 pairs of 9 x 1.3 = 11.7 tokens keep it at 380
+    assert s["max_tokens"] == 380 and "32 pairs" in why["max_tokens"]
+    s, _ = derive(corpus(1_000, 60), d_model=256, preset="small", minutes=10)
+    assert s["max_tokens"] == 2000  # 32 pairs of 78 tokens would pass the 2000 cap
 
 
 def test_depth_falls_below_a_million_words_or_3000_steps_and_a_named_preset_keeps_its_own():
@@ -77,7 +80,7 @@ def test_given_settings_are_kept_and_said_to_be_given():
 def test_derived_values_stay_in_their_ranges(pairs, words, minutes):
     s, _ = derive(corpus(pairs, words), d_model=256, preset="small", minutes=minutes)
     assert 1000 <= s["merges"] <= 32000 and s["merges"] % 500 == 0
-    assert 500 <= s["max_tokens"] <= 2000
+    assert min(2000, 32 * words * 1.3) <= s["max_tokens"] <= 2000 and s["max_tokens"] % 10 == 0
     assert s["n_layers"] in (2, 3)
     if pairs * words * 2 < 1_000_000:
         assert s["n_layers"] == 2
