@@ -110,10 +110,8 @@ def derive_recipe(settings: dict, minutes: float | None, steps: int | None,
     values for its corpus and budget; returns one line per setting saying why.
     ``preset_chosen``: the user named the preset (which then keeps its depth)."""
     from npformer.data.corpus import load_corpus
-    from npformer.model.config import preset
     from npformer.train.recipe import DERIVED, derive, describe
-    d_model = preset(settings["preset"]).d_model
-    derived, reasons = derive(load_corpus(settings["data"])["train"], d_model, settings["preset"], minutes=minutes,
+    derived, reasons = derive(load_corpus(settings["data"])["train"], settings["preset"], minutes=minutes,
                               steps=steps, given={k: settings.get(k) for k in DERIVED},
                               preset_chosen=preset_chosen)
     settings.update(derived)

@@ -75,7 +75,7 @@ def corpus_words(pairs: Sequence[tuple[str, str]]) -> tuple[int, int]:
     return src + tgt, tgt
 
 
-def derive(pairs: Sequence[tuple[str, str]], d_model: int, preset: str, *, minutes: float | None = None,
+def derive(pairs: Sequence[tuple[str, str]], preset: str, *, minutes: float | None = None,
            steps: int | None = None, given: dict | None = None,
            preset_chosen: bool = False) -> tuple[dict, dict]:
     """``(settings, reasons)``: the derived settings for training on ``pairs`` (the
@@ -122,7 +122,8 @@ def derive(pairs: Sequence[tuple[str, str]], d_model: int, preset: str, *, minut
     budget_tokens, budget_text = min(budgets)
     epochs = budget_tokens / epoch_tokens
     expected_steps = max(1, round(budget_tokens / step_tokens))
-    depth = preset_config(preset).n_layers
+    config = preset_config(preset)
+    depth, d_model = config.n_layers, config.d_model
     short = [f"{words:,} training words < {SMALL_CORPUS_WORDS:,}"] if words < SMALL_CORPUS_WORDS else []
     short += [f"~{expected_steps:,} steps expected < {SHORT_RUN_STEPS:,}"] if expected_steps < SHORT_RUN_STEPS else []
     if preset_chosen:
