@@ -70,11 +70,14 @@ LR_SCALE = 0.032          # peak = LR_SCALE / sqrt(d_model)
 DERIVED = ("merges", "n_layers", "p_drop", "max_tokens", "norm", "schedule", "lr", "warmup")
 
 
-def corpus_words(pairs: Sequence[tuple[str, str]]) -> tuple[int, int]:
-    """(words of both sides, words of the target side) of a list of pairs."""
-    src = sum(len(s.split()) for s, _ in pairs)
-    tgt = sum(len(t.split()) for _, t in pairs)
-    return src + tgt, tgt
+def corpus_words(pairs: Sequence[tuple[str, str]]) -> tuple[int, int, int]:
+    """(words of both sides, words of the target side, words of each pair's longer
+    side) of a list of pairs, in one pass."""
+    words = tgt = longer = 0
+    for s, t in pairs:
+        n_src, n_tgt = len(s.split()), len(t.split())
+        words, tgt, longer = words + n_src + n_tgt, tgt + n_tgt, longer + max(n_src, n_tgt)
+    return words, tgt, longer
 
 
 def derive(pairs: Sequence[tuple[str, str]], preset: str, *, minutes: float | None = None,
@@ -88,7 +91,7 @@ def derive(pairs: Sequence[tuple[str, str]], preset: str, *, minutes: float | No
     if minutes is None and steps is None:
         raise ValueError("recipe: give the budget, minutes or steps")
     given = {k: v for k, v in (given or {}).items() if v is not None}
-    words, tgt_words = corpus_words(pairs)
+    words, tgt_words, longer_words = corpus_words(pairs)
     if words == 0:
         raise ValueError("recipe: the training split has no words")
     out, why = {}, {}
@@ -104,7 +107,7 @@ def derive(pairs: Sequence[tuple[str, str]], preset: str, *, minutes: float | No
     epoch_tokens = tgt_words * SUBWORDS_PER_WORD
     epoch_cap = 10 * round(epoch_tokens / TARGET_SHARE / EPOCH_STEPS / 10)
     # a batch's padded positions are its pairs times their longer side
-    pair_tokens = sum(max(len(s.split()), len(t.split())) for s, t in pairs) * SUBWORDS_PER_WORD / len(pairs)
+    pair_tokens = longer_words * SUBWORDS_PER_WORD / len(pairs)
     floor = 10 * math.ceil(MIN_BATCH_PAIRS * pair_tokens / 10)
     if epoch_cap >= BATCH_TOKENS or floor >= BATCH_TOKENS:
         choose("max_tokens", BATCH_TOKENS, f"{BATCH_TOKENS}")
