@@ -28,13 +28,17 @@ class Case:
     gradient per differentiable input, in order, where the op's return value has a
     different form. ``context`` holds the sizes a scale factor can be made of and
     ``regions`` (gradient name -> [(label, boolean mask)]); ``weights(cache)`` gives
-    the arrays an error may be proportional to (softmax's p, LayerNorm's xhat)."""
+    the arrays an error may be proportional to (softmax's p, LayerNorm's xhat), and
+    ``operands(cache, dy)`` the wrong operand orders of a gradient's product,
+    gradient name -> [(right, wrong, the wrong product's value)]. ``context["products"]``
+    names each matrix gradient's product in the forward, for the transpose advice."""
     name: str
     forward: Callable
     inputs: dict
     call: Callable
     context: dict = field(default_factory=dict)
     weights: Callable | None = None
+    operands: Callable | None = None
     adapt: Callable | None = None
     axes: tuple = ()
     max_entries: int | None = None
@@ -55,14 +59,27 @@ def _shapes(rng):
     return int(rng.integers(2, 4)), int(rng.integers(2, 6)), int(rng.choice([4, 6, 8]))
 
 
+_LINEAR_PRODUCTS = {"dW": "for y = x W (x flattened to M rows): dW = x^T dy, (d_in, d_out); not dy^T x"}
+
+
+def _linear_operands(cache, dy):
+    """dx = dy W^T; with a square W, dy W has the right shape and the wrong values."""
+    W = cache.W
+    return {"dx": [("dy W^T", "dy W", dy @ W)]} if W.shape[0] == W.shape[1] else {}
+
+
 def linear_cases(rng, be):
+    """Random shapes (d_in != d_out), T = 1, and a square W: every W of attention is square, and
+    there a transposed operand keeps its shape."""
     B, T, d = _shapes(rng)
-    d_out = int(rng.integers(3, 7))
+    d_out = int(rng.choice([n for n in range(3, 8) if n != d]))
     out = []
-    for name, t in (("random shapes", T), ("T = 1", 1)):
-        out.append(Case(name, ops.linear_forward, dict(x=_r(rng, be, B, t, d), W=_r(rng, be, d, d_out),
-                                                       b=_r(rng, be, d_out)),
-                        _one("linear_backward"), context=dict(M=B * t)))
+    # the square W first: dx = dy W (W not transposed) runs there and is named, and raises elsewhere
+    for name, t, d_o in (("a square W", T, d), ("random shapes", T, d_out), ("T = 1", 1, d_out)):
+        out.append(Case(name, ops.linear_forward, dict(x=_r(rng, be, B, t, d), W=_r(rng, be, d, d_o),
+                                                       b=_r(rng, be, d_o)),
+                        _one("linear_backward"), context=dict(M=B * t, products=_LINEAR_PRODUCTS),
+                        operands=_linear_operands))
     return out
 
 
@@ -87,7 +104,7 @@ def residual_cases(rng, be):
 
 def dropout_cases(rng, be):
     B, T, d = _shapes(rng)
-    p = float(rng.choice([0.2, 0.3, 0.5]))
+    p = float(rng.choice([0.2, 0.3, 0.4]))  # not 0.5: 1/(1-p) would be 2, the generic suspect
     keep = rng.random((B, T, d)) >= p
     keep.flat[0], keep.flat[1] = True, False
     regions = {"dx": [("the dropped entries", ~keep), ("the kept entries", keep)]}
@@ -133,7 +150,7 @@ def layernorm_cases(rng, be):
         out.append(Case(name, ops.layernorm_forward,
                         dict(x=_r(rng, be, B, t, d), gamma=1.0 + _r(rng, be, d, scale=0.5),  # gamma != 1
                              beta=_r(rng, be, d, scale=0.5)),
-                        _one("layernorm_backward"), context=dict(M=B * t),
+                        _one("layernorm_backward"), context=dict(M=B * t, n_mean=d),
                         weights=lambda cache: {"dx": [("xhat", cache.xhat)]}))
     return out
 
@@ -146,7 +163,9 @@ def embedding_cases(rng, be):
     counts = np.bincount(ids.reshape(-1), minlength=V)
     regions = {"dE": [("the rows of repeated ids", np.broadcast_to((counts > 1)[:, None], (V, d)))]}
     return [Case("repeated ids", ops.embedding_forward, dict(ids=be.asarray(ids), E=_r(rng, be, V, d), scale=d ** 0.5),
-                 _one("embedding_backward"), context=dict(d_model=d, regions=regions))]
+                 _one("embedding_backward"), context=dict(d_model=d, regions=regions, products={
+                     "dE": "dE has E's layout, (V, d_model): row i collects the rows of dy at the positions "
+                           "whose id is i"}))]
 
 
 def _key_padding(rng, B, S):
@@ -161,23 +180,54 @@ def _split(x, h):
     return x.reshape(B, T, h, d // h).transpose(0, 2, 1, 3).copy()
 
 
+def _attention_dS(cache, dout):
+    """dS, the gradient of the scaled scores: the wrong operand orders of dQ and dK are made of it."""
+    Q, K, V, P, scale = cache
+    dP = dout @ V.swapaxes(-1, -2)
+    return P * (dP - (dP * P).sum(axis=-1, keepdims=True)) * scale
+
+
+def _attention_operands(cache, dout):
+    dS, Q, K = _attention_dS(cache, dout), cache.Q, cache.K
+    out = {"dK": [("dS^T Q", "dS Q", dS @ Q)] if dS.shape[-1] == dS.shape[-2] else []}
+    out["dQ"] = [("dS K", "dS^T K", dS.swapaxes(-1, -2) @ K)] if dS.shape[-1] == dS.shape[-2] else []
+    return out
+
+
+def _attention_weights(cache):
+    """Without the softmax's -sum(dP * P) term, dQ is off by c(row) (P K) / sqrt(d_k): one number
+    per query row times the row of P K / sqrt(d_k)."""
+    return {"dQ": [("P K / sqrt(d_k)", cache.P @ cache.K * cache.scale)]}
+
+
+_ATTENTION_HINTS = {"P K / sqrt(d_k)": "the softmax backward's -sum(dP * P) term (one number per query row) is "
+                                       "missing or wrong: dS = P * (dP - sum(dP * P)), not P * dP"}
+
+
+def _d_k_draw(rng):
+    """d_k in {3, 5}: neither sqrt(d_k) nor d_k is 2, a generic suspect of its own."""
+    return int(rng.choice([3, 5]))
+
+
 def attention_cases(rng, be):
-    B, T, d = _shapes(rng)
+    B, T, _ = _shapes(rng)
     h = 2
-    d_k = d // h
-    S = int(rng.integers(2, 6))
+    d_k = _d_k_draw(rng)
+    d = h * d_k
+    S = int(rng.choice([n for n in range(2, 7) if n != T]))  # T_q != T_k, always
     mask = _causal_with_empty_row(rng, B, T)
     pad = _key_padding(rng, B, S)
     qkv = lambda tq, tk: dict(Q=be.asarray(_split(rng.standard_normal((B, tq, d)), h)),  # noqa: E731
                               K=be.asarray(_split(rng.standard_normal((B, tk, d)), h)),
                               V=be.asarray(_split(rng.standard_normal((B, tk, d)), h)))
-    ctx = dict(d_k=d_k)
+    ctx = dict(d_k=d_k, weight_hints=_ATTENTION_HINTS)
+    more = dict(context=ctx, weights=_attention_weights, operands=_attention_operands)
     return [
         Case("self-attention, look-ahead mask, a fully masked row", ops.attention_forward,
-             {**qkv(T, T), "mask": be.asarray(mask)}, _one("attention_backward"), context=ctx),
+             {**qkv(T, T), "mask": be.asarray(mask)}, _one("attention_backward"), **more),
         Case("cross-attention, padding mask (T_q != T_k)", ops.attention_forward,
-             {**qkv(T, S), "mask": be.asarray(pad)}, _one("attention_backward"), context=ctx),
-        Case("T = 1", ops.attention_forward, {**qkv(1, 1), "mask": None}, _one("attention_backward"), context=ctx),
+             {**qkv(T, S), "mask": be.asarray(pad)}, _one("attention_backward"), **more),
+        Case("T = 1", ops.attention_forward, {**qkv(1, 1), "mask": None}, _one("attention_backward"), **more),
     ]
 
 
@@ -186,19 +236,26 @@ def _attn_params(rng, be, d):
             for k in ops.multihead.PARAM_NAMES}
 
 
+_MULTIHEAD_PRODUCTS = {
+    "dW_o": "for y = concat(heads) W_o: dW_o = concat(heads)^T dy, not dy^T concat(heads)",
+    **{f"dW_{k}": f"for {k.upper()} = x W_{k}: dW_{k} = x^T d{k.upper()} (the heads merged back to (B, T, d_model)), "
+                  f"not d{k.upper()}^T x" for k in "qkv"}}
+
+
 def multihead_cases(rng, be):
-    B, T, d = _shapes(rng)
-    S = int(rng.integers(2, 6))
+    B, T, _ = _shapes(rng)
+    d = 2 * _d_k_draw(rng)
+    S = int(rng.choice([n for n in range(2, 7) if n != T]))
     mask = _causal_with_empty_row(rng, B, T)
     pad = _key_padding(rng, B, S)
     return [
         Case("self-attention, look-ahead mask", ops.self_attention_forward,
              dict(x=_r(rng, be, B, T, d), p=_attn_params(rng, be, d), h=2, mask=be.asarray(mask)),
-             _one("self_attention_backward"), context=dict(d_k=d // 2)),
+             _one("self_attention_backward"), context=dict(d_k=d // 2, products=_MULTIHEAD_PRODUCTS)),
         Case("cross-attention, padding mask", ops.cross_attention_forward,
              dict(x=_r(rng, be, B, T, d), memory=_r(rng, be, B, S, d), p=_attn_params(rng, be, d), h=2,
                   mask=be.asarray(pad)),
-             _one("cross_attention_backward"), context=dict(d_k=d // 2)),
+             _one("cross_attention_backward"), context=dict(d_k=d // 2, products=_MULTIHEAD_PRODUCTS)),
     ]
 
 
@@ -208,7 +265,10 @@ def feedforward_cases(rng, be):
     p = {"W_1": _r(rng, be, d, d_ff, scale=d ** -0.5), "b_1": _r(rng, be, d_ff, scale=0.1),
          "W_2": _r(rng, be, d_ff, d, scale=d_ff ** -0.5), "b_2": _r(rng, be, d, scale=0.1)}
     return [Case("random shapes", ops.feedforward_forward, dict(x=_r(rng, be, B, T, d), p=p),
-                 _one("feedforward_backward"), context=dict(M=B * T))]
+                 _one("feedforward_backward"), context=dict(M=B * T, products={
+                     "dW_1": "for a = x W_1 + b_1: dW_1 = x^T da, (d_model, d_ff); not da^T x",
+                     "dW_2": "for y = r W_2 + b_2 (r = the ReLU's output): dW_2 = r^T dy, (d_ff, d_model); "
+                             "not dy^T r"}))]
 
 
 def cross_entropy_cases(rng, be):
@@ -238,9 +298,10 @@ def positional_cases(rng, be):
 
 
 # --- the composed exercises: one layer, and the whole model ------------------------
-def _tiny(norm="post"):
+def _tiny(norm="post", tied=True):
+    """The gradient check's tiny config with d_model = 6, h = 2: d_k = 3, so that sqrt(d_k) is not 2."""
     from npformer.verify.model_cases import TINY
-    return TINY.replace(norm=norm)
+    return TINY.replace(norm=norm, d_model=6, tie_embeddings=tied)
 
 
 def _ln(rng, be, d):
@@ -333,14 +394,20 @@ def decoder_layer_cases(rng, be):
     return _layer_cases(rng, be, "decoder")
 
 
+_MODEL_PRODUCTS = {
+    "dout_proj": "for logits = H E_out^T: dE_out = dlogits^T H, (V, d_model); not H^T dlogits",
+    "dembed": "for logits = H E^T: the output projection's part is dlogits^T H, (V, d_model); not H^T dlogits"}
+
+
 def model_cases(rng, be):
-    """The loss of the whole model (shared embeddings: the three-way tie), sampled entries per tensor."""
+    """The loss of the whole model, sampled entries per tensor: post-LN with the three-way tie
+    (one matrix, three uses) and pre-LN with untied embeddings (a separate output projection)."""
     from npformer.model.transformer import transformer_forward
     from npformer.ops.cross_entropy import cross_entropy_forward
     from npformer.verify.model_cases import ReplayedDraws
     out = []
-    for norm in ("post", "pre"):
-        cfg = _tiny(norm)
+    for norm, tied in (("post", True), ("pre", False)):
+        cfg = _tiny(norm, tied)
         params, src, tgt_in, tgt_out, *_, seed = _layer_inputs(rng, be, cfg)
         draws = ReplayedDraws(be, seed)
 
@@ -354,8 +421,9 @@ def model_cases(rng, be):
             return (fns["transformer_backward"](fns["cross_entropy_backward"](dloss, ce), cache),)
 
         n_valid = int((be.to_host(tgt_out) != cfg.pad_id).sum())
-        out.append(Case(f"{norm}-LN model, dropout under a fixed mask", fwd,
+        embeddings = "the three-way tie" if tied else "untied embeddings and output projection"
+        out.append(Case(f"{norm}-LN model, {embeddings}, dropout under a fixed mask", fwd,
                         dict(params=params), call, context=dict(d_model=cfg.d_model, n_valid=n_valid,
-                                                                n_all=int(tgt_out.size)),
+                                                                n_all=int(tgt_out.size), products=_MODEL_PRODUCTS),
                         max_entries=4, h=1e-5))
     return out

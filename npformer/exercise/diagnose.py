@@ -3,21 +3,29 @@ learner's gradient G and the numerical one N (central differences, float64).
 
 Each detector looks for one shape of error that a real bug leaves behind:
 
-    scale       G = r N for a constant r, and r is one of the usual suspects
-                (sqrt(d_model), sqrt(d_k), 1/(1-p), N_valid/N_all, M = B*T, -1, 2, ...)
-    transpose   G^T = N (last two axes): a matmul's operands in the wrong order
+    scale       G = r N for a constant r, named where r is one of the usual suspects
+                (sqrt(d_model), sqrt(d_k), 1/(1-p), N_valid/N_all, M = B*T, -1, 2, ...);
+                the advice (multiply by 1/r) follows from the measured r
+    transpose   G^T = N (last two axes): a matmul's operands in the wrong order; the
+                case names the gradient's product in the op's forward (x^T dy, not dy^T x)
+    operands    G equals one of the case's wrong operand orders of the gradient's
+                product (dy W where the gradient is dy W^T: a square W hides it)
     region      E = 0 outside one region the exercise names (masked keys, pad
                 targets, repeated ids, the future positions, ReLU's kink, ...)
     axis        E is the same for every entry along one axis: a term that is
                 constant along that axis (a sum or a mean) is missing or extra
     weights     E = w * c with c constant along the last axis, for a named w
-                (softmax's p, LayerNorm's xhat): the "- sum(...)" term is wrong
+                (softmax's p, LayerNorm's xhat, attention's P K / sqrt(d_k)): the
+                "- sum(...)" term is wrong
     zeros       G is all zero
     where       otherwise: which batch rows, positions and features are wrong
 
 Every detector returns a ``Finding`` with a ``tag`` (machine-readable, stable: the
 tests assert on it) and a sentence for the learner. Nothing here knows the
-answer of any exercise: it only sees G, N and the case's named sizes and regions.
+answer of any exercise: it only sees G, N and what the case names (sizes, regions,
+weights, the products of its forward and their wrong operand orders). Where the
+advice is an operation on G (multiply by a factor, transpose), ``Finding.fix``
+holds it, so that a test can apply it and see the error vanish.
 """
 from __future__ import annotations
 
@@ -38,6 +46,8 @@ class Finding:
     diagnosis: str     # what is wrong, in words
     tag: str           # the detector's name: "scale:sqrt(d_k)", "region:the pad targets", ...
     rel_error: float | None = None
+    fix: tuple | None = None   # the advice as an operation on the learner's gradient, where it is one:
+    #                            ("scale", c): multiply it by c; ("transpose",): swap its last two axes
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -76,6 +86,12 @@ def scale_suspects(ctx: dict) -> list:
         if nv != na:
             out += [(nv / na, f"N_valid/N_all = {nv}/{na}"), (na / nv, f"N_all/N_valid = {na}/{nv}")]
         out += [(float(nv), f"N_valid = {nv}"), (1 / nv, f"1/N_valid = 1/{nv}")]
+    if "n_mean" in ctx:
+        n = ctx["n_mean"]
+        out += [(float(n), f"n = {n} (the count a mean over the last axis divides by)"), (1 / n, f"1/n = 1/{n}")]
+    if "dloss" in ctx:  # a scalar output's upstream gradient, not multiplied in (or twice)
+        u = ctx["dloss"]
+        out += [(u, f"dloss = {u:.6g} (the upstream gradient)"), (1 / u, f"1/dloss = 1/{u:.6g}")]
     if "tau" in ctx:
         t = ctx["tau"]
         out += [(1 / t, f"1/tau = 1/{t}"), (float(t), f"tau = {t}")]
@@ -117,8 +133,8 @@ def diagnose(grad: str, case: str, G, N, ctx: dict, axes: tuple = (), floor: flo
     N = np.asarray(N, dtype=np.float64)
     if G.shape != N.shape:
         if G.ndim >= 2 and G.shape == N.shape[:-2] + N.shape[-2:][::-1]:
-            return Finding(grad, case, "its shape", f"shape {G.shape} is the transpose of the input's {N.shape}: "
-                           "a matmul's operands are in the wrong order (dW = x^T dy, not dy^T x)", "transpose")
+            return transpose_finding(grad, case, ctx, "its shape",
+                                     f"has shape {G.shape}, the transpose of the input's {N.shape}")
         return Finding(grad, case, "its shape", f"shape {G.shape}, but the input is {N.shape}: a gradient has "
                        "its input's shape (sum over the axes that broadcasting added)", "shape")
     if not np.isfinite(G).all():
@@ -145,25 +161,17 @@ def _detect(grad, case, G, N, E, ctx, scale, nscale, axes) -> Finding:
     # scale: G = r N
     r = float((G * N).sum() / (N * N).sum())
     if _close(G, r * N, scale):
-        names = [name for value, name in scale_suspects(ctx) if abs(r - value) <= 1e-6 * max(1.0, abs(value))]
-        if names:
-            said = " or ".join(names)
-            if names[0] == "-1":
-                why = "the sign is flipped: a term subtracted that should be added, or the operands of a " \
-                      "difference swapped"
-            else:
-                why = ("too large by that factor: its inverse is missing, or the factor is applied once too often"
-                       if abs(r) > 1 else
-                       "too small by that factor: its inverse is applied once too often, or the factor is missing")
-            return Finding(grad, case, "every entry, by one factor",
-                           f"is {r:.6g} x the true gradient, and {r:.6g} is {said}: {why}",
-                           "scale:" + "|".join(n.split(' = ')[0].split(' (')[0] for n in names))
-        return Finding(grad, case, "every entry, by one factor", f"is {r:.6g} x the true gradient (a constant "
-                       "factor, not one of the usual suspects: recompute each scale in the chain)", "scale:other")
-    # transpose: G^T = N
+        return scale_finding(grad, case, r, ctx)
+    # transpose: G^T = N (last two axes)
     if G.ndim >= 2 and G.shape[-1] == G.shape[-2] and _close(G.swapaxes(-1, -2), N, scale):
-        return Finding(grad, case, "every entry", "is the transpose of the true gradient: the two operands of a "
-                       "matmul are swapped (for y = x W: dW = x^T dy, dx = dy W^T)", "transpose")
+        return transpose_finding(grad, case, ctx, "every entry", "is the transpose of the true gradient")
+    # one operand of the gradient's product transposed (or the two swapped), where the shapes allow it
+    for right, wrong, value in ctx.get("operands", {}).get(grad, []):
+        if np.shape(value) == G.shape and _close(G, np.asarray(value), scale):
+            return Finding(grad, case, "every entry", f"is {wrong}, but the gradient is {right}: the operands of "
+                           "its product are in the wrong order or one of them is transposed; with a square "
+                           "matrix the shapes cannot tell the two apart, the indices can: write one entry "
+                           "as a sum over the shared index", "operands")
     # a named region
     for label, region in ctx.get("regions", {}).get(grad, []):
         region = np.broadcast_to(np.asarray(region, dtype=bool), E.shape)
@@ -177,9 +185,10 @@ def _detect(grad, case, G, N, E, ctx, scale, nscale, axes) -> Finding:
         ww = (w * w).sum(axis=-1, keepdims=True)
         cm = np.where(ww > 0, (E * w).sum(axis=-1, keepdims=True) / np.where(ww > 0, ww, 1.0), 0.0)  # per row
         if _close(E, w * cm, scale) and not _close(E, 0.0, scale):
+            hint = ctx.get("weight_hints", {}).get(label, f"the term {label} * sum(...) (or {label} * mean(...)) "
+                                                          "over the last axis is missing or wrong")
             return Finding(grad, case, "every row, in proportion to " + label,
-                           f"the error is {label} times one number per row: the term {label} * sum(...) "
-                           f"(or {label} * mean(...)) over the last axis is missing or wrong", f"weights:{label}")
+                           f"the error is {label} times one number per row: {hint}", f"weights:{label}")
     # constant along an axis
     for ax in range(E.ndim - 1, -1, -1):
         if E.shape[ax] > 1 and _close(E, E.mean(axis=ax, keepdims=True), scale):
@@ -188,9 +197,47 @@ def _detect(grad, case, G, N, E, ctx, scale, nscale, axes) -> Finding:
                            f"the error does not change along {name}: a term that is constant along it is "
                            "missing or extra, typically a sum or a mean (LayerNorm's -mean(g), softmax's "
                            "-sum(dp * p))", f"axis:{name}")
+    staged = ctx.get("staged_hint")
     return Finding(grad, case, _where(E, scale, axes), "differs from the numerical gradient, in no pattern the "
-                   "detectors know: re-derive it one step at a time (try `start ID --staged` where it exists)",
-                   "other")
+                   "detectors know: re-derive it one step at a time" + (f" ({staged})" if staged else ""), "other")
+
+
+def _suspects_at(r: float, ctx: dict) -> list:
+    """(value, name) of the usual suspects equal to ``r`` (to the finite differences' accuracy)."""
+    return [(value, name) for value, name in scale_suspects(ctx) if abs(r - value) <= 1e-6 * max(1.0, abs(value))]
+
+
+def scale_finding(grad: str, case: str, r: float, ctx: dict) -> Finding:
+    """G = r N: the advice follows from the measured r alone. Multiplying G by 1/r fixes it, so the
+    cause is a factor r applied that does not belong (or once too often), or a factor 1/r missing;
+    which of the two sizes is "too large" is read off |r|, never assumed."""
+    hits = _suspects_at(r, ctx)
+    r = hits[0][0] if hits else r  # a named factor is exact; the measured r carries the differences' error
+    names, inverse = [n for _, n in hits], [n for _, n in _suspects_at(1.0 / r, ctx)]
+    said = f", and {r:.6g} is {' or '.join(names)}" if names and names[0] != "-1" else ""
+    fix = ("scale", 1.0 / r)
+    if names and names[0] == "-1":
+        why = ("the sign is flipped: a term subtracted that should be added, or the operands of a difference "
+               "swapped; multiply by -1")
+    else:
+        size = "too large" if abs(r) > 1 else "too small"
+        extra = names[0] if names else f"a factor {r:.6g}"
+        missing = inverse[0] if inverse else f"a factor {1 / r:.6g}"
+        why = (f"{size}: either {extra} is applied where it does not belong (or once too often), or {missing} "
+               f"is missing; multiply by {1 / r:.6g} to fix it")
+    tag = "scale:" + ("|".join(n.split(" = ")[0].split(" (")[0] for n in names) if names else "other")
+    if not names:
+        why += " (not one of the usual suspects: recompute each scale in the chain)"
+    return Finding(grad, case, "every entry, by one factor", f"is {r:.6g} x the true gradient{said}: {why}", tag,
+                   fix=fix)
+
+
+def transpose_finding(grad: str, case: str, ctx: dict, where: str, what: str) -> Finding:
+    """G^T = N: the advice names the gradient's product in the op's own forward with its two
+    operand orders, from the case (``ctx["products"][grad]``, e.g. "for y = x W: dW = x^T dy
+    (d_in, d_out), not dy^T x"); without one, it says to return the input's layout."""
+    how = ctx.get("products", {}).get(grad) or f"return {grad} in its input's layout (transpose it)"
+    return Finding(grad, case, where, f"{what}: {how}", "transpose", fix=("transpose",))
 
 
 _REGION_HINT = "those entries are the ones where the forward treats values specially; check that case"

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from npformer.backend import get_backend
-from npformer.exercise import guard
+from npformer.exercise import guard, staged
 from npformer.exercise.catalog import EXERCISES, get
 from npformer.exercise.diagnose import TOL_BUG, TOL_PASS, Finding, diagnose, rel_error, summary
 from npformer.verify.gradcheck import _differentiable, _flatten_grads, numerical_gradient
@@ -178,7 +178,6 @@ def check(exercise: str, functions, *, backend=None, seed: int | None = None, dt
     be = get_backend(backend)
     seed = int(np.random.SeedSequence().entropy % (1 << 31)) if seed is None else int(seed)
     if getattr(functions, "STAGED", False):
-        from npformer.exercise import staged
         report = Report(ex.id + " (staged)", False, "failed", seed, be.name)
         staged.check_staged(ex.id, functions, seed, report, be)
         return _finish(report, quiet)
@@ -198,6 +197,9 @@ def check(exercise: str, functions, *, backend=None, seed: int | None = None, dt
     rng = np.random.default_rng(seed)
     with guard.guarded(refs):
         for case in ex.cases(rng, be):
+            if ex.id in staged.GRAPHS:
+                case.context.setdefault("staged_hint", f"`npformer exercise start {ex.id} --staged` writes the "
+                                                       "forward as steps and grades each step's gradient")
             if not run_case(case, Fns(fns, all_refs), be, seed, report, "alone", library, all_refs):
                 break
         if composed and not report.findings:
@@ -317,9 +319,14 @@ def run_case(case, fns, be, seed, report, stage, library, all_refs) -> bool:
             finding(g, "dy = 0", "is not zero for a zero upstream gradient: a term does not carry dy "
                     "(a constant added to the gradient?)", "zero")
     ctx = dict(case.context)
+    if np.size(dy_before) == 1:
+        ctx["dloss"] = float(dy_before.reshape(-1)[0])
     if case.weights:
         ctx["weights"] = {k: [(lbl, to_host(w)) for lbl, w in v] for k, v in case.weights(cache).items()}
     host_dy = be.asarray(dy_before, dtype=y.dtype)
+    if case.operands:
+        ctx["operands"] = {k: [(right, wrong, to_host(v)) for right, wrong, v in lst]
+                           for k, lst in case.operands(cache, host_dy).items()}
     n_before = start
     numeric = {n: numerical_gradient(case.forward, inputs, n, host_dy, case.h, case.max_entries, seed)
                for n in names}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 
 from npformer.backend import backend_of
 
@@ -38,6 +37,11 @@ def _linear_dW_transposed(dy, cache):
 def _linear_db_mean(dy, cache):
     x, W = cache
     return dy @ W.T, _rows(x).T @ _rows(dy), _rows(dy).mean(axis=0)
+
+
+def _linear_dx_W_untransposed(dy, cache):
+    x, W = cache
+    return dy @ W, _rows(x).T @ _rows(dy), _rows(dy).sum(axis=0)  # dy W: the right shape only for a square W
 
 
 def _linear_dx_sign(dy, cache):
@@ -97,10 +101,9 @@ def _softmax_mean(dp, cache, out=None):
     return p * (dp - (dp * p).mean(axis=-1, keepdims=True))
 
 
-def _softmax_renormalise(dp, cache, out=None):
+def _softmax_wrong_axis(dp, cache, out=None):
     p = cache.p
-    with np.errstate(invalid="ignore", divide="ignore"):  # the NaN is the point of this mistake
-            return p * (dp - (dp * p).sum(axis=-1, keepdims=True)) / p.sum(axis=-1, keepdims=True)
+    return p * (dp - (dp * p).sum(axis=-2, keepdims=True))
 
 
 # --- layernorm -----------------------------------------------------------------------
@@ -293,16 +296,17 @@ def _model(tie="sum", transpose_out=False):
         dl = dlogits.reshape(-1, dlogits.shape[-1])
         dH = (dl @ cache.E_out).reshape(*dlogits.shape[:-1], d_model)
         dE_out = dl.T @ cache.H.reshape(-1, d_model)
-        if transpose_out:
-            dE_out = dE_out.T.copy()
         dy, dmemory, grads = decoder_backward(dH, cache.decoder)
         dE_tgt = embed_backward(dy, cache.tgt_embed)
         dx, enc_grads = encoder_backward(dmemory, cache.encoder)
         grads.update(enc_grads)
         dE_src = embed_backward(dx, cache.src_embed)
         k = cache.keys
-        grads[k["src"]] = {"sum": dE_src + dE_tgt + dE_out, "last": dE_out, "src": dE_src}[tie] \
-            if not transpose_out else dE_out
+        if k["src"] == k["tgt"] == k["out"]:
+            grads[k["src"]] = {"sum": dE_src + dE_tgt + dE_out, "last": dE_out, "src": dE_src}[tie]
+        else:
+            grads[k["src"]], grads[k["tgt"]] = dE_src, dE_tgt
+            grads[k["out"]] = dE_out.T.copy() if transpose_out else dE_out
         return grads
     return {"transformer_backward": transformer_backward}
 
@@ -328,7 +332,9 @@ MISTAKES = {
           _linear_dW_transposed}, "transpose"),
         M("db_mean", "db as the mean over positions instead of the sum (b is added at every position)",
           {"linear_backward": _linear_db_mean}, "scale:1/M"),
-        M("dx_sign", "dx with the wrong sign", {"linear_backward": _linear_dx_sign}, "scale:-1")],
+        M("dx_sign", "dx with the wrong sign", {"linear_backward": _linear_dx_sign}, "scale:-1"),
+        M("dx_W_untransposed", "dx = dy W instead of dy W^T: with a square W the shapes agree and the values "
+          "do not", {"linear_backward": _linear_dx_W_untransposed}, "operands")],
     "relu": [
         M("no_mask", "the gradient passed where x <= 0 too (the mask forgotten)", {"relu_backward": _relu_no_mask},
           "region:the inputs <= 0"),
@@ -354,8 +360,8 @@ MISTAKES = {
         M("sign", "the two terms in the wrong order: p * (sum(dp * p) - dp)", {"softmax_backward": _softmax_sign},
           "scale:-1"),
         M("mean_not_sum", "mean(dp * p) instead of sum(dp * p)", {"softmax_backward": _softmax_mean}, "weights:p"),
-        M("renormalised", "divided by sum(p) again: 0/0 on a fully masked row", {"softmax_backward":
-          _softmax_renormalise}, "nonfinite")],
+        M("wrong_axis", "sum(dp * p) over the wrong axis (axis -2, not the last, the one softmax normalises)",
+          {"softmax_backward": _softmax_wrong_axis}, None)],
     "layernorm": [
         M("no_gamma_in_dx", "gamma dropped from dx (g = dy, not dy * gamma): right only when gamma == 1",
           {"layernorm_backward": lambda dy, c: _ln(dy, c, gamma_in_dx=False)}, "only:dx"),
@@ -440,6 +446,6 @@ MISTAKES = {
           "forgotten)", _model(tie="last"), None),
         M("tie_source_only", "the shared embedding's gradient from the source embedding only", _model(tie="src"),
           None),
-        M("out_transposed", "the output projection's gradient transposed", _model(transpose_out=True),
-          "transpose")],
+        M("out_transposed", "the untied output projection's gradient transposed: H^T dlogits, (d_model, V)",
+          _model(transpose_out=True), "transpose")],
 }

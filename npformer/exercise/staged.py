@@ -66,7 +66,7 @@ def _cross_entropy_graph():
         Step("logp", "logp = z - logsumexp(z)   log-softmax, (..., V)",
              lambda f: f["z"] - (lambda m: m + f["xp"].log(f["xp"].exp(f["z"] - m).sum(axis=-1, keepdims=True)))(
                  f["z"].max(axis=-1, keepdims=True))),
-        Step("nll", "nll = -sum_v q_v logp_v   q: 1-eps at the target, eps/V elsewhere; (...)",
+        Step("nll", "nll = -sum_v q_v logp_v   q: 1-eps+eps/V at the target, eps/V elsewhere; (...)",
              lambda f: -(f["q"] * f["logp"]).sum(axis=-1)),
         Step("loss", "loss = sum(nll * valid) / N   valid: the non-pad targets, N of them",
              lambda f: (f["nll"] * f["valid"]).sum() / f["N"]),
@@ -79,7 +79,7 @@ GRAPHS = {"softmax": _softmax_graph, "layernorm": _layernorm_graph, "attention":
 
 def draw(exercise_id, rng):
     """Forward inputs and constants for one staged case (float64)."""
-    B, T, d = int(rng.integers(2, 4)), int(rng.integers(2, 5)), int(rng.choice([4, 6]))
+    B, T, d = int(rng.integers(2, 4)), int(rng.integers(2, 5)), int(rng.choice([3, 5]))  # sqrt(d) is not 2
     if exercise_id == "softmax":
         return {"z": rng.standard_normal((B, T, d)) * 2}
     if exercise_id == "layernorm":
@@ -170,7 +170,8 @@ def check_staged(exercise_id, module, seed, report, be=None) -> None:
         err_chain = rel_error(chained, true[name]) if chained.shape == true[name].shape else float("inf")
         report.rows.append(("staged", "on the true upstream / in your chain", f"d{name}",
                             max(err_alone, err_chain)))
-        own = diagnose(f"d{name}", "staged, on the true upstream gradients", alone, true[name], {})
+        own = diagnose(f"d{name}", "staged, on the true upstream gradients", alone, true[name],
+                       _context(exercise_id, name, f))
         if own is not None:
             if first is None:
                 first = name
@@ -179,6 +180,23 @@ def check_staged(exercise_id, module, seed, report, be=None) -> None:
             report.findings.append(Finding(f"d{name}", "staged, in your chain", "every entry the error reaches",
                                            f"is right on its own but inherits the error from d{first}: fix d{first} "
                                            "first", f"inherits:d{first}", err_chain))
+
+
+def _context(exercise_id: str, node: str, f: dict) -> dict:
+    """What the detectors may recognise at one node: the sizes behind a scale, and for the scores of
+    attention, the weight p that the softmax's missing -sum(dP * P) term leaves the error in."""
+    if exercise_id == "attention":
+        ctx = {"d_k": f["Q"].shape[-1]}
+        if node == "Ss":
+            ctx["weights"] = {"dSs": [("P", f["P"])]}
+            ctx["weight_hints"] = {"P": "the softmax's -sum(dP * P) term (one number per query row) is missing "
+                                        "or wrong"}
+        return ctx
+    if exercise_id == "cross_entropy":
+        return {"n_valid": int(f["valid"].sum()), "n_all": int(f["valid"].size)}
+    if exercise_id == "layernorm":
+        return {"n_mean": f["x"].shape[-1]}
+    return {}
 
 
 def template(exercise_id: str) -> str:
