@@ -17,7 +17,7 @@ from a seed the report prints, so a run can be repeated with ``seed=``):
    and wrong when composed is caught there.
 4. Findings that explain themselves (``diagnose``), the known mistakes of the op
    recognised by name (``mistakes``), and a one-line summary of which gradients
-   are right.
+   are right; ``verdict`` turns the errors and findings into pass, fail or borderline.
 
 While it runs, the exercise's reference functions refuse to run (``guard``).
 """
@@ -34,7 +34,8 @@ import numpy as np
 from npformer.backend import get_backend
 from npformer.exercise import guard, staged
 from npformer.exercise.catalog import EXERCISES, get
-from npformer.exercise.diagnose import TOL_BUG, TOL_PASS, Finding, diagnose, rel_error, summary
+from npformer.exercise.diagnose import Finding, diagnose, rel_error, summary
+from npformer.exercise.verdict import closest_per_entry, same, settle, verdict
 from npformer.verify.gradcheck import _differentiable, _flatten_grads, numerical_gradient
 
 FLOAT64_WHY = ("finite differences need float64: the central difference's error is about h^2 (truncation) plus "
@@ -212,9 +213,7 @@ def check(exercise: str, functions, *, backend=None, seed: int | None = None, dt
 
 def _finish(report: Report, quiet: bool) -> Report:
     if report.verdict != "not started":
-        bad = [f for f in report.findings if f.tag != "borderline"]
-        report.passed = not report.findings
-        report.verdict = "passed" if report.passed else ("failed" if bad else "borderline")
+        report.passed, report.verdict = verdict(report.findings)
     if not quiet:
         print(report)
     return report
@@ -337,30 +336,19 @@ def run_case(case, fns, be, seed, report, stage, library, all_refs) -> bool:
         G = to_host(grads[g])
         err, f = _compare(case, inputs, n, g, G, numeric[n], ctx, where, floor)
         if f is not None:
-            # a step that crosses a kink (a ReLU input within h of 0, in a layer's or the model's
-            # cases) spoils one entry's difference: take, per entry, the step size that agrees
-            # best of h, h/10 and h/100. A real error disagrees at every step size.
-            idx, best = numeric[n]
-            flat = G.reshape(-1)[idx] if G.size >= idx.size and G.shape == diff[n].shape else None
-            if flat is not None:
-                for h in (case.h / 10, case.h / 100):
-                    _, other = numerical_gradient(case.forward, inputs, n, host_dy, h, case.max_entries, seed)
-                    best = np.where(np.abs(other - flat) < np.abs(best - flat), other, best)
-                err, f = _compare(case, inputs, n, g, G, (idx, best), ctx, where, floor)
-        if f is not None and TOL_PASS < err < TOL_BUG:
-            errs = {h: _compare(case, inputs, n, g, G, numerical_gradient(case.forward, inputs, n, host_dy, h,
-                                                                          case.max_entries, seed), ctx, "", floor)[0]
-                    for h in (1e-5, 1e-7)}
-            best_h = min(errs, key=errs.get)
-            if errs[best_h] <= TOL_PASS:
-                report.notes.append(f"{g} [{label}]: {err:.1e} at h = {case.h:g}, {errs[best_h]:.1e} at h = "
-                                    f"{best_h:g}: finite-difference noise, not an error")
-                err, f = errs[best_h], None
-            else:
-                f = Finding(f.gradient, f.case, f.where, f"a small error ({err:.1e}) that does not move with the "
-                            f"step h ({', '.join(f'{v:.1e} at h = {h:g}' for h, v in errs.items())}): small but "
-                            "real, like an eps in the wrong place or a term of second order; "
-                            f"the closest pattern: {f.diagnosis}", "borderline", err)
+            idx, num = numeric[n]
+            if G.size >= idx.size and G.shape == diff[n].shape:  # the kink retry: h, h/10 and h/100
+                num = closest_per_entry(G.reshape(-1)[idx], [num] + [
+                    numerical_gradient(case.forward, inputs, n, host_dy, h, case.max_entries, seed)[1]
+                    for h in (case.h / 10, case.h / 100)])
+                err, f = _compare(case, inputs, n, g, G, (idx, num), ctx, where, floor)
+
+        def err_at_step(h, n=n, g=g, G=G):
+            return _compare(case, inputs, n, g, G, numerical_gradient(case.forward, inputs, n, host_dy, h,
+                                                                      case.max_entries, seed), ctx, "", floor)[0]
+        err, f, note = settle(err, f, err_at_step, case.h)
+        if note:
+            report.notes.append(f"{g} [{label}]: {note}")
         report.rows.append((stage, label, g, err))
         if f is not None:
             report.findings.append(f)
@@ -383,14 +371,6 @@ def run_case(case, fns, be, seed, report, stage, library, all_refs) -> bool:
     return True
 
 
-def _same(a, b) -> bool:
-    """Equal to rounding, NaN where NaN: the learner's result is this known mistake's."""
-    if np.shape(a) != np.shape(b) or not np.array_equal(np.isnan(a), np.isnan(b)):
-        return False
-    a, b = np.nan_to_num(a), np.nan_to_num(b)
-    return float(np.abs(a - b).max(initial=0.0)) <= 1e-9 * max(float(np.abs(b).max(initial=0.0)), 1e-300)
-
-
 def _case_grads(case, fns, dy, cache) -> dict:
     """The case's backward call on these functions, as {"dX": gradient} in the forward's input order."""
     raw = case.call(fns, dy, cache)
@@ -406,7 +386,7 @@ def _known_mistake(case, library, all_refs, dy, cache, grads: dict, to_host):
             theirs = {k: to_host(v) for k, v in _case_grads(case, Fns(m.functions, all_refs), dy, cache).items()}
         except Exception:  # noqa: BLE001 -- a mistake that cannot run on this case is not this one
             continue
-        if all(_same(grads[g], theirs[g]) for g in grads):
+        if all(same(grads[g], theirs[g]) for g in grads):
             return m
     return None
 
