@@ -195,8 +195,8 @@ def _detect(grad, case, G, N, E, ctx, scale, nscale, axes) -> Finding:
             name = axes[ax] if ax < len(axes) else f"axis {ax}"
             return Finding(grad, case, f"every entry, the same error along {name}",
                            f"the error does not change along {name}: a term that is constant along it is "
-                           "missing or extra, typically a sum or a mean (LayerNorm's -mean(g), softmax's "
-                           "-sum(dp * p))", f"axis:{name}")
+                           "missing or extra, typically a sum or a mean over that axis (LayerNorm's mean term "
+                           "-mean(g) is one: the same for every feature of a row)", f"axis:{name}")
     staged = ctx.get("staged_hint")
     return Finding(grad, case, _where(E, scale, axes), "differs from the numerical gradient, in no pattern the "
                    "detectors know: re-derive it one step at a time" + (f" ({staged})" if staged else ""), "other")
