@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from npformer.backend import get_backend
+from npformer.errors import UserError
 from npformer.exercise import guard, staged
 from npformer.exercise.catalog import EXERCISES, get
 from npformer.exercise.diagnose import Finding, diagnose, rel_error, summary
@@ -78,8 +79,9 @@ class Report:
         return "\n".join(lines)
 
 
-class ExerciseError(ValueError):
-    """A call that cannot be graded: an unknown id, a missing function, float32."""
+class ExerciseError(UserError):
+    """A call that cannot be graded: an unknown id, a missing function, float32. A ``UserError``: the
+    command prints it as one line and exits 2."""
 
 
 def _references(ex) -> dict:
