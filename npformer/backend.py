@@ -61,8 +61,14 @@ class Backend:
           * host: ``np.add.reduceat`` sums each run in float64, rounded once to
             the target's dtype, as the device form does.
           * device: running sums in float64, C[i] = sum_{j<i} values[order[j]];
-            a run [lo, hi) sums to C[hi] - C[lo], and float64 keeps that
-            difference exact to far below float32's precision. Every row of a
+            a run [lo, hi) sums to C[hi] - C[lo]. That difference is not
+            exact: each C[i] carries the rounding of every addition before it,
+            so with N values and float64's eps = 2^-52 it is off by at most
+            about N * eps * sum_j |values[j]| (column by column, the sum over
+            the whole column, not the run). That is far below float32's
+            rounding of the run's own sum unless the run's sum is smaller than
+            about N * 2^-28 * sum_j |values[j]|: a run of 1 between 1e17 and
+            -1e17 comes out 0, where the host form gives 1. Every row of a
             run writes the same total, so the duplicate writes of the final
             fancy-index assignment agree. No step needs a value on the host.
         """

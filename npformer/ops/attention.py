@@ -2,18 +2,24 @@
 
 Forward, for every batch element and head (B, h are leading axes):
     S = Q K^T / sqrt(d_k)                    Q (B, h, T_q, d_k), K (B, h, T_k, d_k) -> S (B, h, T_q, T_k)
-    S = S + M,  M = 0 where mask, -inf where not      (mask True = "may attend")
+    S = where(mask, S, finfo(dtype).min)     (mask True = "may attend")
     P = softmax(S) over the keys             (B, h, T_q, T_k)
+    P = P * mask                             changes only rows with no key left: uniform -> 0
     out = P V                                V (B, h, T_k, d_v) -> out (B, h, T_q, d_v)
 
 The mask broadcasts against (B, h, T_q, T_k): a key-padding mask is
 (B, 1, 1, T_k), the look-ahead mask (1, 1, T, T), and their AND combines them.
 A mask that is not boolean, or that does not broadcast to that shape, is
 refused with an error (NumPy would broadcast some wrong shapes silently).
-The masked softmax is ops/softmax.py's: masked keys get weight exactly 0,
-and a query row whose keys are ALL masked gets all-zero weights, so its
-output is 0 and it passes no gradient. That row happens: a source sentence
-that is entirely padding is not refused, and a mask may come from outside.
+The masked softmax is ops/softmax.py's (``softmax_terms``). A masked score is
+set to the dtype's most negative finite number, finfo(dtype).min, not to -inf:
+in a row with an unmasked key, exp of it minus the row max is exactly 0, as
+-inf would give; in a row whose keys are ALL masked, -inf would make the row
+max -inf and z - max = -inf - (-inf) = NaN (every exp 0, the normalisation
+0/0), while the finite number gives z - max = 0 and a uniform row, which the
+softmax then multiplies by the mask: all-zero weights, so the row's output is
+0 and it passes no gradient. That row happens: a source sentence that is
+entirely padding is not refused, and a mask may come from outside.
 
 Backward (a chain of matmuls and one softmax):
     dV = P^T dout                                    (B, h, T_k, d_v)
@@ -54,7 +60,7 @@ def validate_mask(mask, scores_shape) -> None:
 
 
 def attention_weights(Q, K, mask=None):
-    """P = softmax(Q K^T / sqrt(d_k) + M), with fully masked rows set to 0."""
+    """P = softmax(Q K^T / sqrt(d_k)) over the unmasked keys, with fully masked rows set to 0."""
     validate_mask(mask, (*Q.shape[:-1], K.shape[-2]))
     backend_of(Q, K, mask)  # all on one device
     d_k = Q.shape[-1]
@@ -67,7 +73,7 @@ def attention_weights(Q, K, mask=None):
 
 
 def attention_forward(Q, K, V, mask=None):
-    """softmax(Q K^T / sqrt(d_k) + M) V. Returns ``(out, cache)``; ``cache.P`` holds the weights."""
+    """softmax(Q K^T / sqrt(d_k)) V, masked as above. Returns ``(out, cache)``; ``cache.P`` holds the weights."""
     backend_of(Q, K, V)  # arrays, all on one device
     if not (Q.ndim == K.ndim == V.ndim == 4 and Q.shape[:2] == K.shape[:2] == V.shape[:2]
             and Q.shape[3] == K.shape[3] and K.shape[2] == V.shape[2]):

@@ -6,6 +6,11 @@ Forward, for each target position n with logits z_n (V,) and true token y_n:
     loss_n   = -sum_v q_nv log p_nv = lse_n - (1 - eps_ls) z_{n,y_n} - (eps_ls / V) sum_v z_nv
     loss     = (1 / N) sum_{n not pad} loss_n,        N = number of non-pad targets
 Padding positions (y_n = pad_id) contribute nothing and are not counted in N.
+log p is never formed. p_nv underflows to exactly 0 once z_nv is more than
+about 745 below m_n in float64 (about 104 in float32), and log(0) = -inf would
+make loss_n infinite; the code computes, all relative to the row max,
+    loss_n = log s_n - (1 - eps_ls) (z_{n,y_n} - m_n) - (eps_ls / V) sum_v (z_nv - m_n)
+with s_n = sum_v exp(z_nv - m_n) between 1 and V: no log of 0, no exp of a large number.
 eps_ls = 0 gives the plain negative log-likelihood. Like PyTorch's
 ``label_smoothing``, the eps_ls / V mass goes to every vocabulary entry.
 

@@ -16,7 +16,9 @@ The three terms of dx: x reaches the output directly (g), through the mean mu
 (d var/d x_j = 2 (x_j - mu)/d, hence -xhat * mean(g xhat)). Forgetting gamma in
 g is a classic bug: the gradient is then only right when gamma == 1.
 
-We cache xhat and rstd (cheap per-row statistics), not x and mu.
+The cache holds xhat (..., d_model), an array as large as x itself, rstd
+(..., 1), one number per position, and gamma (d_model,): exactly what the
+backward reads. x and mu are not kept, since x - mu = xhat / rstd.
 """
 from typing import NamedTuple
 

@@ -8,23 +8,34 @@ Shapes: X_q (B, T_q, d_model), X_kv (B, T_k, d_model); W_Q, W_K, W_V, W_O
 (d_model, d_model) and hold all h heads side by side: head i uses columns
 i*d_k : (i+1)*d_k, with d_k = d_v = d_model / h.
 
-Splitting and merging heads is a reshape plus a transpose, never a Python loop:
-    split: (B, T, d_model) -> (B, T, h, d_k) -> (B, h, T, d_k)
-    merge: (B, h, T, d_k) -> (B, T, h, d_k) -> (B, T, d_model)
-Both are permutations of entries, so their backward is the inverse permutation
-(merge's backward is split, and split's is merge).
+Splitting and merging heads is a reshape plus a transpose, never a Python loop.
+A fused projection of k = 1, 2 or 3 maps (Q; K|V; Q|K|V) is split at once:
+    split: (B, T, k d_model) -> (B, T, k, h, d_k) -> (k, B, h, T, d_k)    k tensors of (B, h, T, d_k)
+    merge: (k, B, h, T, d_k) -> (B, T, k, h, d_k) -> (B, T, k d_model)
+(``split_heads(x, n, h)`` with n = k; one tensor is split with n = 1 and
+merged as ``heads[None]``). Both are permutations of entries, so their
+backward is the inverse permutation (merge's backward is split, and split's
+is merge).
 
 Self-attention (X_q = X_kv = x) projects Q, K and V as ONE fused projection,
 x [W_Q | W_K | W_V] + [b_Q | b_K | b_V] of shape (B, T, 3 d_model): the same math
 as three linear maps, written side by side into one buffer that split_heads
-cuts into Q, K, V (ops/linear.py, fused_linear_forward). Its backward sums the
-three input gradients, dx = dQ W_Q^T + dK W_K^T + dV W_V^T. Cross-attention
-(decoder queries, encoder memory) fuses only [W_K | W_V].
+cuts into Q, K, V, each (B, h, T, d_k) (ops/linear.py, fused_linear_forward).
+Its backward sums the three input gradients. Write dQ, dK, dV for the
+per-head gradients (B, h, T, d_k) that attention_backward returns, and
+dQ' = merge(dQ), dK', dV' for the same gradients merged to (B, T, d_model),
+the three column blocks of dqkv (B, T, 3 d_model); then
+    dx = dQ' W_Q^T + dK' W_K^T + dV' W_V^T                  (B, T, d_model)
+    dW_Q = X^T dQ',  dW_K = X^T dK',  dW_V = X^T dV'         X = x as (B T, d_model)
+Cross-attention (decoder queries, encoder memory) fuses only [W_K | W_V]: there
+dx = dQ' W_Q^T and dmemory = dK' W_K^T + dV' W_V^T.
 
 Backward, in order: linear_backward through W_O, merge -> split, the attention
-backward (ops/attention.py), split -> merge (each head gradient written into its
-block of one (B, T, n d_model) buffer), and fused_linear_backward, which returns
-dW_Q, dW_K, dW_V directly.
+backward (ops/attention.py), split -> merge (each per-head gradient written into
+its block of one (B, T, k d_model) buffer, dqkv or dkv), and
+fused_linear_backward, which returns the fused input's gradient (dx; dmemory in
+cross-attention, whose dx comes from linear_backward through W_Q) and the fused
+weights' gradients (dW_Q, dW_K, dW_V; or dW_K, dW_V) directly.
 """
 from typing import NamedTuple
 

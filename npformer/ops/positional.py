@@ -3,7 +3,9 @@
     PE(pos, 2i)   = sin(pos / 10000^(2i / d_model))
     PE(pos, 2i+1) = cos(pos / 10000^(2i / d_model))
 
-Forward: y = x + PE[:T]          x (B, T, d_model), PE (max_len, d_model)
+Forward: y = x + PE[offset : offset + T]      x (B, T, d_model), PE (max_len, d_model)
+offset is 0 for a whole sequence; incremental decoding feeds the positions
+offset .. offset + T - 1 of a longer sequence and so adds those rows of PE.
 Backward: PE is a constant, so dx = dy.
 """
 from typing import NamedTuple

@@ -14,14 +14,21 @@ log-sum-exp, log sum_k exp(z_k) = m + log s, is what a loss needs:
 
 Masked softmax (``mask`` True = "may be chosen"): masked entries get p_i = 0,
 the row normalised over the others. They are filled with the dtype's most
-negative finite number, not -inf, so exp() gives exactly 0 there without
-inf - inf = NaN. A row with no unmasked entry would come out uniform; it is
-defined as all zero instead, so it passes no gradient. The result is always finite.
+negative finite number, finfo(dtype).min, not -inf: exp() of it minus the row
+max is exactly 0, as with -inf, but a row with no unmasked entry, which would
+have max -inf and z - max = -inf - (-inf) = NaN, has z - max = 0 instead and
+comes out uniform. Such a row is then defined as all zero (p *= mask), so it
+passes no gradient. The result is always finite.
 
-Backward (Jacobian-vector product; never build the n x n Jacobian)
-    dp_i/dz_j = p_i (delta_ij - p_j)
+Backward: the vector-Jacobian product dz = J^T dp, never building the n x n
+Jacobian J_ij = dp_i/dz_j:
+    dp_i/dz_j = p_i (delta_ij - p_j)              J = diag(p) - p p^T
     dz_j = sum_i dp_i p_i (delta_ij - p_j) = p_j (dp_j - sum_i dp_i p_i)
     dz = p * (dp - sum(dp * p, axis=-1, keepdims=True))
+Reverse mode pulls the output's gradient dp back through J^T (the sum runs over
+the output index i); the Jacobian-vector product J v would push an input
+change forward instead. This J is symmetric, so the two coincide here, but not
+in general: LayerNorm's Jacobian is not symmetric, and its J dy would be wrong.
 Masked entries have p = 0, so dz = 0 there: the mask needs no backward of its own.
 
 ``out=`` gives a buffer of z's shape and dtype to write into; it may be the
