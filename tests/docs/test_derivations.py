@@ -33,6 +33,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "derivations.md"
@@ -376,3 +377,251 @@ def test_the_checker_catches_made_up_names():
     for good in ("`layernorm_backward(dy, cache)`", "'out1'", "'scale'", "'dx_f'"):
         assert good not in problems, f"the checker flagged a real name {good}:\n{problems}"
     assert len(problems.splitlines()) == 12, problems  # dx_zz twice in the pseudocode: a name and a target
+
+
+# --- the document's claims about the code's behaviour ------------------------------------------
+# Each test below computes what a passage of docs/derivations.md states (a number, a formula, a
+# property of an op) with the code itself, and checks the passage against it.
+
+def _flat(text: str) -> str:
+    """``text`` with every run of whitespace turned into one space (line breaks don't matter)."""
+    return " ".join(text.split())
+
+
+def _section(title: str) -> str:
+    """The text of the document from the heading or bold paragraph ``title`` to the next ``## ``."""
+    text = DOC.read_text()
+    start = text.find(title)
+    assert start >= 0, f"docs/derivations.md has no passage {title!r}"
+    end = text.find("\n## ", start + len(title))
+    return text[start:] if end < 0 else text[start:end]
+
+
+def _table_rows(text: str, first_row_starts: str) -> list:
+    """The cells of the markdown table whose header starts with ``first_row_starts``."""
+    lines = text[text.index(first_row_starts):].splitlines()
+    rows = []
+    for line in lines[2:]:  # header and |---| rule
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+    return rows
+
+
+def _code_names(cell: str) -> set:
+    """The code names a notation-table cell gives: `name`, `Class.name` (-> name), and the plain
+    ``name in file's docstring`` / ``name in shape comments`` forms."""
+    names = set()
+    for span in re.findall(r"`([^`]+)`", cell):
+        if re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", span):
+            names.add(span.split(".")[-1])
+    plain = re.sub(r"`[^`]*`|\$[^$]*\$", "", cell)
+    for group in re.findall(r"((?:[A-Za-z_]\w*, )*[A-Za-z_]\w*) in \S", plain):
+        names.update(group.split(", "))
+    return names
+
+
+def _symbols(cell: str) -> list:
+    """The math symbols of a notation-table cell: the $...$ pieces."""
+    return re.findall(r"\$([^$]+)\$", cell)
+
+
+def test_the_notation_lists_every_letter_and_name_used_twice():
+    """A code name given for two symbols of the table, or a letter that is both an index and a
+    symbol, is listed in the table of names used twice; nothing double-used goes unlisted."""
+    text = DOC.read_text()
+    notation = text[text.index("## Notation"):text.index("## Contents")]
+    rows = _table_rows(notation, "| symbol | meaning | name in the code |")
+    assert len(rows) > 60, "the notation table was not found"
+    rows_of = {}
+    for row in rows:
+        for name in _code_names(row[-1]):
+            rows_of.setdefault(name, []).append(row[0])
+    code_twice = {name for name, where in rows_of.items() if len(where) > 1}
+    assert {"eps", "m", "v", "g", "s", "V", "scale", "h"} <= code_twice, code_twice  # the parser works
+
+    single_letters = {s for row in rows for s in _symbols(row[0]) if re.fullmatch(r"[A-Za-z]", s)}
+    indices = re.search(r"Indices: (.*?)\.\s*\$\\delta_\{ij\}\$", notation, re.S)
+    assert indices, "the paragraph on indices was not found"
+    index_letters = set(re.findall(r"\$([a-z])\$", indices.group(1))) | set(
+        re.findall(r"\$([a-z](?:, [a-z])+)\$", indices.group(1))[0].split(", "))
+    letters_twice = (index_letters | {"d"}) & single_letters  # d: also the gradient prefix of dX (§0)
+    assert "b" in letters_twice, letters_twice
+
+    listed = set()
+    marker = "| name | first meaning | second meaning |"
+    assert marker in notation, ("docs/derivations.md has no table of the letters and names used twice; "
+                                f"used twice: code names {sorted(code_twice)}, letters {sorted(letters_twice)}")
+    for row in _table_rows(notation, marker):
+        listed.update(re.findall(r"`([^`]+)`", row[0]))
+        listed.update(_symbols(row[0]))
+        assert len(row) == 3 and all(row), f"each entry needs both meanings: {row}"
+    missing = (code_twice | letters_twice) - listed
+    assert not missing, f"used twice but not listed in docs/derivations.md: {sorted(missing)}"
+    # The unit vector of §9 must not share its letter with an index.
+    assert not re.search(r"\\,e_i\b|\$e_i\$", text) or "e" not in index_letters, \
+        "e is an index and also the unit vector e_i"
+    count = re.search(r"\*\*Letters and names used twice\.\*\* (\w+) letters", notation)
+    words = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
+    assert count and words.get(count.group(1).lower()) == sum(
+        1 for row in _table_rows(notation, marker) if _symbols(row[0])), "the count of letters is wrong"
+
+
+def test_clipping_changes_the_direction_of_adams_update_as_section_8_says():
+    """§8: clipping scales the gradient, but Adam's update is not proportional to it: at the first
+    step (and for an entry without history) clipping changes nothing, a factor shared by every
+    step changes nothing, and a clipped step after unclipped ones turns the update."""
+    from npformer.train.optim import Adam
+
+    rng = np.random.default_rng(0)
+    history = [rng.standard_normal(50) for _ in range(3)]
+    g = rng.standard_normal(50)
+
+    def update(grads, scales):
+        """The last of Adam's updates, fed ``grads`` with the clipping factors ``scales``."""
+        theta = {"w": np.zeros(50)}
+        opt = Adam(theta)
+        for grad, s in zip(grads, scales):
+            before = theta["w"].copy()
+            opt.update(theta, {"w": grad.copy()}, lr=1e-3, grad_scale=s)
+        return theta["w"] - before
+
+    # first step: the update is lr * sign(g), clipped or not
+    first, first_clipped = update([g], [1.0]), update([g], [0.1])
+    np.testing.assert_allclose(first_clipped, first, rtol=1e-6)
+    np.testing.assert_allclose(first, -1e-3 * np.sign(g), rtol=1e-6)
+    # the same factor at every step: nothing changes
+    np.testing.assert_allclose(update(history + [g], [0.3] * 4), update(history + [g], [1.0] * 4), rtol=1e-6)
+    # only the last step clipped: the update turns, and entries without history do not change
+    for h in history:
+        h[:10] = 0.0  # entries 0..9 see their first gradient at the last step
+    plain = update(history + [g], [1.0] * 4)
+    clipped = update(history + [g], [1.0, 1.0, 1.0, 0.1])
+    np.testing.assert_allclose(clipped[:10], plain[:10], rtol=1e-5)  # up to eps_Adam
+    cosine = float(plain @ clipped) / float(np.linalg.norm(plain) * np.linalg.norm(clipped))
+    ratio = clipped[10:] / plain[10:]
+    assert cosine < 0.99 and ratio.std() > 0.1, (cosine, ratio.std())
+
+    text = _flat(_section("### Gradient-norm clipping"))
+    assert "shortens the update without changing its direction" not in text
+    for claim in ("clipping the first step changes nothing",
+                  "a factor $\\lambda$ shared by every step scales $m$ and $\\sqrt{v}$ alike and changes nothing",
+                  "so the update turns as well as changing its length"):
+        assert claim in text, claim
+
+
+def test_the_gradient_check_floor_is_the_fraction_of_the_gradients_that_section_9_states():
+    """§9 states the floor of the checker's relative error; it is read here from the code."""
+    from npformer.exercise.diagnose import rel_error
+    from npformer.verify.gradcheck import _rel_errors
+
+    # one gradient of scale 100 and one that is zero in theory, with rounding noise 1e-3
+    errors = _rel_errors({"big": (np.array([100.0]), np.array([100.0])),
+                          "zero": (np.array([0.0]), np.array([1e-3]))})
+    fraction = 1e-3 / (100.0 * errors["zero"])  # noise / (fraction * largest gradient)
+    # the inputs' values never enter: the pairs hold gradients only
+    assert rel_error(np.array([0.0]), np.array([1e-3]), floor=fraction * 100.0) == pytest.approx(errors["zero"])
+
+    text = _flat(_section("## 9. How to check a gradient yourself"))
+    said = re.search(r"at least (\d+)% of the largest (\w+)", text)
+    assert said, "§9 does not state the floor"
+    assert float(said.group(1)) / 100 == pytest.approx(fraction), said.group(0)
+    assert said.group(2) == "gradient", f"§9 says the floor is {said.group(0)!r}: it is a fraction of the gradients"
+
+
+def test_sharded_gradients_equal_the_whole_batch_only_without_dropout():
+    """§8 "Splitting a batch over workers": exact up to the order of sums without dropout; with
+    dropout, each shard draws its own masks (a different, equally valid gradient); one worker
+    gives the whole batch's gradient exactly."""
+    from npformer.backend import get_backend
+    from npformer.model.params import init_params
+    from npformer.model.transformer import loss_and_grads
+    from npformer.runtime.workers import Workers, blas_threads_controllable
+    from npformer.train.parallel import parallel_loss_and_grads, worker_generators
+    from npformer.verify.model_cases import TINY
+
+    if not blas_threads_controllable():
+        pytest.skip("threadpoolctl is not installed")
+    be = get_backend("numpy")
+    rng = np.random.default_rng(0)
+    B, S, T = 6, 7, 6
+    src, tgt_in, tgt_out = (np.zeros((B, n), dtype=np.int64) for n in (S, T, T))
+    for b in range(B):
+        s, t = rng.integers(2, S + 1), rng.integers(2, T + 1)
+        src[b, :s], tgt_in[b, :t], tgt_out[b, :t] = (rng.integers(1, TINY.vocab_size, n) for n in (s, t, t))
+    params = init_params(TINY, seed=1, dtype="float64")
+    assert TINY.p_drop > 0
+
+    def max_rel_diff(a, b):
+        """The largest entry of a - b, relative to the largest gradient (b_k's is zero in theory)."""
+        return max(float(np.abs(a[k] - b[k]).max()) for k in b) / max(float(np.abs(b[k]).max()) for k in b)
+
+    two, one = Workers(2), Workers(1)
+    try:
+        _, whole, _ = loss_and_grads(params, TINY, src, tgt_in, tgt_out)  # no rng: no dropout
+        _, sharded, _ = parallel_loss_and_grads(params, TINY, src, tgt_in, tgt_out, workers=two)
+        assert max_rel_diff(sharded, whole) < 1e-12  # the order of sums only
+
+        _, whole_d, _ = loss_and_grads(params, TINY, src, tgt_in, tgt_out, be.rng(7))
+        _, sharded_d, _ = parallel_loss_and_grads(params, TINY, src, tgt_in, tgt_out,
+                                                  worker_generators(be, 7, 2), two)
+        _, sharded_again, _ = parallel_loss_and_grads(params, TINY, src, tgt_in, tgt_out,
+                                                      worker_generators(be, 7, 2), two)
+        _, one_d, _ = parallel_loss_and_grads(params, TINY, src, tgt_in, tgt_out,
+                                              worker_generators(be, 7, 1), one)
+    finally:
+        two.close()
+    assert max_rel_diff(sharded_d, whole_d) > 1e-3  # other masks: not the whole batch's numbers
+    assert max_rel_diff(sharded_again, sharded_d) == 0.0  # reproducible for a given number of shards
+    assert max_rel_diff(one_d, whole_d) == 0.0  # one worker: the whole batch's, from the run's generator
+
+    text = _flat(_section("### Splitting a batch over workers"))
+    assert "without dropout each shard's forward equals the corresponding rows of the whole batch's forward " \
+           "and the result is exact up to the order of floating-point sums" in text
+    assert "With dropout it is not the whole batch's gradient" in text and "`worker_generators`" in text
+
+
+def test_the_device_scatter_add_is_close_not_exact_as_section_1_says():
+    """§1: the device form's running-sum difference is off by at most about M eps sum|dy| per column;
+    a run of 1 between 1e17 and -1e17 comes out 0 there and 1 on the host."""
+    from npformer.backend import get_backend
+
+    dev, host = get_backend("cupysim"), get_backend("numpy")
+    ids = np.array([0, 1, 2])
+    values = np.array([[1e17], [1.0], [-1e17]], dtype=np.float32)
+    out = {}
+    for be in (dev, host):
+        target = be.xp.zeros((3, 1), dtype=np.float32)
+        be.scatter_add(target, be.asarray(ids), be.asarray(values))
+        out[be.name] = be.to_host(target)[1, 0]
+    assert out["numpy"] == 1.0 and out["cupysim"] == 0.0
+    M, eps = len(ids), float(np.finfo(np.float64).eps)
+    assert abs(out["cupysim"] - 1.0) <= M * eps * float(np.abs(values).sum())  # within the stated bound
+    rng = np.random.default_rng(0)  # and on ordinary data: the bound holds, run by run
+    ids = rng.integers(0, 20, 500)
+    values = rng.standard_normal((500, 4)).astype(np.float32)
+    target = dev.xp.zeros((20, 4), dtype=np.float64)
+    dev.scatter_add(target, dev.asarray(ids), dev.asarray(values.astype(np.float64)))
+    exact = np.zeros((20, 4))
+    np.add.at(exact, ids, values.astype(np.float64))
+    assert (np.abs(dev.to_host(target) - exact) <= len(ids) * eps * np.abs(values).sum(axis=0)).all()
+
+    text = _flat(_section("## 1. Input embedding"))
+    assert "The device form is not exact, only close" in text
+    assert "off by at most about $M\\,\\epsilon_{\\mathrm{mach}}\\sum_n |dy_{nj}|$" in text
+    assert "a run of $1$ between $10^{17}$ and $-10^{17}$ comes out $0$" in text
+
+
+def test_section_3_3_names_the_constant_the_mask_uses():
+    """§3.3 quotes the masked score's value from softmax_terms, and says why it is not -inf."""
+    from npformer.ops.softmax import softmax_terms
+    import inspect
+
+    text = _flat(_section("### 3.3 Scaled dot-product attention with a mask"))
+    quoted = re.search(r"`(xp\.finfo\([^`]*\)\.\w+)`", text)
+    assert quoted, "§3.3 does not quote the value a masked score gets"
+    assert quoted.group(1) in inspect.getsource(softmax_terms)
+    with np.errstate(invalid="ignore"):
+        row = np.full(3, -np.inf)
+        assert np.isnan(row - row.max()).all()  # what -inf would do to a fully masked row
+    assert "$-\\infty - (-\\infty)$ is NaN" in text
