@@ -581,6 +581,168 @@ def test_sharded_gradients_equal_the_whole_batch_only_without_dropout():
     assert "With dropout it is not the whole batch's gradient" in text and "`worker_generators`" in text
 
 
+def _sci(cell: str) -> float:
+    """The number in a cell written $a \\times 10^{b}$."""
+    m = re.search(r"([\d.]+) \\times 10\^\{(-?\d+)\}", cell)
+    assert m, f"no number a x 10^b in {cell!r}"
+    return float(m.group(1)) * 10.0 ** int(m.group(2))
+
+
+def _central_difference_errors(op: str, dtype) -> dict:
+    """h -> the worst error of numerical_gradient on ``op`` in ``dtype``, relative to the gradient's
+    largest entry (the checker's measure), at h = 1e-1 ... 1e-10. The exact gradient is the
+    backward's, in float64, at the same (rounded) inputs."""
+    from npformer.ops import layernorm_backward, layernorm_forward, softmax_backward, softmax_forward
+    from npformer.verify.gradcheck import numerical_gradient
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 8)).astype(dtype)
+    gamma, beta = 1 + 0.5 * rng.standard_normal(8), rng.standard_normal(8)
+    if op == "layernorm":
+        def forward(x):
+            return layernorm_forward(x, gamma.astype(x.dtype), beta.astype(x.dtype))
+        exact_y, cache = layernorm_forward(x.astype(np.float64), gamma, beta)
+    else:
+        def forward(x):
+            return softmax_forward(x)
+        exact_y, cache = softmax_forward(x.astype(np.float64))
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    exact = (layernorm_backward(dy.astype(np.float64), cache)[0] if op == "layernorm"
+             else softmax_backward(dy.astype(np.float64), cache)).reshape(-1)
+    errors = {}
+    for k in range(1, 11):
+        _, numeric = numerical_gradient(forward, {"x": x}, "x", dy, h=10.0 ** -k)
+        errors[10.0 ** -k] = float(np.abs(numeric - exact).max() / np.abs(exact).max())
+    return errors
+
+
+def test_the_central_difference_error_is_what_section_9_derives():
+    """§9's table: machine epsilon, the optimum step (3 eps)^(1/3), the error there (3 eps)^(2/3)/2
+    and at the checker's h = 1e-6 (about eps/h), per dtype; and the measurements the text reports."""
+    text = _section("**Why central differences, float64")
+    rows = {row[0]: row for row in _table_rows(text, "| dtype |")}
+    assert set(rows) == {"float64", "float32"}, rows
+    for dtype in (np.float64, np.float32):
+        eps_cell, opt_cell, err_opt_cell, err_code_cell = rows[np.dtype(dtype).name][1:5]
+        eps = float(np.finfo(dtype).eps)
+        assert _sci(eps_cell) == pytest.approx(eps, rel=0.05)
+        assert _sci(opt_cell) == pytest.approx((3 * eps) ** (1 / 3), rel=0.1)
+        assert _sci(err_opt_cell) == pytest.approx((3 * eps) ** (2 / 3) / 2, rel=0.2)
+        assert _sci(err_code_cell) == pytest.approx(eps / 1e-6, rel=0.25)
+        for op in ("layernorm", "softmax"):
+            errors = _central_difference_errors(op, dtype)
+            best = min(errors, key=errors.get)
+            # the measured optimum is the decade nearest the formula's, its error within 10x of it
+            assert abs(np.log10(best) - np.log10(_sci(opt_cell))) <= 0.5, (op, dtype, errors)
+            assert _sci(err_opt_cell) / 10 < errors[best] < 10 * _sci(err_opt_cell), (op, dtype, errors)
+            assert _sci(err_code_cell) / 10 < errors[1e-6] < 10 * _sci(err_code_cell), (op, dtype, errors)
+            if dtype is np.float64:  # "smallest at 1e-5, a few 1e-11; 1e-6: a few 1e-10"
+                assert best == 1e-5 and 1e-11 <= errors[1e-5] < 1e-10 and 1e-10 <= errors[1e-6] < 1e-9
+                # above the optimum truncation (x100 per decade), below it rounding (x10 per decade)
+                assert 30 < errors[1e-3] / errors[1e-4] < 300 and 3 < errors[1e-8] / errors[1e-7] < 30
+            else:  # "best at 1e-2, a few 1e-5; 1e-3: 1e-4 to 1e-3; 1e-6: of order 0.1"
+                assert best == 1e-2 and 1e-5 <= errors[1e-2] < 1e-4 and 1e-4 <= errors[1e-3] <= 1e-3
+                assert 0.03 < errors[1e-6] < 1.0
+    assert "$\\Delta = 10^{-5}$" in text and "$\\Delta = 10^{-2}$" in text
+
+
+def test_log_softmax_stays_finite_where_log_of_softmax_underflows():
+    """§6: exp(-x) is exactly 0 beyond a gap of about 745 (float64) or 104 (float32), so
+    log(softmax) is -inf there, while the code's z - lse gives the finite loss the text states."""
+    from npformer.ops import cross_entropy_forward, softmax_forward
+
+    text = _flat(_section("**Why $\\log p$ is computed as $z - \\mathrm{lse}$.**"))
+    stated = dict(zip(("float64", "float32"), (float(x) for x in re.findall(
+        r"once \$x\$ exceeds about \$(\d+)\$ in float64 .*? or about \$(\d+)\$ in float32", text)[0])))
+    for dtype, gap in stated.items():
+        first_zero = next(g for g in range(1, 2000)
+                          if softmax_forward(np.array([0.0, -g], dtype=dtype))[0][1] == 0)
+        assert abs(first_zero - gap) <= 1, (dtype, first_zero, gap)
+    logits = np.array([[800.0, 0.0, 0.0]])
+    with np.errstate(divide="ignore"):
+        assert np.log(softmax_forward(logits)[0])[0, 1] == -np.inf
+    loss, _ = cross_entropy_forward(logits, np.array([1]), eps_ls=0.0)
+    assert float(loss) == 800.0
+    assert "the code's loss is $800$" in text
+    assert "`loss_n = xp.log(s[..., 0]) - (1.0 - eps_ls) * zm_true`" in text
+    source = (PACKAGE / "ops" / "cross_entropy.py").read_text()
+    assert "loss_n = xp.log(s[..., 0]) - (1.0 - eps_ls) * zm_true" in source
+
+
+def test_the_attention_scale_keeps_softmax_out_of_saturation():
+    """§3.3: Q.K of d_k unit-variance terms has variance d_k; unscaled, a share of the rows saturate
+    (||J||_F < 0.01), growing with d_k; scaled by 1/sqrt(d_k), the variance is 1 and none do."""
+    from npformer.ops import softmax_forward
+
+    def measure(d_k, rows, scale, seed=0):
+        rng = np.random.default_rng(seed)
+        Q = rng.standard_normal((rows, 1, d_k))
+        K = rng.standard_normal((rows, 32, d_k))
+        S = (Q @ K.swapaxes(-1, -2))[:, 0, :] * scale  # (rows, 32)
+        p, _ = softmax_forward(S)
+        J = p[:, :, None] * np.eye(32) - p[:, :, None] * p[:, None, :]  # diag(p) - p p^T per row
+        norms = np.linalg.norm(J, axis=(1, 2))
+        return float(S.var()), float(np.mean(norms < 0.01)), float(norms.mean())
+
+    text = _flat(_section("**Why the scale is $1/\\sqrt{d_k}$: the backward's reason.**"))
+    var, saturated, mean_norm = measure(64, 4000, 1.0)
+    assert var == pytest.approx(64, rel=0.05) and 0.15 < saturated < 0.25 and mean_norm == pytest.approx(0.20, abs=0.01)
+    assert "at $d_k = 64$ the unscaled scores have variance $64$ and about one row in five is saturated" in text
+    assert "with a mean $\\lVert J\\rVert_F$ of $0.20$" in text
+    var, saturated, mean_norm = measure(256, 2000, 1.0)
+    assert 0.4 < saturated < 0.6 and mean_norm == pytest.approx(0.11, abs=0.01)
+    assert "at $d_k = 256$ about half the rows are, mean $0.11$" in text
+    for d_k, rows in ((64, 4000), (256, 2000)):
+        var, saturated, mean_norm = measure(d_k, rows, 1 / np.sqrt(d_k))
+        assert var == pytest.approx(1, rel=0.05) and saturated == 0.0 and mean_norm == pytest.approx(0.24, abs=0.01)
+    assert "the mean $\\lVert J\\rVert_F$ is $0.24$ at both widths" in text
+
+
+def test_backward_is_the_transpose_product_which_layernorm_tells_apart():
+    """§0: a backward computes J^T dy. Softmax's J is symmetric; LayerNorm's is not, and J dy is
+    exactly the backward that applies gamma after the means (its backward at gamma = 1, times gamma)."""
+    from npformer.ops import layernorm_backward, layernorm_forward, softmax_backward, softmax_forward
+    from npformer.ops.softmax import SoftmaxCache
+
+    rng = np.random.default_rng(0)
+    d = 6
+    x, dy = rng.standard_normal(d), rng.standard_normal(d)
+    gamma, beta = 1 + 0.5 * rng.standard_normal(d), rng.standard_normal(d)
+
+    def jacobian(f, x, h=1e-6):  # J[j, i] = d f_j / d x_i, by central differences
+        return np.stack([(f(x + h * e) - f(x - h * e)) / (2 * h) for e in np.eye(len(x))], axis=1)
+
+    J = jacobian(lambda x: layernorm_forward(x, gamma, beta)[0], x)
+    _, cache = layernorm_forward(x, gamma, beta)
+    dx = layernorm_backward(dy, cache)[0]
+    np.testing.assert_allclose(dx, J.T @ dy, atol=1e-8)
+    assert np.abs(J - J.T).max() > 0.1 and np.abs(J @ dy - J.T @ dy).max() > 0.1
+    _, cache1 = layernorm_forward(x, np.ones(d), beta)
+    np.testing.assert_allclose(J @ dy, gamma * layernorm_backward(dy, cache1)[0], atol=1e-8)
+
+    p, _ = softmax_forward(x)
+    Js = jacobian(lambda z: softmax_forward(z)[0], x)
+    np.testing.assert_allclose(Js, Js.T, atol=1e-9)
+    np.testing.assert_allclose(softmax_backward(dy, SoftmaxCache(p)), Js.T @ dy, atol=1e-8)
+
+    text = _flat(_section("**Why the transpose matters.**"))
+    assert "exactly the classic mistake of applying $\\gamma$ after the means" in text
+
+
+def test_the_broadcast_rule_names_the_codes_own_lines():
+    """§0's rule "a broadcast in the forward is a sum in the backward" quotes lines of the code."""
+    from npformer.ops import layernorm_backward, linear_backward, softmax_backward
+    import inspect
+
+    text = _flat(_section("* **A broadcast in the forward is a sum in the backward.**"))
+    for line, fn in (("db = dy2.sum(axis=0)", linear_backward),
+                     ("dx.mean(axis=-1, keepdims=True)", layernorm_backward),
+                     ("(dp * p).sum(axis=-1, keepdims=True)", softmax_backward)):
+        assert f"`{line}`" in text, line
+        assert line in inspect.getsource(fn), f"{fn.__name__} no longer has {line}"
+    assert "`dbeta` and `dgamma` in `layernorm_backward`" in text
+
+
 def test_the_device_scatter_add_is_close_not_exact_as_section_1_says():
     """§1: the device form's running-sum difference is off by at most about M eps sum|dy| per column;
     a run of 1 between 1e17 and -1e17 comes out 0 there and 1 on the host."""
