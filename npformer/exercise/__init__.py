@@ -11,9 +11,18 @@ From Python (a notebook):
     report = check("layernorm", layernorm_backward)   # prints the findings, returns them
     report.passed, report.findings
 
-The grader is ``grader.check``; the cases it draws are in ``cases``, the
-detectors that name a mistake in ``diagnose``, the known mistakes in
-``mistakes``, the swap-in and the guard on the reference in ``guard``.
+    catalog.py     the exercises in order: ids, functions, sections, hints
+    cases.py       the inputs each exercise is graded on, drawn fresh from a seed
+    grader.py      check(): the contract, central differences, the blocks that contain the op
+    diagnose.py    the detectors that name the shape of an error (a scale, a transpose, ...)
+    verdict.py     from errors and findings to passed, failed or borderline
+    mistakes.py    the known mistakes of each exercise, recognised by name
+    guard.py       the learner's functions swapped in; the reference refused while checking
+    staged.py      staged mode: the forward as steps, one gradient to write per step
+    positional.py  the one forward exercise (the sinusoidal table)
+    variants.py    layers npformer does not contain (RMSNorm, GELU, ...), graded numerically
+    training.py    the train exercise: a run with every op the learner passed
+    files.py       the learner's folder: start writes a file, load reads it back
 """
 from npformer.exercise.catalog import EXERCISES, ORDER, VARIANT_IDS, Exercise
 from npformer.exercise.grader import ExerciseError, Report, check

@@ -7,7 +7,9 @@
     encoder.py      EncoderLayer and the N-layer encoder
     decoder.py      DecoderLayer (masked self-, cross-attention, FFN) and the decoder
     transformer.py  embeddings, the whole model's forward and backward, the loss
-    checks.py       float64 gradient checks of the layers and the whole model
+
+The float64 gradient checks of the layers and the whole model are in
+npformer/verify/model_cases.py.
 """
 from npformer.model.config import PRESETS, TransformerConfig, preset
 from npformer.model.params import count_params, init_params
