@@ -53,7 +53,7 @@ def softmax_terms(z, mask=None, out=None):
             out = z.copy()
         elif out is not z:
             out[...] = z
-        xp.copyto(out, xp.finfo(out.dtype).min, where=~mask)  # -inf in effect, but exp() stays finite
+        xp.copyto(out, xp.finfo(out.dtype).min, where=~mask)  # -inf in effect, but no NaN in an all-masked row
         z = out
     m = z.max(axis=-1, keepdims=True)  # (..., 1)
     e = xp.subtract(z, m, out=out)  # (..., n)  z - m
