@@ -34,7 +34,7 @@ class Backend:
 
     ``on_device`` is True where arrays live apart from the host (CuPy, cupysim):
     there every read of a value back to the host waits for the device, and ids
-    are validated on the host before they are sent (model/checks.py)."""
+    are validated on the host before they are sent (model/transformer.py, ``validate_batch``)."""
 
     def __init__(self, name: str, xp: Any, on_device: bool = False):
         self.name = name

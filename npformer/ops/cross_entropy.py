@@ -28,7 +28,7 @@ Nothing here reads a value back to the host, so on a GPU the loss stays queued
 with the rest of the step: N and the loss are 0-d device arrays. The checks
 that need values (ids in [0, V), at least one target) run only where the
 targets already live on the host; a caller on a GPU checks its batch on the
-host before sending it (model/checks.py, ``validate_batch``).
+host before sending it (model/transformer.py, ``validate_batch``).
 """
 from typing import NamedTuple
 

@@ -20,7 +20,7 @@ check the scalar L(x) = sum(forward(x) * dy):
 in float64 with h = 1e-6. The error of one tensor is
 
     max_rel_error = max_i |analytic_i - numeric_i| / scale
-    scale = max(max_i |analytic_i|, max_i |numeric_i|, 1% of the largest such scale among the op's inputs)
+    scale = max(max_i |analytic_i|, max_i |numeric_i|, 1% of the largest such scale among the op's gradients)
 
 i.e. the worst entry relative to the tensor's scale: robust where single
 entries are near zero, and a gradient off by any factor (1/batch, a lost gamma)

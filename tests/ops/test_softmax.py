@@ -1,4 +1,4 @@
-"""Softmax (npformer/ops/softmax.py): rows sum to 1, stable at +-1e4, the Jacobian-vector product."""
+"""Softmax (npformer/ops/softmax.py): rows sum to 1, stable at +-1e4, the vector-Jacobian product."""
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
