@@ -5,14 +5,17 @@ grading everything again (a file changed since its check shows "changed").
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import inspect
+import io
 import json
 import os
 import re
 import sys
 import textwrap
+import tokenize
 
 from npformer.exercise.catalog import EXERCISES, get
 from npformer.exercise.grader import ExerciseError
@@ -26,7 +29,46 @@ def path_of(exercise_id: str, folder: str = DEFAULT_DIR) -> str:
 
 
 def _comment(src: str) -> str:
-    return textwrap.indent(textwrap.dedent(src).rstrip(), "#     ")
+    """src as a block of comments; a blank line stays a comment, so the block stays one."""
+    lines = textwrap.dedent(src).rstrip().splitlines()
+    return "\n".join(("#     " + line).rstrip() for line in lines)
+
+
+# dx = ..., dW = ..., ``dlogits`` (..., V) = ...: a gradient's name (d and a letter, so that
+# d_model = 512 is not one), an optional shape, and an equals sign that is not ==
+_GRADIENT_EQUATION = re.compile(r"(?<![\w.])d[A-Za-z]\w*`{0,2}\s*(\([^)]*\)\s*)?=(?!=)")
+
+
+def shown_source(obj) -> str:
+    """obj's source as a stub shows it: the code and its shape comments, without a docstring or a
+    comment that states a gradient (``dx = ...``). The stub shows what the learner differentiates,
+    never the result; npformer's own docstrings are written for readers who may see it."""
+    src = textwrap.dedent(inspect.getsource(obj))
+    lines = src.splitlines(keepends=True)
+    drop = set()  # the indices of the lines left out
+    definition = ast.parse(src).body[0]
+    doc = ast.get_docstring(definition, clean=False)
+    if doc and _GRADIENT_EQUATION.search(doc):
+        statement = definition.body[0]  # the docstring's, all its lines
+        drop.update(range(statement.lineno - 1, statement.end_lineno))
+    for tok in tokenize.generate_tokens(io.StringIO(src).readline):
+        if tok.type == tokenize.COMMENT and _GRADIENT_EQUATION.search(tok.string):
+            row, col = tok.start[0] - 1, tok.start[1]
+            code = lines[row][:col].rstrip()
+            if code:
+                lines[row] = code + "\n"
+            else:
+                drop.add(row)
+    return "".join(line for i, line in enumerate(lines) if i not in drop)
+
+
+def _returns(text: str) -> str:
+    """A stub function's docstring: what to return, wrapped to the file's width, never inside a
+    shape: ``dy (B, T, d_model)`` stays on one line."""
+    keep = re.sub(r"(\w+ )?\([\w.,* ]{1,40}\)", lambda m: m.group(0).replace(" ", "\0"), text)
+    body = textwrap.fill(keep, 96, initial_indent='    """', subsequent_indent="    ", break_on_hyphens=False)
+    body = body.replace("\0", " ")
+    return body + ('"""' if len(body.splitlines()) == 1 else '\n    """')
 
 
 def _caches(module) -> list:
@@ -35,7 +77,9 @@ def _caches(module) -> list:
 
 
 def template(exercise_id: str, folder: str = DEFAULT_DIR) -> str:
-    """The text of a new exercise file: the signatures, the forward, the cache, a body that raises."""
+    """The text of a new exercise file: the signatures, the forward, the cache's fields and shapes,
+    what to return, and a body that raises. Never the backward: not its code, not an equation of it
+    (the reference's docstring is not copied; ``Exercise.returns`` says what to return)."""
     from npformer.exercise import variants
     if exercise_id in variants.VARIANTS:
         return _variant_template(exercise_id, folder)
@@ -60,19 +104,17 @@ def template(exercise_id: str, folder: str = DEFAULT_DIR) -> str:
     if ex.kind == "backward":
         lines += ["# The forward you differentiate (npformer's own):", "#"]
         for fwd in dict.fromkeys(f for f in forwards if f is not None):
-            lines += [_comment(inspect.getsource(fwd)), "#"]
+            lines += [_comment(shown_source(fwd)), "#"]
         for cls in _caches(module):
-            lines += ["# The cache your backward receives:", _comment(inspect.getsource(cls)), "#"]
+            lines += ["# The cache your backward receives:", _comment(shown_source(cls)), "#"]
     else:
         lines += ["# What the table is used for: the model adds PE[pos] to every embedded position,",
                   "# x + PE, whose backward passes dy unchanged (npformer.ops.positional_backward).", "#"]
-    for name in ex.functions:
-        ref = refs[name]
-        sig = inspect.signature(ref)
+    for name, returns in zip(ex.functions, ex.returns):
+        sig = inspect.signature(refs[name])
         params = ", ".join(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}"
                            for p in sig.parameters.values())
-        doc = (inspect.getdoc(ref) or "").strip()
-        lines += ["", "", f"def {name}({params}):", textwrap.indent(f'"""{doc}"""', "    "),
+        lines += ["", "", f"def {name}({params}):", _returns(returns),
                   f'    raise NotImplementedError("write {name}")']
     return "\n".join(lines).replace("\n\n\n\n", "\n\n\n") + "\n"
 
@@ -85,8 +127,8 @@ def _variant_template(vid: str, folder: str) -> str:
         f"Write {name}(dy, cache). There is no stored answer: `npformer exercise check {vid} --dir {folder}`",
         "differentiates the forward below numerically and compares, entry by entry.", '"""',
         "import numpy as np  # noqa: F401", "", "# The forward (npformer.exercise.variants):", "#",
-        _comment(inspect.getsource(fwd)), "#", "# Its cache:", _comment(inspect.getsource(cache)), "", "",
-        f"def {name}(dy, cache):", f'    """{returns}"""', f'    raise NotImplementedError("write {name}")', ""])
+        _comment(shown_source(fwd)), "#", "# Its cache:", _comment(shown_source(cache)), "", "",
+        f"def {name}(dy, cache):", _returns(returns), f'    raise NotImplementedError("write {name}")', ""])
 
 
 def start(exercise_id: str, folder: str = DEFAULT_DIR, force: bool = False, staged: bool = False) -> str:

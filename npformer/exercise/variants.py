@@ -108,13 +108,20 @@ def _ignore_index_cases(rng, be):
                  context=dict(n_valid=valid, n_all=targets.size, regions=regions))]
 
 
+# id -> (forward, the function to write, what its stub says to return, cases, cache class)
 VARIANTS = {
-    "rmsnorm": (rmsnorm_forward, "rmsnorm_backward", "Returns (dx, dgamma).", _rmsnorm_cases, RMSNormCache),
-    "gelu": (gelu_forward, "gelu_backward", "Returns dx.", _gelu_cases, GeluCache),
-    "softmax_temperature": (softmax_temperature_forward, "softmax_temperature_backward", "Returns dz.",
-                            _softmax_temperature_cases, SoftmaxTemperatureCache),
+    "rmsnorm": (rmsnorm_forward, "rmsnorm_backward",
+                "Return (dx, dgamma): dx (..., d) like x, dgamma (d,) like gamma. dy (..., d) is the gradient "
+                "of y.", _rmsnorm_cases, RMSNormCache),
+    "gelu": (gelu_forward, "gelu_backward",
+             "Return dx, with x's shape. dy is the gradient of y, with x's shape too.", _gelu_cases, GeluCache),
+    "softmax_temperature": (softmax_temperature_forward, "softmax_temperature_backward",
+                            "Return dz (..., n), with z's shape; tau gets no gradient. dy (..., n) is the "
+                            "gradient of p.", _softmax_temperature_cases, SoftmaxTemperatureCache),
     "cross_entropy_ignore_index": (cross_entropy_ignore_index_forward, "cross_entropy_ignore_index_backward",
-                                   "Returns dlogits.", _ignore_index_cases, IgnoreIndexCache),
+                                   "Return dlogits (..., V), with the logits' shape; the targets get no "
+                                   "gradient. dy is the gradient of the loss: a number or a 0-d array.",
+                                   _ignore_index_cases, IgnoreIndexCache),
 }
 
 
@@ -133,22 +140,35 @@ def check_variant(vid, functions, backend=None, seed=None):
     return report
 
 
+# id -> three hints, as for the exercises (catalog.py): the concept, the structure (which paths,
+# which shapes, which sums, never the final formula), what to read.
 HINTS = {
     "rmsnorm": ("RMSNorm is LayerNorm without the mean: x reaches y directly and through the one statistic "
                 "mean(x^2); gamma scales what reaches x * rrms.",
-                "dgamma sums dy * x * rrms over positions. For dx, the statistic's path subtracts a per-row "
-                "term proportional to x: d rrms / d x_j = -rrms^3 x_j / d.",
+                "dgamma sums over every position (gamma is shared by all); dx has x's shape. For dx, two paths: "
+                "the direct one, where the row's rrms scales x, and the one through rrms, which every entry of "
+                "the row moves; it adds a per-row term proportional to x. Find first how rrms changes with "
+                "one x_j (the chain rule through the mean of x^2).",
                 "Read docs/derivations.md §3.5 (LayerNorm): the same derivation with mu = 0."),
-    "gelu": ("GELU is elementwise: dx = dy * GELU'(x), with GELU(x) = 0.5 x (1 + t) and t the tanh term.",
-             "GELU'(x) = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2); the cache holds t.",
+    "gelu": ("GELU is elementwise: each output entry depends on its own input entry only, so dx is dy times the "
+             "derivative of GELU at x, entry by entry. GELU(x) is 0.5 x (1 + t), with t the tanh term.",
+             "Differentiate 0.5 x (1 + t) by the product rule: one term with t held fixed, one through t. t is "
+             "the tanh of a cubic in x, sqrt(2/pi) (x + 0.044715 x^3): the chain rule goes through the tanh, "
+             "then the cubic. The derivative of tanh can be written with tanh itself, so the cached t is all "
+             "you need.",
              "Read docs/derivations.md §3.6 (ReLU): the same pattern, a smooth gate."),
     "softmax_temperature": ("z / tau, then a softmax: the chain rule gives softmax's backward, then one more "
                             "factor.",
-                            "dz = (1/tau) * p * (dp - sum(dp * p)) over the last axis.",
+                            "Two steps, last first: the softmax's backward from dy to the scaled logits z / tau "
+                            "(one sum over the last axis per row, as in the softmax exercise; the cache holds "
+                            "p), then the division by tau, a constant, which scales what passes through it. "
+                            "dz has z's shape.",
                             "Read docs/derivations.md §3.2 (Softmax)."),
-    "cross_entropy_ignore_index": ("The mean of -log p_target over the targets that count: p - onehot per "
-                                   "counted position, divided by how many count.",
+    "cross_entropy_ignore_index": ("The mean, over the targets that count, of -log p_target, with log p the "
+                                   "logits minus their logsumexp: differentiate one counted position's term "
+                                   "with respect to its logits first. The logsumexp's derivative is the "
+                                   "softmax.",
                                    "Ignored positions get zero gradient; the divisor is cache.n, not every "
-                                   "position; multiply by dloss.",
+                                   "position; dy, the loss's gradient (a number), scales everything.",
                                    "Read docs/derivations.md §6 (Softmax and the loss), with eps = 0."),
 }
