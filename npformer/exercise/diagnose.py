@@ -127,10 +127,15 @@ def _where(E, scale, axes_names) -> str:
     return where + ("; " + "; ".join(parts) if parts else "")
 
 
+AXES = {1: ("feature",), 2: ("row", "column"), 3: ("batch row b", "position t", "feature"),
+        4: ("batch row b", "head", "query position", "last axis")}   # the axes' names where a case gives none
+
+
 def diagnose(grad: str, case: str, G, N, ctx: dict, axes: tuple = (), floor: float = 0.0) -> Finding | None:
     """The finding for one gradient, or None when it is right (relative error <= TOL_PASS)."""
     G = np.asarray(G, dtype=np.float64) if G.dtype.kind == "f" else np.asarray(G)
     N = np.asarray(N, dtype=np.float64)
+    axes = axes or AXES.get(N.ndim, ())
     if G.shape != N.shape:
         if G.ndim >= 2 and G.shape == N.shape[:-2] + N.shape[-2:][::-1]:
             return transpose_finding(grad, case, ctx, "its shape",

@@ -37,7 +37,7 @@ from npformer.exercise import guard, staged
 from npformer.exercise.catalog import EXERCISES, get
 from npformer.exercise.diagnose import Finding, diagnose, rel_error, summary
 from npformer.exercise.verdict import closest_per_entry, same, settle, verdict
-from npformer.verify.gradcheck import _differentiable, _flatten_grads, numerical_gradient
+from npformer.verify.gradcheck import ContractError, differentiable, flatten_grads, numerical_gradient
 
 FLOAT64_WHY = ("finite differences need float64: the central difference's error is about h^2 (truncation) plus "
                "eps/h (rounding), which is ~1e-10 in float64 at h = 1e-6 but ~1e-3 in float32 (eps = 1.2e-7), "
@@ -237,7 +237,16 @@ def _arrays(obj, path="cache"):
 
 
 def _grad_names(inputs: dict) -> list:
-    return ["d" + n.split(".", 1)[1] if "." in n else "d" + n for n in _differentiable(inputs)]
+    return ["d" + n.split(".", 1)[1] if "." in n else "d" + n for n in differentiable(inputs)]
+
+
+def _broadcast_hint(e: Exception) -> str:
+    """Shapes that do not broadcast or multiply, in a learner's backward, are nearly always a sum or
+    a mean without keepdims=True, or a product's operands in the wrong order."""
+    if isinstance(e, ValueError) and ("broadcast" in str(e) or "matmul" in str(e) or "aligned" in str(e)):
+        return (" (shapes that do not fit: a sum or a mean without keepdims=True, or a product's operands "
+                "in the wrong order or one of them transposed; print each operand's shape)")
+    return ""
 
 
 def run_case(case, fns, be, seed, report, stage, library, all_refs) -> bool:
@@ -249,7 +258,7 @@ def run_case(case, fns, be, seed, report, stage, library, all_refs) -> bool:
     dy = be.asarray(rng.standard_normal(np.shape(y)) + 0.5, dtype=y.dtype)  # never all ones, never symmetric
     dy_before = to_host(dy).copy()
     cache_before = [(p, to_host(a).copy()) for p, a in _arrays(cache)]
-    diff = _differentiable(inputs)
+    diff = differentiable(inputs)
     names = list(diff)
     gnames = _grad_names(inputs)
     label = case.name
@@ -272,14 +281,11 @@ def run_case(case, fns, be, seed, report, stage, library, all_refs) -> bool:
     except guard.ReferenceCalled as e:
         finding("backward", "a call", str(e), "reference")
         return False
-    except ValueError as e:
-        if "gradient(s) but forward has" in str(e) or "must be a dict" in str(e):
-            finding("backward", "its return value", f"{e}; in order: {', '.join(gnames)}", "count")
-            return False
-        finding("backward", "a call", f"raised {type(e).__name__}: {e}", "exception")
+    except ContractError as e:
+        finding("backward", "its return value", f"{e}; in order: {', '.join(gnames)}", "count")
         return False
     except Exception as e:  # noqa: BLE001 -- any error of the learner's code is a finding, not a crash
-        finding("backward", "a call", f"raised {type(e).__name__}: {e}", "exception")
+        finding("backward", "a call", f"raised {type(e).__name__}: {e}{_broadcast_hint(e)}", "exception")
         return False
     if not np.array_equal(to_host(dy), dy_before):
         finding("dy", "the upstream gradient", "was changed in place: the caller may still need dy (a residual "
@@ -329,7 +335,7 @@ def run_case(case, fns, be, seed, report, stage, library, all_refs) -> bool:
         ctx["operands"] = {k: [(right, wrong, to_host(v)) for right, wrong, v in lst]
                            for k, lst in case.operands(cache, host_dy).items()}
     n_before = start
-    numeric = {n: numerical_gradient(case.forward, inputs, n, host_dy, case.h, case.max_entries, seed)
+    numeric = {n: numerical_gradient(case.forward, inputs, n, host_dy, case.h, case.entries(n), seed)
                for n in names}
     floor = 0.01 * max((max(float(np.abs(to_host(grads[g])).max(initial=0.0)), float(np.abs(v).max(initial=0.0)))
                         for g, (_, v) in zip(gnames, numeric.values())), default=0.0)
@@ -341,13 +347,13 @@ def run_case(case, fns, be, seed, report, stage, library, all_refs) -> bool:
             idx, num = numeric[n]
             if G.size >= idx.size and G.shape == diff[n].shape:  # the kink retry: h, h/10 and h/100
                 num = closest_per_entry(G.reshape(-1)[idx], [num] + [
-                    numerical_gradient(case.forward, inputs, n, host_dy, h, case.max_entries, seed)[1]
+                    numerical_gradient(case.forward, inputs, n, host_dy, h, case.entries(n), seed)[1]
                     for h in (case.h / 10, case.h / 100)])
                 err, f = _compare(case, inputs, n, g, G, (idx, num), ctx, where, floor)
 
         def err_at_step(h, n=n, g=g, G=G):
             return _compare(case, inputs, n, g, G, numerical_gradient(case.forward, inputs, n, host_dy, h,
-                                                                      case.max_entries, seed), ctx, "", floor)[0]
+                                                                      case.entries(n), seed), ctx, "", floor)[0]
         err, f, note = settle(err, f, err_at_step, case.h)
         if note:
             report.notes.append(f"{g} [{label}]: {note}")
@@ -377,8 +383,8 @@ def _case_grads(case, fns, dy, cache) -> dict:
     """The case's backward call on these functions, as {"dX": gradient} in the forward's input order."""
     raw = case.call(fns, dy, cache)
     raw = case.adapt(raw) if case.adapt else raw
-    flat = _flatten_grads(raw, case.inputs)
-    return {g: flat[n] for g, n in zip(_grad_names(case.inputs), _differentiable(case.inputs))}
+    flat = flatten_grads(raw, case.inputs)
+    return {g: flat[n] for g, n in zip(_grad_names(case.inputs), differentiable(case.inputs))}
 
 
 def _known_mistake(case, library, all_refs, dy, cache, grads: dict, to_host):
@@ -395,8 +401,8 @@ def _known_mistake(case, library, all_refs, dy, cache, grads: dict, to_host):
 
 def _compare(case, inputs, n, g, G, numeric, ctx, label, floor):
     idx, num = numeric
-    arr = _differentiable(inputs)[n]
-    if case.max_entries is not None and idx.size < arr.size:
+    arr = differentiable(inputs)[n]
+    if idx.size < arr.size:
         if G.shape != arr.shape:
             return float("inf"), diagnose(g, label, G, np.zeros(arr.shape), ctx)
         Gs = G.reshape(-1)[idx]
@@ -405,12 +411,7 @@ def _compare(case, inputs, n, g, G, numeric, ctx, label, floor):
                                                    floor=floor)
     N = num.reshape(arr.shape)
     return (rel_error(G, N, floor) if G.shape == N.shape else float("inf")), \
-        diagnose(g, label, G, N, ctx, case.axes or _axes(N.ndim), floor)
-
-
-def _axes(ndim):
-    return {1: ("feature",), 2: ("row", "column"), 3: ("batch row b", "position t", "feature"),
-            4: ("batch row b", "head", "query position", "last axis")}.get(ndim, ())
+        diagnose(g, label, G, N, ctx, case.axes, floor)
 
 
 def _verbatim(fns: dict, refs: dict) -> bool:

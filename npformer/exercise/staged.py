@@ -193,9 +193,16 @@ def _context(exercise_id: str, node: str, f: dict) -> dict:
                                         "or wrong"}
         return ctx
     if exercise_id == "cross_entropy":
-        return {"n_valid": int(f["valid"].sum()), "n_all": int(f["valid"].size)}
+        pads = f["valid"] == 0
+        return {"n_valid": int(f["valid"].sum()), "n_all": int(f["valid"].size),
+                "regions": {"dnll": [("the pad targets", pads)], "dlogp": [("the pad targets", pads[..., None])],
+                            "dz": [("the pad targets", pads[..., None])]},
+                "weights": {"dz": [("p", np.exp(f["logp"]))]},
+                "weight_hints": {"p": "the softmax's part of log-softmax's backward, -p * sum(g) over the row, "
+                                      "is missing or wrong"}}
     if exercise_id == "layernorm":
-        return {"n_mean": f["x"].shape[-1]}
+        return {"n_mean": f["x"].shape[-1], "weights": {"dxc": [("xc", f["xc"])], "dx": [("xhat", f["xhat"])]},
+                "weight_hints": {"xc": "the path through the variance (var = mean(xc * xc)) is missing or wrong"}}
     return {}
 
 

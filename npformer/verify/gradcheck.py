@@ -68,7 +68,7 @@ def _is_float_array(a) -> bool:
             and a.dtype.kind == "f")
 
 
-def _differentiable(inputs: dict, constants=()) -> dict:
+def differentiable(inputs: dict, constants=()) -> dict:
     """name -> array for every floating-point input not in ``constants``; dict
     inputs are flattened to 'name.key'."""
     out = {}
@@ -84,20 +84,26 @@ def _differentiable(inputs: dict, constants=()) -> dict:
     return out
 
 
-def _flatten_grads(grads, inputs: dict, constants=()) -> dict:
-    """Align ``backward``'s return value with the differentiable inputs' names."""
+class ContractError(ValueError):
+    """A backward's return value does not match its forward's inputs: another number of gradients,
+    or a plain array where a dict of parameters' gradients belongs."""
+
+
+def flatten_grads(grads, inputs: dict, constants=()) -> dict:
+    """Align ``backward``'s return value with the differentiable inputs' names (``ContractError``
+    when it cannot be aligned)."""
     if not isinstance(grads, (tuple, list)):
         grads = (grads,)
     names = [n for n, v in inputs.items() if n not in constants and (
              (isinstance(v, dict) and any(_is_float_array(a) for a in v.values())) or _is_float_array(v))]
     if len(grads) != len(names):
-        raise ValueError(f"backward returned {len(grads)} gradient(s) but forward has {len(names)} "
+        raise ContractError(f"backward returned {len(grads)} gradient(s) but forward has {len(names)} "
                          f"differentiable input(s): {names}")
     out = {}
     for name, g in zip(names, grads):
         if isinstance(inputs[name], dict):
             if not isinstance(g, dict):
-                raise ValueError(f"gradient for dict input {name!r} must be a dict, got {type(g).__name__}")
+                raise ContractError(f"gradient for dict input {name!r} must be a dict, got {type(g).__name__}")
             for key, a in inputs[name].items():
                 if _is_float_array(a):
                     out[f"{name}.{key}"] = g.get(key)
@@ -133,7 +139,7 @@ def numerical_gradient(forward: Callable, inputs: dict, name: str, dy, h: float 
     random sample of ``max_entries``) and the numerical derivative at each.
     The input array is perturbed in place and restored exactly.
     """
-    arr = _differentiable(inputs, constants)[name]
+    arr = differentiable(inputs, constants)[name]
     size = arr.size
     idx = np.arange(size)
     if max_entries is not None and size > max_entries:
@@ -161,7 +167,7 @@ def check_gradients(forward: Callable, backward: Callable, inputs: dict, name: s
     ``max_entries`` samples that many entries per tensor (for big tensors).
     ``constants`` names float inputs that are not differentiated (a fixed table).
     """
-    diff = _differentiable(inputs, constants)
+    diff = differentiable(inputs, constants)
     for n, a in diff.items():
         if a.dtype.itemsize < 8:
             raise TypeError(f"gradcheck: input {n!r} is {a.dtype}; finite differences need float64")
@@ -169,9 +175,9 @@ def check_gradients(forward: Callable, backward: Callable, inputs: dict, name: s
     y, cache = forward(**inputs)
     dy = be.asarray(np.random.default_rng(seed).standard_normal(y.shape), dtype=y.dtype)
     problems = []
-    grads = _flatten_grads(backward(dy, cache), inputs, constants)
-    grads2 = _flatten_grads(backward(dy, cache), inputs, constants)
-    zero = _flatten_grads(backward(dy * 0, cache), inputs, constants)
+    grads = flatten_grads(backward(dy, cache), inputs, constants)
+    grads2 = flatten_grads(backward(dy, cache), inputs, constants)
+    zero = flatten_grads(backward(dy * 0, cache), inputs, constants)
     pairs = {}
     for n, a in diff.items():
         g = grads[n]
@@ -203,12 +209,12 @@ def check_directional(forward: Callable, backward: Callable, inputs: dict, name:
     Draws dy and a unit direction v over all differentiable inputs, then compares
     sum_k <grad_k, v_k> with (L(x + h v) - L(x - h v)) / (2 h).
     """
-    diff = _differentiable(inputs, constants)
+    diff = differentiable(inputs, constants)
     be = backend_of(*diff.values())
     rng = np.random.default_rng(seed)
     y, cache = forward(**inputs)
     dy = be.asarray(rng.standard_normal(y.shape), dtype=y.dtype)
-    grads = _flatten_grads(backward(dy, cache), inputs, constants)
+    grads = flatten_grads(backward(dy, cache), inputs, constants)
     v = {n: rng.standard_normal(a.shape) for n, a in diff.items()}
     norm = np.sqrt(sum(float((d * d).sum()) for d in v.values()))
     v = {n: be.asarray(d / norm, dtype=diff[n].dtype) for n, d in v.items()}

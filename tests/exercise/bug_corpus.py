@@ -945,7 +945,7 @@ def _case_gradients(bug_id: str, seed: int, label: str):
     from npformer.backend import get_backend
     from npformer.exercise import grader, variants
     from npformer.exercise.catalog import EXERCISES
-    from npformer.verify.gradcheck import _differentiable, numerical_gradient
+    from npformer.verify.gradcheck import differentiable, numerical_gradient
     bug, be = BY_ID[bug_id], get_backend("numpy")
     rng = np.random.default_rng(seed)
     if bug.exercise in variants.VARIANTS:
@@ -965,8 +965,8 @@ def _case_gradients(bug_id: str, seed: int, label: str):
         N = {k: np.asarray(v) for k, v in grader._case_grads(case, grader.Fns({}, refs), dy, cache).items()}
     else:
         N = {}
-        for g, n in zip(grader._grad_names(case.inputs), _differentiable(case.inputs)):
-            arr = _differentiable(case.inputs)[n]
+        for g, n in zip(grader._grad_names(case.inputs), differentiable(case.inputs)):
+            arr = differentiable(case.inputs)[n]
             N[g] = numerical_gradient(case.forward, case.inputs, n, dy, case.h, None, seed)[1].reshape(arr.shape)
     largest = [float(np.abs(a).max(initial=0.0)) for a in (*G.values(), *N.values())
                if np.shape(a) and np.isfinite(a).all()]

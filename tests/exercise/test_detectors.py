@@ -162,7 +162,10 @@ def test_an_error_constant_along_an_axis_names_the_last_such_axis():
     f = find(N + np.array([[1.0], [2.0]]))
     assert f.tag == "axis:column" and f.where == "every entry, the same error along column"
     assert find(N + np.array([[1.0, 2.0, 3.0]])).tag == "axis:row"
-    assert find(N + np.array([[1.0, 2.0, 3.0]]), axes=()).tag == "axis:axis 0"
+    assert find(N + np.array([[1.0, 2.0, 3.0]]), axes=()).tag == "axis:row"   # the default names of 2-D
+    five = np.arange(1.0, 33.0).reshape(2, 2, 2, 2, 2)
+    assert D.diagnose("dx", "c", five + np.arange(2.0).reshape(2, 1, 1, 1, 1), five, {}).tag == "axis:axis 4"
+    assert D.diagnose("dx", "c", five + np.arange(2.0), five, {}).tag == "axis:axis 3"
     one = np.array([[1.0, 2.0, 3.0]])
     assert D.diagnose("dx", "c", one + np.array([[0.0, 1.0, 2.0]]), one, {}, ("row", "column")).tag == "other"
 

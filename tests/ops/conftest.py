@@ -17,7 +17,7 @@ def _is_float(a):
     return hasattr(a, "dtype") and hasattr(a, "shape") and a.dtype.kind == "f"
 
 
-def _differentiable(inputs, constants):
+def differentiable(inputs, constants):
     """[(name, value)] for the float arrays and dicts of float arrays, in order."""
     out = []
     for name, v in inputs.items():
@@ -51,7 +51,7 @@ def _snapshot(be, inputs):
 
 def check_op_contract(be, forward, backward, inputs, constants=(), seed=0):
     """Assert the op contract; returns ``(y, grads)``, grads a dict label -> gradient."""
-    diff = _differentiable(inputs, constants)
+    diff = differentiable(inputs, constants)
     dtypes = {str(a.dtype) for _, v in diff for a in (v.values() if isinstance(v, dict) else [v]) if _is_float(a)}
     assert len(dtypes) == 1, f"test bug: differentiable inputs mix dtypes {dtypes}"
     dtype = dtypes.pop()
