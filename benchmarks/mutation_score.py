@@ -66,7 +66,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 MAPPING = HERE / "mutation_tests.json"
 EQUIVALENTS = HERE / "mutation_equivalents.json"
-COPIED = ("npformer", "tests", "setup.cfg", "pyproject.toml")
+COPIED = ("npformer", "tests", "benchmarks", "setup.cfg", "pyproject.toml")  # the grader corpus loads from benchmarks/
 
 
 class UsageError(Exception):
