@@ -14,7 +14,10 @@ Layout of the archive (all entries are plain arrays, so no pickle is needed):
 Safety. Loading always uses ``np.load(..., allow_pickle=False)``: an archive
 whose entries need pickle (object arrays) is refused, because unpickling runs
 arbitrary code. A missing, truncated or corrupted file, or one that does not
-match its own config, raises ``ValueError`` naming the path and the problem.
+match its own config (or the expected one), raises ``npformer.errors.UserError``
+naming the path and the problem: a checkpoint is the user's file, and the
+``npformer`` command reports it in one line. A failed write raises ``OSError``
+whose ``filename`` is the checkpoint's path, not its temporary file's.
 
 Atomic writes. The archive is written to a temporary file in the target
 directory, flushed and fsync'ed, and then renamed over the target with
@@ -35,6 +38,7 @@ from typing import NamedTuple
 import numpy as np
 
 from npformer.backend import backend_of, validate_dtype, get_backend
+from npformer.errors import UserError
 from npformer.model.config import TransformerConfig
 from npformer.model.params import param_shapes
 
@@ -72,8 +76,18 @@ def save(path, params: dict, config: TransformerConfig, *, optimizer: dict | Non
             "optimizer": opt_meta, "rng_state": rng_state, "history": list(history),
             "tokenizer": tokenizer, "extra": dict(extra or {})}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    _atomic_savez(os.fspath(path), arrays)
-    return os.fspath(path)
+    path = os.fspath(path)
+    try:
+        _atomic_savez(path, arrays)
+    except OSError as e:  # a full disk, a directory not writable: name the checkpoint, not its temporary file
+        raise _naming(e, path, "cannot write the checkpoint") from e
+    return path
+
+
+def _naming(e: OSError, path: str, what: str) -> OSError:
+    """``e`` again (the same errno, so the same subclass), with ``path`` as its file
+    name and ``what`` before its reason."""
+    return OSError(e.errno, f"{what} ({e.strerror or e})", path)
 
 
 def _atomic_savez(path: str, arrays: dict) -> None:
@@ -107,7 +121,15 @@ def _atomic_savez(path: str, arrays: dict) -> None:
 def link_or_copy(source: str, target: str) -> str:
     """Make ``target`` a second name of the checkpoint ``source``, atomically: a hard
     link (no second write) where the file system has them, else a copy. Either
-    way ``target`` is replaced in one rename, and it survives ``source``'s removal."""
+    way ``target`` is replaced in one rename, and it survives ``source``'s removal.
+    A failure raises ``OSError`` naming ``target``."""
+    try:
+        return _link_or_copy(source, target)
+    except OSError as e:
+        raise _naming(e, target, f"cannot write {os.path.basename(target)} from {source}") from e
+
+
+def _link_or_copy(source: str, target: str) -> str:
     directory = os.path.dirname(os.path.abspath(target))
     _remove_stale_temporaries(directory, os.path.basename(target))
     tmp = os.path.join(directory, f".{os.path.basename(target)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
@@ -156,18 +178,18 @@ def read_arrays(path) -> dict:
     """Every entry of the archive at ``path`` as a NumPy array, without pickle."""
     path = os.fspath(path)
     if os.path.isdir(path):
-        raise ValueError(f"checkpoint {path}: is a directory, expected an .npz file")
+        raise UserError(f"checkpoint {path}: is a directory, expected an .npz file")
     if not os.path.isfile(path):
-        raise ValueError(f"checkpoint {path}: no such file")
+        raise UserError(f"checkpoint {path}: no such file")
     try:
         archive = np.load(path, allow_pickle=False)
     except ValueError:  # NumPy falls back to pickle for anything it does not recognise
-        raise ValueError(f"checkpoint {path}: not an .npz archive; reading it would need pickle, "
-                         "which is refused (allow_pickle=False)") from None
+        raise UserError(f"checkpoint {path}: not an .npz archive; reading it would need pickle, "
+                        "which is refused (allow_pickle=False)") from None
     except (OSError, EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(f"checkpoint {path}: unreadable, truncated or corrupted ({e})") from None
+        raise UserError(f"checkpoint {path}: unreadable, truncated or corrupted ({e})") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"checkpoint {path}: a single .npy array, expected an .npz archive")
+        raise UserError(f"checkpoint {path}: a single .npy array, expected an .npz archive")
     arrays = {}
     with archive:
         for name in archive.files:
@@ -175,12 +197,12 @@ def read_arrays(path) -> dict:
                 arrays[name] = archive[name]
             except ValueError as e:
                 if "allow_pickle" in str(e):
-                    raise ValueError(f"checkpoint {path}: entry {name!r} holds Python objects, which "
-                                     "need pickle; refused (allow_pickle=False)") from None
-                raise ValueError(f"checkpoint {path}: entry {name!r} is corrupted ({e})") from None
+                    raise UserError(f"checkpoint {path}: entry {name!r} holds Python objects, which "
+                                    "need pickle; refused (allow_pickle=False)") from None
+                raise UserError(f"checkpoint {path}: entry {name!r} is corrupted ({e})") from None
             except (OSError, EOFError, zipfile.BadZipFile) as e:
-                raise ValueError(f"checkpoint {path}: entry {name!r} is truncated or corrupted "
-                                 f"({e})") from None
+                raise UserError(f"checkpoint {path}: entry {name!r} is truncated or corrupted "
+                                f"({e})") from None
     return arrays
 
 
@@ -188,7 +210,7 @@ def load(path, backend=None, expected_config: TransformerConfig | None = None,
          expected_tokenizer: dict | None = None, dtype: str | None = None) -> Checkpoint:
     """Read and validate a checkpoint, moving its arrays to ``backend`` (default numpy).
 
-    ``expected_config`` / ``expected_tokenizer``: raise ``ValueError`` naming the
+    ``expected_config`` / ``expected_tokenizer``: raise ``UserError`` naming the
     differing fields when the checkpoint was made for another model or vocabulary.
     ``dtype``: cast parameters and moments (default: keep the stored dtype).
     """
@@ -200,14 +222,14 @@ def load(path, backend=None, expected_config: TransformerConfig | None = None,
     try:
         config = TransformerConfig.from_dict(meta["config"])
     except (TypeError, ValueError) as e:
-        raise ValueError(f"checkpoint {path}: invalid config ({e})") from None
+        raise UserError(f"checkpoint {path}: invalid config ({e})") from None
     if expected_config is not None:
         validate_same_config(expected_config, config, path)
     if expected_tokenizer is not None and meta["tokenizer"] != expected_tokenizer:
         theirs = meta["tokenizer"] or {}
         differ = sorted(k for k in set(expected_tokenizer) | set(theirs)
                         if expected_tokenizer.get(k) != theirs.get(k))
-        raise ValueError(f"checkpoint {path}: tokenizer differs from the expected one in {differ}")
+        raise UserError(f"checkpoint {path}: tokenizer differs from the expected one in {differ}")
 
     be = get_backend(backend)
     shapes = param_shapes(config)
@@ -223,24 +245,24 @@ def load(path, backend=None, expected_config: TransformerConfig | None = None,
 
 def _read_meta(path: str, arrays: dict) -> dict:
     if "meta" not in arrays:
-        raise ValueError(f"checkpoint {path}: no 'meta' entry; not an npformer checkpoint")
+        raise UserError(f"checkpoint {path}: no 'meta' entry; not an npformer checkpoint")
     raw = arrays["meta"]
     if raw.dtype != np.uint8 or raw.ndim != 1:
-        raise ValueError(f"checkpoint {path}: 'meta' must be a 1-D uint8 array, got {raw.dtype} {raw.shape}")
+        raise UserError(f"checkpoint {path}: 'meta' must be a 1-D uint8 array, got {raw.dtype} {raw.shape}")
     try:
         meta = json.loads(raw.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"checkpoint {path}: 'meta' is not valid UTF-8 JSON ({e})") from None
+        raise UserError(f"checkpoint {path}: 'meta' is not valid UTF-8 JSON ({e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"checkpoint {path}: not an npformer checkpoint (format "
-                         f"{meta.get('format') if isinstance(meta, dict) else None!r})")
+        raise UserError(f"checkpoint {path}: not an npformer checkpoint (format "
+                        f"{meta.get('format') if isinstance(meta, dict) else None!r})")
     if meta.get("version") != VERSION:
-        raise ValueError(f"checkpoint {path}: format version {meta.get('version')!r}, "
-                         f"this npformer reads version {VERSION}")
+        raise UserError(f"checkpoint {path}: format version {meta.get('version')!r}, "
+                        f"this npformer reads version {VERSION}")
     keys = ("config", "step", "optimizer", "rng_state", "history", "tokenizer", "extra")
     missing = [k for k in keys if k not in meta]
     if missing:
-        raise ValueError(f"checkpoint {path}: 'meta' lacks {missing}")
+        raise UserError(f"checkpoint {path}: 'meta' lacks {missing}")
     return meta
 
 
@@ -249,23 +271,23 @@ def _group(path, arrays, prefix, shapes, be, dtype) -> dict:
     found = {k[len(prefix):]: a for k, a in arrays.items() if k.startswith(prefix)}
     missing, unexpected = sorted(set(shapes) - set(found)), sorted(set(found) - set(shapes))
     if missing or unexpected:
-        raise ValueError(f"checkpoint {path}: entries {prefix}* do not match the config: "
-                         f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise UserError(f"checkpoint {path}: entries {prefix}* do not match the config: "
+                        f"missing {missing[:5]}, unexpected {unexpected[:5]}")
     out = {}
     for name, shape in shapes.items():
         a = found[name]
         if a.shape != tuple(shape):
-            raise ValueError(f"checkpoint {path}: {prefix}{name} has shape {a.shape}, "
-                             f"the config needs {tuple(shape)}")
+            raise UserError(f"checkpoint {path}: {prefix}{name} has shape {a.shape}, "
+                            f"the config needs {tuple(shape)}")
         if a.dtype.kind != "f":
-            raise ValueError(f"checkpoint {path}: {prefix}{name} has dtype {a.dtype}, expected floats")
+            raise UserError(f"checkpoint {path}: {prefix}{name} has dtype {a.dtype}, expected floats")
         out[name] = be.asarray(a, dtype=dtype or a.dtype)
     return out
 
 
 def validate_same_config(expected: TransformerConfig, found: TransformerConfig, path: str = "") -> None:
-    """Raise ``ValueError`` naming every field where the two configs differ."""
+    """Raise ``UserError`` naming every field where the two configs differ."""
     a, b = expected.to_dict(), found.to_dict()
     differ = [f"{k}: expected {a[k]!r}, checkpoint has {b[k]!r}" for k in a if a[k] != b[k]]
     if differ:
-        raise ValueError(f"checkpoint {path}: config differs: " + "; ".join(differ))
+        raise UserError(f"checkpoint {path}: config differs: " + "; ".join(differ))

@@ -12,11 +12,11 @@ stands in for it.
 """
 from __future__ import annotations
 
-from npformer.errors import UserError
 import math
 from dataclasses import dataclass
 
 from npformer import checkpoint
+from npformer.errors import UserError
 from npformer.data.batching import pad_sequences
 from npformer.data.bpe import BPETokenizer
 from npformer.data.pipeline import TranslationData, eval_batches
@@ -48,16 +48,20 @@ class Translator:
 
     @classmethod
     def from_checkpoint(cls, path, backend=None, dtype=None) -> "Translator":
+        """The model and vocabulary of a checkpoint that can translate text; one that
+        cannot (no tokenizer, an invalid one, one of another size) is the user's
+        file, so that is a ``UserError`` naming it, as for ``checkpoint.load``."""
         ckpt = checkpoint.load(path, backend=backend, dtype=dtype)
         if ckpt.tokenizer is None:
-            raise ValueError(f"checkpoint {path}: holds no tokenizer, so it cannot translate text")
+            raise UserError(f"checkpoint {path}: holds no tokenizer, so it cannot translate text; expected the "
+                            "checkpoint of a translation run (a synthetic task's has none)")
         try:
             tokenizer = BPETokenizer.from_dict(ckpt.tokenizer)
         except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"checkpoint {path}: invalid tokenizer ({e})") from None
+            raise UserError(f"checkpoint {path}: invalid tokenizer ({e})") from None
         if tokenizer.vocab_size != ckpt.config.vocab_size or tokenizer.vocab_size != ckpt.config.target_vocab:
-            raise ValueError(f"checkpoint {path}: its tokenizer has {tokenizer.vocab_size} tokens but the model's "
-                             f"vocabulary has {ckpt.config.vocab_size} (target {ckpt.config.target_vocab})")
+            raise UserError(f"checkpoint {path}: its tokenizer has {tokenizer.vocab_size} tokens but the model's "
+                            f"vocabulary has {ckpt.config.vocab_size} (target {ckpt.config.target_vocab})")
         return cls(ckpt.params, ckpt.config, tokenizer)
 
 

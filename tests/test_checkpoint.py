@@ -1,4 +1,6 @@
-"""Checkpoints: bit-exact round trip, atomic replace, refusing pickle and broken files."""
+"""Checkpoints: bit-exact round trip, atomic replace, refusing pickle and broken files
+(a UserError naming the file), a failed write named after the checkpoint."""
+import errno
 import os
 import pickle
 
@@ -7,6 +9,7 @@ import pytest
 
 from npformer import checkpoint
 from npformer.backend import backend_of
+from npformer.errors import UserError
 from npformer.model.config import preset
 from npformer.model.params import init_params
 from npformer.train.optim import Adam
@@ -68,8 +71,9 @@ def test_failed_replace_leaves_the_old_checkpoint(tmp_path, monkeypatch):
         raise OSError("simulated crash during rename")
 
     monkeypatch.setattr(checkpoint.os, "replace", crash)
-    with pytest.raises(OSError, match="simulated"):
+    with pytest.raises(OSError, match="simulated") as e:
         save_one(path, seed=1)
+    assert e.value.filename == str(path)  # the checkpoint, not its temporary file
     monkeypatch.undo()
     ck = checkpoint.load(path)
     for k in old:
@@ -95,10 +99,24 @@ def test_crash_while_writing_leaves_the_old_checkpoint(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["last.npz"]
 
 
+def test_a_full_disk_names_the_checkpoint(tmp_path, monkeypatch):
+    """A write error of the OS names no file; the save says which checkpoint it was writing,
+    so that the command can report it in one line (npformer/cli.py)."""
+    def full(f, **arrays):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(checkpoint.np, "savez", full)
+    with pytest.raises(OSError) as e:
+        save_one(tmp_path / "last.npz")
+    assert (e.value.errno, e.value.filename) == (errno.ENOSPC, str(tmp_path / "last.npz"))
+    assert "cannot write the checkpoint (No space left on device)" in str(e.value)
+    assert os.listdir(tmp_path) == []
+
+
 def test_object_arrays_are_refused(tmp_path):
     path = tmp_path / "evil.npz"
     np.savez(path, meta=np.array([{"format": "npformer-checkpoint"}], dtype=object))
-    with pytest.raises(ValueError, match="pickle") as e:
+    with pytest.raises(UserError, match="pickle") as e:
         checkpoint.load(path)
     assert str(path) in str(e.value)
 
@@ -106,7 +124,7 @@ def test_object_arrays_are_refused(tmp_path):
 def test_a_pickle_file_is_refused(tmp_path):
     path = tmp_path / "ck.npz"
     path.write_bytes(pickle.dumps({"params": np.zeros(3)}))
-    with pytest.raises(ValueError, match="pickle"):
+    with pytest.raises(UserError, match="pickle"):
         checkpoint.load(path)
 
 
@@ -115,11 +133,11 @@ def test_truncated_file_is_a_clear_error(tmp_path):
     save_one(path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match="truncated") as e:
+    with pytest.raises(UserError, match="truncated") as e:
         checkpoint.load(path)
     assert str(path) in str(e.value)
     path.write_bytes(b"")
-    with pytest.raises(ValueError, match=str(path)):
+    with pytest.raises(UserError, match=str(path)):
         checkpoint.load(path)
 
 
@@ -130,21 +148,21 @@ def test_corrupted_bytes_are_a_clear_error(tmp_path):
     i = data.index(b"param/embed.npy") + 200  # inside the embedding's values
     data[i:i + 16] = bytes(16)
     path.write_bytes(bytes(data))
-    with pytest.raises(ValueError, match="corrupted"):
+    with pytest.raises(UserError, match="corrupted"):
         checkpoint.load(path)
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(ValueError, match="no such file"):
+    with pytest.raises(UserError, match="no such file"):
         checkpoint.load(tmp_path / "nope.npz")
 
 
 def test_config_and_tokenizer_mismatch_name_the_fields(tmp_path):
     path = tmp_path / "ck.npz"
     save_one(path, tokenizer={"vocab_size": 12, "merges": []})
-    with pytest.raises(ValueError, match=r"vocab_size: expected 40, checkpoint has 12; d_ff: expected 64"):
+    with pytest.raises(UserError, match=r"vocab_size: expected 40, checkpoint has 12; d_ff: expected 64"):
         checkpoint.load(path, expected_config=CFG.replace(d_ff=64, vocab_size=40))
-    with pytest.raises(ValueError, match=r"tokenizer differs .*merges"):
+    with pytest.raises(UserError, match=r"tokenizer differs .*merges"):
         checkpoint.load(path, expected_tokenizer={"vocab_size": 12, "merges": [["a", "b"]]})
     checkpoint.load(path, expected_config=CFG, expected_tokenizer={"vocab_size": 12, "merges": []})
 
@@ -153,8 +171,8 @@ def test_params_that_do_not_fit_the_config_are_refused(tmp_path):
     path = tmp_path / "ck.npz"
     params = init_params(CFG.replace(d_ff=48), seed=0)
     checkpoint.save(path, params, CFG)  # a mislabelled checkpoint
-    with pytest.raises(ValueError, match=r"ffn.W_1 has shape \(16, 48\), the config needs \(16, 32\)"):
+    with pytest.raises(UserError, match=r"ffn.W_1 has shape \(16, 48\), the config needs \(16, 32\)"):
         checkpoint.load(path)
     np.savez(path, **{"param/embed": np.zeros((12, 16))})
-    with pytest.raises(ValueError, match="no 'meta' entry"):
+    with pytest.raises(UserError, match="no 'meta' entry"):
         checkpoint.load(path)

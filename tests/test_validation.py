@@ -1,6 +1,7 @@
 """Bad input to the Python API: a ValueError or TypeError that names the argument,
 what was given and what was expected; never a silent wrong answer or a bare
-NumPy broadcasting error. (Token-id checks of the model and the decoders are
+NumPy broadcasting error. A bad file (a checkpoint here) is the user's: a
+UserError that names it. (Token-id checks of the model and the decoders are
 in tests/decode/test_greedy.py::test_input_errors, config checks in
 tests/commands/test_train.py, checkpoint files in tests/test_checkpoint.py.)
 """
@@ -10,6 +11,7 @@ import pytest
 from npformer import checkpoint, ops
 from npformer.decode import greedy_decode
 from npformer.decode.incremental import encode
+from npformer.errors import UserError
 from npformer.model.config import TransformerConfig, preset
 from npformer.model.params import init_params
 from npformer.model.transformer import transformer_forward
@@ -195,7 +197,7 @@ def test_training_budget_and_schedule_are_checked():
 # --- checkpoints -------------------------------------------------------------------
 def test_checkpoint_load_refuses_a_directory_and_a_bad_dtype(tmp_path):
     (tmp_path / "ck.npz").mkdir()
-    with pytest.raises(ValueError, match="ck.npz: is a directory, expected an .npz file"):
+    with pytest.raises(UserError, match="ck.npz: is a directory, expected an .npz file"):
         checkpoint.load(tmp_path / "ck.npz")
     checkpoint.save(tmp_path / "ok.npz", init_params(CFG), CFG)
     with pytest.raises(ValueError, match="unknown dtype 'int32'"):
@@ -205,7 +207,7 @@ def test_checkpoint_load_refuses_a_directory_and_a_bad_dtype(tmp_path):
 def test_a_file_numpy_cannot_read_without_pickle_gets_no_advice_to_unpickle(tmp_path):
     path = tmp_path / "junk.npz"
     path.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(ValueError) as e:
+    with pytest.raises(UserError) as e:
         checkpoint.load(path)
     assert "not an .npz archive" in str(e.value) and "refused (allow_pickle=False)" in str(e.value)
     assert "unsafely" not in str(e.value) and "pickle.load" not in str(e.value)
@@ -216,10 +218,10 @@ def test_translator_refuses_a_tokenizer_of_another_vocabulary(tmp_path):
     tok = BPETokenizer.learn(["the cat sat on the mat"] * 3, num_merges=5)
     assert tok.vocab_size != CFG.vocab_size
     checkpoint.save(tmp_path / "ck.npz", init_params(CFG), CFG, tokenizer=tok.to_dict())
-    with pytest.raises(ValueError, match=f"its tokenizer has {tok.vocab_size} tokens but the model's "
-                                         "vocabulary has 12"):
+    with pytest.raises(UserError, match=f"its tokenizer has {tok.vocab_size} tokens but the model's "
+                                        "vocabulary has 12"):
         Translator.from_checkpoint(tmp_path / "ck.npz")
     broken = {**tok.to_dict(), "merges": "nope"}
     checkpoint.save(tmp_path / "broken.npz", init_params(CFG), CFG, tokenizer=broken)
-    with pytest.raises(ValueError, match="broken.npz: invalid tokenizer .*merges"):
+    with pytest.raises(UserError, match="broken.npz: invalid tokenizer .*merges"):
         Translator.from_checkpoint(tmp_path / "broken.npz")

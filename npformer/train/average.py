@@ -5,7 +5,7 @@ model obtained by averaging the last 5 checkpoints".
 
 Averaging only makes sense between points of one run, so every checkpoint
 must have the same config and the same tokenizer (vocabulary); anything else
-is refused before the sum. The sum runs in float64 and the result is cast
+is refused (``UserError``: they are the user's files) before the sum. The sum runs in float64 and the result is cast
 back to the first checkpoint's dtype. Adam's moments are not averaged: the
 result is for decoding, not for resuming.
 """
@@ -15,13 +15,14 @@ import numpy as np
 
 from npformer import checkpoint
 from npformer.checkpoint import Checkpoint
+from npformer.errors import UserError
 
 
 def average_checkpoints(paths) -> tuple[dict, Checkpoint]:
     """``(averaged parameters as NumPy arrays, the checkpoint of the latest step)``."""
     paths = list(paths)
     if len(paths) < 2:
-        raise ValueError(f"average: expected at least 2 checkpoints, got {len(paths)}")
+        raise UserError(f"average: expected at least 2 checkpoints, got {len(paths)}")
     first = checkpoint.load(paths[0])
     sums = {k: a.astype(np.float64) for k, a in first.params.items()}
     newest = first
@@ -29,12 +30,12 @@ def average_checkpoints(paths) -> tuple[dict, Checkpoint]:
         ck = checkpoint.load(path)
         try:
             checkpoint.validate_same_config(first.config, ck.config, path)
-        except ValueError as e:
-            raise ValueError(f"average: {e} (expected: as in {paths[0]}); only checkpoints of one run "
-                             "can be averaged") from None
+        except UserError as e:
+            raise UserError(f"average: {e} (expected: as in {paths[0]}); only checkpoints of one run "
+                            "can be averaged") from None
         if ck.tokenizer != first.tokenizer:
-            raise ValueError(f"average: {path} has another vocabulary (tokenizer) than {paths[0]}; "
-                             "only checkpoints of one run can be averaged")
+            raise UserError(f"average: {path} has another vocabulary (tokenizer) than {paths[0]}; "
+                            "only checkpoints of one run can be averaged")
         for k, a in ck.params.items():
             sums[k] += a
         newest = ck if ck.step > newest.step else newest

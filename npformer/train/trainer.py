@@ -139,7 +139,8 @@ def load_state(path, backend=None, workers=None, comm: Communicator | None = Non
     """``(TrainState, Checkpoint)`` from a checkpoint saved by ``save_state``."""
     ckpt = checkpoint.load(path, backend=backend)
     if ckpt.optimizer is None or ckpt.rng_state is None:
-        raise ValueError(f"checkpoint {ckpt.path}: has no optimizer or rng state; it cannot be resumed")
+        raise UserError(f"checkpoint {ckpt.path}: has no optimizer or rng state, so it cannot be resumed; "
+                        "expected a last.npz written by npformer train (not, say, npformer average's output)")
     be = get_backend(backend)
     params = trainable(ckpt.params)
     optimizer = Adam(params)

@@ -6,6 +6,7 @@ import pytest
 
 from npformer import checkpoint
 from npformer.cli import main
+from npformer.errors import UserError
 from npformer.model.config import preset
 from npformer.model.params import init_params
 from npformer.train.average import average_checkpoints
@@ -88,7 +89,7 @@ def test_average_refuses_other_configs_and_vocabularies(tmp_path, capsys):
 
 
 def test_average_checkpoints_needs_two():
-    with pytest.raises(ValueError, match="at least 2"):
+    with pytest.raises(UserError, match="at least 2"):
         average_checkpoints([])
 
 
