@@ -101,6 +101,7 @@ import unicodedata
 from collections import Counter, defaultdict
 from typing import Iterable, Sequence
 
+from npformer.errors import UserError
 from npformer.special_tokens import BOS, BOS_ID, EOS, EOS_ID, PAD, PAD_ID, SPECIAL_TOKENS, UNK, UNK_ID
 
 __all__ = [
@@ -512,13 +513,21 @@ class BPETokenizer:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "BPETokenizer":
-        """Read a file written by :meth:`save`."""
-        with open(path, encoding="utf-8") as f:
-            try:
+        """Read a file written by :meth:`save`. A file that is missing, unreadable
+        or not such a tokenizer raises ``UserError`` naming it (the reader of a
+        user's file; :meth:`from_dict` itself raises ``ValueError``)."""
+        expected = "expected a tokenizer written by BPETokenizer.save"
+        try:
+            with open(path, encoding="utf-8") as f:
                 d = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: not valid JSON ({e})") from None
-        return cls.from_dict(d)
+        except OSError as e:
+            raise UserError(f"{path}: cannot read the file ({e.strerror or e}); {expected}") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise UserError(f"{path}: not valid UTF-8 JSON ({e}); {expected}") from None
+        try:
+            return cls.from_dict(d)
+        except (KeyError, TypeError, ValueError) as e:
+            raise UserError(f"{path}: not a valid tokenizer ({e}); {expected}") from None
 
 
 # ---------------------------------------------------------------- helpers

@@ -8,7 +8,10 @@ and how ``tools/extract_sword.py`` rebuilds the file.
 A corpus file is UTF-8 text, plain or gzip-compressed (name ending ``.gz``),
 one pair per line: ``source<TAB>target``.  Blank lines are skipped; anything
 else that is not exactly two non-empty tab-separated fields is an error that
-names the file and the line.
+names the file and the line. A corpus is the user's file, so everything wrong
+with it is an ``npformer.errors.UserError`` (one line and exit code 2 from the
+``npformer`` command); ``split_corpus``'s checks of its arguments are
+``ValueError``.
 
 Splits are fixed by a seed: the same file, sizes and seed always give the same
 train/dev/test sets, each kept in corpus order.
@@ -23,6 +26,8 @@ import os
 import random
 import zlib
 from pathlib import Path
+
+from npformer.errors import UserError
 
 __all__ = ["DEFAULT_CORPUS", "HELDOUT_SHARE", "read_tsv", "split_corpus", "load_corpus"]
 
@@ -43,17 +48,16 @@ def read_tsv(path) -> list[Pair]:
     whitespace.  Blank lines are skipped.
 
     Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: the file is unreadable (a directory, no permission, a
-            broken gzip stream), a line is not valid UTF-8, or a line does not
-            hold exactly one tab with text on both sides; the message names
-            the file and the 1-based line number.
+        UserError: the file does not exist or is unreadable (a directory, no
+            permission, a broken gzip stream), a line is not valid UTF-8, or a
+            line does not hold exactly one tab with text on both sides; the
+            message names the file and the 1-based line number.
     """
     path = Path(os.fspath(path))
     if not path.exists():
-        raise FileNotFoundError(f"corpus file not found: {path}")
+        raise UserError(f"corpus file not found: {path}; expected a UTF-8 'source<TAB>target' text file")
     if path.is_dir():
-        raise ValueError(f"{path}: is a directory, expected a 'source<TAB>target' text file")
+        raise UserError(f"{path}: is a directory, expected a 'source<TAB>target' text file")
     gz = path.name.endswith(".gz")
     pairs: list[Pair] = []
     lineno = 0
@@ -63,9 +67,9 @@ def read_tsv(path) -> list[Pair]:
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as e:
-                    raise ValueError(f"{path} line {lineno}: not valid UTF-8 "
-                                     f"(byte {e.start + 1} of the line: "
-                                     f"{raw[e.start:e.start + 1]!r})") from None
+                    raise UserError(f"{path} line {lineno}: not valid UTF-8 "
+                                    f"(byte {e.start + 1} of the line: "
+                                    f"{raw[e.start:e.start + 1]!r})") from None
                 if lineno == 1 and line.startswith("\ufeff"):
                     line = line[1:]                  # byte-order mark
                 line = line.rstrip("\r\n")
@@ -73,22 +77,22 @@ def read_tsv(path) -> list[Pair]:
                     continue
                 fields = line.split("\t")
                 if len(fields) != 2:
-                    raise ValueError(
+                    raise UserError(
                         f"{path} line {lineno}: expected 'source<TAB>target' with exactly "
                         f"one tab, got {len(fields)} field{'s' if len(fields) != 1 else ''}")
                 src, tgt = fields[0].strip(), fields[1].strip()
                 if not src or not tgt:
                     side = "source" if not src else "target"
-                    raise ValueError(f"{path} line {lineno}: expected 'source<TAB>target' "
-                                     f"with text on both sides, the {side} is empty")
+                    raise UserError(f"{path} line {lineno}: expected 'source<TAB>target' "
+                                    f"with text on both sides, the {side} is empty")
                 pairs.append((src, tgt))
     except PermissionError as e:
-        raise ValueError(f"{path}: cannot read the file ({e.strerror})") from None
+        raise UserError(f"{path}: cannot read the file ({e.strerror})") from None
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:
         where = f" after line {lineno}" if lineno else ""
-        raise ValueError(f"{path}: not a readable gzip file{where} ({e})") from None
+        raise UserError(f"{path}: not a readable gzip file{where} ({e})") from None
     except IsADirectoryError:
-        raise ValueError(f"{path}: is a directory, expected a text file") from None
+        raise UserError(f"{path}: is a directory, expected a text file") from None
     return pairs
 
 
@@ -134,9 +138,14 @@ def load_corpus(path=None, n_dev: int = 500, n_test: int = 1000,
     asked for are kept.
 
     Returns ``{"train": [...], "dev": [...], "test": [...]}`` (see
-    :func:`split_corpus`).
+    :func:`split_corpus`). Raises ``UserError`` for a file :func:`read_tsv`
+    refuses or one too small to split (fewer than 3 pairs with the defaults).
     """
-    pairs = read_tsv(DEFAULT_CORPUS if path is None else path)
+    path = DEFAULT_CORPUS if path is None else path
+    pairs = read_tsv(path)
     cap = max(1, int(len(pairs) * HELDOUT_SHARE))
     n_dev, n_test = min(n_dev, cap), min(n_test, cap)
+    if n_dev >= 0 and n_test >= 0 and n_dev + n_test >= len(pairs):  # (negative sizes: split_corpus says so)
+        raise UserError(f"{path}: {len(pairs)} sentence pair(s); expected at least {n_dev + n_test + 1}, "
+                        f"to hold out {n_dev} for dev and {n_test} for test and train on the rest")
     return split_corpus(pairs, n_dev=n_dev, n_test=n_test, seed=seed)

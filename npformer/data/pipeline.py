@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from npformer.data.batching import Batch, filter_by_length, make_batches
 from npformer.data.bpe import BPETokenizer
 from npformer.data.corpus import load_corpus
+from npformer.errors import UserError
 
 
 @dataclass
@@ -48,8 +49,9 @@ def batch_schedule(src_ids, tgt_ids, max_tokens: int, seed: int = 0, max_len: in
     """A pure function ``step -> Batch`` (step counts from 1) cycling over shuffled epochs."""
     if max_len is not None:
         src_ids, tgt_ids, _ = filter_by_length(src_ids, tgt_ids, max_len)
-    if not src_ids:
-        raise ValueError(f"training data: no sentence pair is shorter than max_len={max_len}")
+    if not src_ids:  # the user's corpus and --max-len leave nothing to train on
+        raise UserError(f"training data: no sentence pair fits max_len={max_len} subword tokens (--max-len); "
+                        "expected some pair at most that long: give a larger --max-len")
     epochs: dict = {}
     n_batches = len(make_batches(src_ids, tgt_ids, max_tokens))
 

@@ -8,6 +8,7 @@ from hypothesis import given, settings, strategies as st
 from npformer.data.bpe import (
     BOS_ID, EOS_ID, MARKER, PAD_ID, UNK_ID, BPETokenizer, normalize, pretokenize,
 )
+from npformer.errors import UserError
 
 CORPUS = [
     "In the beginning God created the heaven and the earth.",
@@ -199,10 +200,18 @@ def test_merges_cannot_spell_reserved_tokens():
                                                ("<pa", "d"), ("<pad", ">")])
 
 
-def test_load_rejects_bad_json(tmp_path):
+def test_load_rejects_a_bad_file_naming_it(tok, tmp_path):
+    """A tokenizer file is the user's: whatever is wrong with it is a UserError naming it."""
     path = tmp_path / "bad.json"
     path.write_text("{not json", encoding="utf-8")
-    with pytest.raises(ValueError):
+    with pytest.raises(UserError, match=r"bad\.json: not valid UTF-8 JSON"):
+        BPETokenizer.load(path)
+    with pytest.raises(UserError, match=r"missing\.json: cannot read the file \(No such file or directory\)"):
+        BPETokenizer.load(tmp_path / "missing.json")
+    d = tok.to_dict()
+    del d["merges"]
+    path.write_text(json.dumps(d), encoding="utf-8")
+    with pytest.raises(UserError, match=r"bad\.json: not a valid tokenizer \(missing field 'merges'\)"):
         BPETokenizer.load(path)
 
 

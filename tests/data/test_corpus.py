@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from npformer.data.corpus import (DEFAULT_CORPUS, HELDOUT_SHARE, load_corpus, read_tsv,
                                   split_corpus)
+from npformer.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +95,7 @@ def test_malformed_line_names_file_and_line(tmp_path, bad_line, what):
     p = tmp_path / "corpus.tsv"
     lines = ["a\tb", "", "c\td", bad_line, "e\tf"]
     p.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(UserError) as err:
         read_tsv(p)
     msg = str(err.value)
     assert "corpus.tsv line 4:" in msg
@@ -106,7 +107,7 @@ def test_malformed_line_number_in_gzip(tmp_path):
     p = tmp_path / "corpus.tsv.gz"
     with gzip.open(p, "wt", encoding="utf-8") as f:
         f.write("a\tb\n" * 16 + "x\ty\tz\n")
-    with pytest.raises(ValueError,
+    with pytest.raises(UserError,
                        match=r"corpus\.tsv\.gz line 17: .*exactly one tab, got 3 fields"):
         read_tsv(p)
 
@@ -114,21 +115,21 @@ def test_malformed_line_number_in_gzip(tmp_path):
 def test_invalid_utf8_reports_line(tmp_path):
     p = tmp_path / "latin1.tsv"
     p.write_bytes("ok\tbien\n".encode() + "caf\u00e9\tcaf\u00e9\n".encode("latin-1"))
-    with pytest.raises(ValueError, match=r"latin1\.tsv line 2: not valid UTF-8"):
+    with pytest.raises(UserError, match=r"latin1\.tsv line 2: not valid UTF-8"):
         read_tsv(p)
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not found"):
+    with pytest.raises(UserError, match="corpus file not found: .*nope.tsv; expected a UTF-8"):
         read_tsv(tmp_path / "nope.tsv")
 
 
 def test_directory_and_broken_gzip(tmp_path):
-    with pytest.raises(ValueError, match="directory"):
+    with pytest.raises(UserError, match="directory"):
         read_tsv(tmp_path)
     p = tmp_path / "broken.tsv.gz"
     p.write_bytes(b"this is not gzip\tat all\n")
-    with pytest.raises(ValueError, match="gzip"):
+    with pytest.raises(UserError, match="gzip"):
         read_tsv(p)
 
 
@@ -191,6 +192,12 @@ def test_load_small_corpus_scales_dev_and_test(tmp_path):
     tiny.write_text("a\tb\nc\td\ne\tf\n", encoding="utf-8")
     s = load_corpus(tiny)
     assert (len(s["train"]), len(s["dev"]), len(s["test"])) == (1, 1, 1)
+    tiny.write_text("a\tb\nc\td\n", encoding="utf-8")  # nothing left to train on
+    with pytest.raises(UserError, match=r"tiny\.tsv: 2 sentence pair\(s\); expected at least 3"):
+        load_corpus(tiny)
+    tiny.write_text("\n\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"tiny\.tsv: 0 sentence pair\(s\); expected at least 3"):
+        load_corpus(tiny)
 
 
 def test_load_large_corpus_keeps_requested_sizes(tmp_path):
