@@ -9,13 +9,18 @@ are written as PNG files with the non-interactive Agg backend.
     plot_positional(d_model, max_len, path)       the PE matrix of §3.5
     plot_gradient_flow(flow, path)                per-layer gradient norms at init, post-LN beside pre-LN
     plot_runs({label: history}, path)             the training loss of several runs in one plot
+
+What the user can fix (a run with nothing to plot, an empty sentence, no
+matplotlib) is a ``UserError``; a figure that cannot be written raises
+``OSError`` naming its path.
 """
 from __future__ import annotations
 
-from npformer.errors import UserError
 import os
 
 import numpy as np
+
+from npformer.errors import UserError
 
 from npformer.data.batching import pad_sequences
 from npformer.decode import greedy_decode
@@ -28,8 +33,12 @@ from npformer.ops.positional import sinusoidal_table
 def _save(plt, fig, path: str) -> str:
     """Lay ``fig`` out, write it to ``path`` (PNG) and free it; returns ``path``."""
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=100)
+    except OSError as e:  # name the figure (a full disk's error names no file)
+        raise OSError(e.errno, f"cannot write the figure ({e.strerror or e})", path) from e
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -48,7 +57,8 @@ def plot_curves(history: list, path: str) -> str:
     train = [r for r in history if r.get("kind") == "train"]
     evals = [r for r in history if r.get("kind") == "eval" and "val_loss" in r]
     if not train:
-        raise ValueError("plot: the run's history has no training records")
+        raise UserError("plot: the run's history has no training records; expected the checkpoint of a run "
+                        "that trained at least one step")
     fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(11, 4))
     ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss")
     if evals:
@@ -78,7 +88,7 @@ def attention_maps(translator, sentence: str) -> dict:
     be = params_backend(params)
     src_ids = tok.encode(sentence)[:cfg.max_len]
     if not src_ids:
-        raise ValueError("plot: the sentence is empty")
+        raise UserError("plot: the sentence is empty; expected a source sentence to translate")
     src = be.asarray(pad_sequences([src_ids], cfg.pad_id))
     # the decoders' output-length rule, one short of the table: BOS joins the output below
     hyp = greedy_decode(params, cfg, src, max_len=output_length_rule([len(src_ids)], 1.0, EXTRA_OUTPUT_LENGTH,
@@ -164,11 +174,13 @@ def plot_gradient_flow(flow: dict, path: str, title: str = "") -> str:
 def plot_runs(histories: dict, path: str, title: str = "") -> str:
     """Training loss against step for several runs in one plot: {label: history}."""
     plt = _pyplot()
+    for label, history in histories.items():
+        if not any(r.get("kind") == "train" for r in history):
+            raise UserError(f"plot: run {label!r} has no training records; expected the checkpoint of a run "
+                            "that trained at least one step")
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, history in histories.items():
         train = [r for r in history if r.get("kind") == "train"]
-        if not train:
-            raise ValueError(f"plot: run {label!r} has no training records")
         ax.plot([r["step"] for r in train], [r["loss"] for r in train], label=label)
     ax.set_xlabel("step")
     ax.set_ylabel("training loss (label-smoothed cross-entropy)")

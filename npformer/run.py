@@ -21,6 +21,11 @@ continues exactly), ``evaluate(params, cfg)`` for held-out metrics, and the
 vocabulary. The synthetic tasks are one source, a corpus another; both plug
 into the same training loop.
 
+Every refusal of the user's settings, data, output directory or run to resume
+is a ``UserError`` raised here, before the first step; the checks that live
+below (a model config, a synthetic task, a schedule) are run on the settings by
+``check_settings`` first, their ValueError turned into a UserError.
+
 This sits above ``npformer.translation`` (a corpus run's dev BLEU decodes with
 it), below the commands.
 """
@@ -28,6 +33,8 @@ from __future__ import annotations
 
 import os
 from typing import Callable, NamedTuple
+
+from npformer.errors import UserError
 
 # Settings that define a run: stored in its checkpoint, fixed on resume.
 RUN_SETTINGS = ("task", "data", "merges", "preset", "n_layers", "d_ff", "norm", "vocab_size", "min_len", "max_len",
@@ -75,12 +82,12 @@ def resolve_settings(given: dict, saved: dict | None = None, task: str | None = 
     translation."""
     given = {k: v for k, v in given.items() if k in RUN_SETTINGS and v is not None}
     if "batch_size" in given and "max_tokens" in given:
-        raise ValueError("--batch-size and --max-tokens both size a batch; give one of them")
+        raise UserError("--batch-size and --max-tokens both size a batch; give one of them")
     task = saved["task"] if saved is not None else (task or "translate")
     for name, why in (TASK_ONLY if task == "translate" else TRANSLATION_ONLY).items():
         if name in given:
             use = "the synthetic tasks (--task)" if task == "translate" else "translation"
-            raise ValueError(f"{option(name)} is for {use}: {why}")
+            raise UserError(f"{option(name)} is for {use}: {why}")
     if "batch_size" in given or "max_tokens" in given:  # one replaces the other
         given.setdefault("batch_size", None)
         given.setdefault("max_tokens", None)
@@ -91,7 +98,7 @@ def resolve_settings(given: dict, saved: dict | None = None, task: str | None = 
     saved = {"norm": "post", "schedule": "noam", "lr": None, **saved}
     clash = [f"{option(k)} {given[k]} (the run has {saved.get(k)})" for k in given if given[k] != saved.get(k)]
     if clash:
-        raise ValueError("--resume keeps the run's settings; these differ: " + ", ".join(clash))
+        raise UserError("--resume keeps the run's settings; these differ: " + ", ".join(clash))
     return dict(saved)
 
 
@@ -99,8 +106,8 @@ def budget_steps(steps: int | None, minutes: float | None, settings: dict, resum
     """The step to train until: ``steps``, else none with ``minutes``, else the run's default."""
     steps = steps if steps is not None or minutes is not None else settings["steps"]
     if steps is None and minutes is None:
-        raise ValueError("the resumed run had only a time budget; give --steps or --minutes" if resumed else
-                         "translation trains until --steps N or for --minutes M; give one (or both)")
+        raise UserError("the resumed run had only a time budget; give --steps or --minutes" if resumed else
+                        "translation trains until --steps N or for --minutes M; give one (or both)")
     return steps
 
 
@@ -121,8 +128,31 @@ def derive_recipe(settings: dict, minutes: float | None, steps: int | None,
 def validate_schedule_options(settings: dict) -> None:
     """``lr`` belongs to the linear schedule, ``lr_factor`` to the paper's."""
     if settings.get("schedule") == "noam" and settings.get("lr") is not None:
-        raise ValueError("--lr is the peak of the linear schedule; the paper's schedule (--schedule noam) "
-                         "is scaled with --lr-factor")
+        raise UserError("--lr is the peak of the linear schedule; the paper's schedule (--schedule noam) "
+                        "is scaled with --lr-factor")
+    if settings.get("schedule") == "linear" and settings.get("lr") is None:  # the recipe derives it for translation
+        raise UserError("--schedule linear decays from a peak learning rate; give it with --lr")
+
+
+# Any valid vocabulary size: a new translation run learns its own only after the
+# corpus is encoded, and the rest of its model is checked before that.
+PROBE_VOCAB_SIZE = 8000
+
+
+def check_settings(settings: dict) -> None:
+    """Refuse settings that make no model, task or schedule (a dropout of 1.5, a
+    task vocabulary without room for the special ids, a linear schedule without
+    its peak) before any data is learned or a step taken. The checks are
+    ``TransformerConfig``'s, ``SequenceTask``'s and ``Schedule``'s own, whose
+    ValueError is the user's here."""
+    from npformer.train.tasks import SequenceTask
+    try:
+        if settings["task"] != "translate":
+            SequenceTask(settings["task"], settings["vocab_size"], settings["min_len"], settings["max_len"])
+        cfg = model_config({**settings, "vocab_size": settings["vocab_size"] or PROBE_VOCAB_SIZE})
+        schedule_of(settings, cfg.d_model)
+    except ValueError as e:
+        raise UserError(str(e)) from e
 
 
 def schedule_of(settings: dict, d_model: int):
@@ -180,7 +210,10 @@ def corpus_source(s: dict, tokenizer: dict | None = None, workers=None,
     from npformer.data.bpe import BPETokenizer
     from npformer.data.pipeline import batch_schedule, prepare
     from npformer.translation import dev_evaluator
-    tok = BPETokenizer.from_dict(tokenizer) if tokenizer is not None else None
+    try:
+        tok = BPETokenizer.from_dict(tokenizer) if tokenizer is not None else None
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"--resume: the run's checkpoint holds an invalid tokenizer ({e})") from None
     data = prepare(s["data"], num_merges=s["merges"], tokenizer=tok, splits_wanted=("train", "dev"))
     s["vocab_size"] = data.tokenizer.vocab_size
     batches = batch_schedule(*data.ids["train"], max_tokens=s["max_tokens"], seed=s["seed"], max_len=s["max_len"])
@@ -241,9 +274,9 @@ def prepare_out_dir(out: str) -> None:
     try:
         os.makedirs(out, exist_ok=True)
     except OSError as e:
-        raise ValueError(f"--out: cannot create {out} ({e.strerror})") from None
+        raise UserError(f"--out: cannot create {out} ({e.strerror})") from None
     if not os.access(out, os.W_OK):
-        raise ValueError(f"--out: cannot write to {out}")
+        raise UserError(f"--out: cannot write to {out}")
 
 
 def start_run(given: dict, task: str | None = None, *, out: str | None = None, resume: bool = False,
@@ -257,34 +290,38 @@ def start_run(given: dict, task: str | None = None, *, out: str | None = None, r
     from npformer.train.trainer import init_state, load_state
     last = os.path.join(out, "last.npz") if out else None
     if out and os.path.exists(out) and not os.path.isdir(out):
-        raise ValueError(f"--out: {out} exists and is not a directory")
+        raise UserError(f"--out: {out} exists and is not a directory")
     note = None
     if resume:
         if not out:
-            raise ValueError("--resume needs --out RUN_DIR (it continues RUN_DIR/last.npz)")
+            raise UserError("--resume needs --out RUN_DIR (it continues RUN_DIR/last.npz)")
+        if not os.path.exists(last):
+            raise UserError(f"--resume: {last} does not exist; expected the last.npz that npformer train "
+                            f"--out {out} wrote")
         state, ck = load_state(last, backend=backend, workers=workers, comm=comm)
         note = layout_change(ck.extra.get("layout"), state.comm.size, state.workers.n)
         if "settings" not in ck.extra:
-            raise ValueError(f"--resume: {last} has no run settings; it was not written by `npformer train`")
+            raise UserError(f"--resume: {last} has no run settings; it was not written by `npformer train`")
         settings = resolve_settings(given, ck.extra["settings"])
         steps = budget_steps(steps, minutes, settings, resumed=True)
         source = make_source(settings, ck.tokenizer, state.workers, bleu_sentences)
         cfg = ck.config
     else:
         if last and os.path.exists(last):
-            raise ValueError(f"--out: {last} exists; pass --resume to continue it, or choose another RUN_DIR")
+            raise UserError(f"--out: {last} exists; pass --resume to continue it, or choose another RUN_DIR")
         settings = resolve_settings(given, None, task)
         steps = budget_steps(steps, minutes, settings, resumed=False)
         if settings["task"] == "translate":
             note = "the recipe for this corpus and budget:\n  " + "\n  ".join(
                 derive_recipe(settings, minutes, steps, preset_chosen=given.get("preset") is not None))
         validate_schedule_options(settings)
+        check_settings(settings)
+        if out:
+            prepare_out_dir(out)
         source = make_source(settings, None, workers, bleu_sentences)
         cfg = model_config(settings)
         state = init_state(cfg, seed=settings["seed"], backend=backend, dtype=settings["dtype"],
                            workers=workers, comm=comm)
-        if out:
-            prepare_out_dir(out)
     settings["steps"] = steps
     return Run(state, cfg, settings, source, steps, note)
 

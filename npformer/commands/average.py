@@ -8,11 +8,13 @@ several checkpoints' parameters (paper §6.1), e.g. those ``train --keep-last 5`
 import json
 import os
 
+from npformer.errors import UserError
+
 
 def cmd_average(args) -> int:
     from npformer.train.average import save_average
     if os.path.abspath(args.out) in {os.path.abspath(p) for p in args.checkpoints}:
-        raise ValueError(f"--out: {args.out} is one of the checkpoints to average; choose another path")
+        raise UserError(f"--out: {args.out} is one of the checkpoints to average; choose another path")
     paths = _distinct(args.checkpoints)
     out = save_average(paths, args.out)
     if args.json:
@@ -27,7 +29,7 @@ def _distinct(paths):
     seen = []
     for p in paths:
         if p in seen:
-            raise ValueError(f"average: {p} is given twice; each checkpoint counts once")
+            raise UserError(f"average: {p} is given twice; each checkpoint counts once")
         seen.append(p)
     return seen
 

@@ -11,7 +11,7 @@ max gradient differences, and ``rows``, one per parameter and norm.
 import json
 import math
 
-from npformer.commands.options import int_at_least
+from npformer.commands.options import int_at_least, preset_name, users_values
 
 
 def cmd_compare_torch(args) -> int:
@@ -19,7 +19,9 @@ def cmd_compare_torch(args) -> int:
     from npformer.verify.torch_compare import TOLERANCE, compare, import_torch
     import_torch()  # a missing torch is a one-line error before any work
     norms = ("post", "pre") if args.norm == "both" else (args.norm,)
-    results = [compare(preset(args.preset, vocab_size=args.vocab_size, norm=n), seed=args.seed) for n in norms]
+    with users_values():
+        configs = [preset(args.preset, vocab_size=args.vocab_size, norm=n) for n in norms]
+    results = [compare(cfg, seed=args.seed) for cfg in configs]
     passed = all(r["passed"] for r in results)
     if args.json:
         summary = {r["norm"]: {k: v for k, v in r.items() if k != "rows"} for r in results}
@@ -45,7 +47,7 @@ def cmd_compare_torch(args) -> int:
 def add_parser(sub) -> None:
     p = sub.add_parser("compare-torch", help="check loss, logits and every gradient against PyTorch's "
                        "stock Transformer layers (needs the torch extra)")
-    p.add_argument("--preset", default="tiny", help="tiny, small, base or big (default tiny)")
+    p.add_argument("--preset", type=preset_name, default="tiny", help="tiny, small, base or big (default tiny)")
     p.add_argument("--vocab-size", type=int_at_least(5), default=50, help="V (default 50)")
     p.add_argument("--norm", choices=("post", "pre", "both"), default="both", help="default: both")
     p.add_argument("--seed", type=int_at_least(0), default=0, help="weights and batch (default 0)")

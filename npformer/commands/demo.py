@@ -31,6 +31,7 @@ import time
 
 from npformer.commands.options import (add_backend_args, add_decoding_args, add_recipe_args, add_shape_args,
                                        decoding_settings, int_at_least, number_at_least, require)
+from npformer.errors import UserError
 from npformer.train.recipe import DERIVED
 
 
@@ -44,7 +45,7 @@ def cmd_demo(args) -> int:
 
 def demo_on(args, comm) -> int:
     """``npformer demo`` as one rank of ``comm`` (SingleProcess without a launcher)."""
-    from npformer.run import run_fingerprint, schedule_of, start_run
+    from npformer.run import prepare_out_dir, run_fingerprint, schedule_of, start_run
     from npformer.train.ranks import workers_per_rank
     from npformer.train.trainer import throughput, train
     from npformer.translation import Translator, evaluate_pairs
@@ -54,7 +55,8 @@ def demo_on(args, comm) -> int:
     # The decoding reserve shrinks with the workers that share the test set.
     eval_minutes = args.eval_minutes if args.eval_minutes is not None else max(0.6, 1.2 / workers.n)
     if args.minutes <= eval_minutes:
-        raise ValueError(f"--minutes {args.minutes:g} must exceed --eval-minutes {eval_minutes:g}")
+        raise UserError(f"--minutes {args.minutes:g} must exceed --eval-minutes {eval_minutes:g}")
+    prepare_out_dir(args.out)  # a directory that cannot be written must not cost the data preparation
     say = (lambda *a: None) if args.json or comm.rank != 0 else (lambda *a: print(*a, flush=True))
     say(f"npformer demo: {args.minutes:g} minutes on the bundled English->Spanish corpus (small preset)")
     # `npformer train`'s run on the bundled corpus, with the recipe for the training part of the budget;
@@ -75,11 +77,10 @@ def demo_on(args, comm) -> int:
     prepared_minutes = (time.perf_counter() - t0) / 60
     train_minutes = args.minutes - eval_minutes - prepared_minutes
     if train_minutes <= 0:
-        raise ValueError(f"--minutes {args.minutes:g}: preparing the data took {prepared_minutes:.2f} min, which "
-                         f"leaves no time to train besides the {eval_minutes:g} min kept for decoding; "
-                         "give a larger --minutes")
+        raise UserError(f"--minutes {args.minutes:g}: preparing the data took {prepared_minutes:.2f} min, which "
+                        f"leaves no time to train besides the {eval_minutes:g} min kept for decoding; "
+                        "give a larger --minutes")
     out = args.out
-    os.makedirs(out, exist_ok=True)
     train(state, cfg, source.batches, minutes=train_minutes, schedule=schedule_of(settings, cfg.d_model),
           eval_fn=lambda params: source.evaluate(params, cfg), eval_every=args.eval_every, out_dir=out,
           save_every=args.eval_every, progress=not args.no_progress, tokenizer=source.tokenizer,

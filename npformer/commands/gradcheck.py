@@ -5,12 +5,13 @@ With ``--json`` the last line is one object: ``passed`` (every row), ``n_passed`
 import json
 
 from npformer.commands.options import add_backend_args, int_at_least
+from npformer.errors import UserError
 
 
 def cmd_gradcheck(args) -> int:
     from npformer.verify.op_cases import run_all_checks
     if args.dtype != "float64":
-        raise ValueError(f"--dtype: gradient checks need float64, got {args.dtype}")
+        raise UserError(f"--dtype: gradient checks need float64, got {args.dtype}")
     results = run_all_checks(args.backend, seed=args.seed, quick=args.quick)
     rows = [r.as_dict() for r in results]
     passed = all(r["passed"] for r in rows)

@@ -7,7 +7,7 @@ With ``--json`` the last line is one JSON object with the norms per placement an
 """
 import json
 
-from npformer.commands.options import add_backend_args, int_at_least, require
+from npformer.commands.options import add_backend_args, int_at_least, preset_name, require
 
 
 def cmd_gradient_flow(args) -> int:
@@ -16,7 +16,7 @@ def cmd_gradient_flow(args) -> int:
     from npformer.model.config import preset
     if args.out:
         require("matplotlib", "gradient-flow --out")  # an error before the work, not after
-    cfg = preset(args.preset)  # an unknown preset fails before the BPE is learned
+    cfg = preset(args.preset)
     data = prepare(args.data, num_merges=args.merges, splits_wanted=("train",))
     cfg = cfg.replace(vocab_size=data.tokenizer.vocab_size, max_len=max(cfg.max_len, args.max_len + 1))
     schedule = batch_schedule(*data.ids["train"], max_tokens=args.max_tokens, seed=args.seed, max_len=args.max_len)
@@ -42,7 +42,7 @@ def cmd_gradient_flow(args) -> int:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("gradient-flow", help="per-layer gradient norms at initialisation, post-LN vs pre-LN")
-    p.add_argument("--preset", default="small", help="tiny, small, base or big (default small)")
+    p.add_argument("--preset", type=preset_name, default="small", help="tiny, small, base or big (default small)")
     p.add_argument("--data", metavar="PATH", help="a UTF-8 TSV of source<TAB>target (default: the bundled corpus)")
     p.add_argument("--merges", type=int_at_least(0), default=8000, help="BPE merges (default 8000, as train)")
     p.add_argument("--batches", type=int_at_least(1), default=4, help="training batches to average over (default 4)")

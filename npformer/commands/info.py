@@ -1,13 +1,14 @@
 """``npformer info``: a preset's shapes and parameter count per component."""
 import json
 
-from npformer.commands.options import int_at_least
+from npformer.commands.options import int_at_least, preset_name, users_values
 
 
 def cmd_info(args) -> int:
     from npformer.model.config import preset
     from npformer.model.params import count_params
-    cfg = preset(args.preset, vocab_size=args.vocab_size, norm=args.norm)
+    with users_values():  # e.g. a --vocab-size without room for the special ids
+        cfg = preset(args.preset, vocab_size=args.vocab_size, norm=args.norm)
     counts = count_params(cfg)
     if args.json:
         print(json.dumps({"preset": args.preset, "config": cfg.to_dict(), **counts}))
@@ -25,7 +26,7 @@ def cmd_info(args) -> int:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("info", help="print a preset's parameter count per component")
-    p.add_argument("--preset", default="base", help="tiny, small, base or big (default base)")
+    p.add_argument("--preset", type=preset_name, default="base", help="tiny, small, base or big (default base)")
     p.add_argument("--vocab-size", type=int_at_least(1), default=37000,
                    help="shared vocabulary size V (default 37000, the paper's EN-DE BPE)")
     p.add_argument("--norm", choices=("post", "pre"), default="post",

@@ -1,5 +1,6 @@
 """What the commands share: option types, the backend, decoding and recipe
-options, and the optional extras a command needs.
+options, the optional extras a command needs, and ``users_values``, where a
+check of the user's values below the commands becomes a ``UserError``.
 
 Every command module defines ``add_parser(sub)`` (adds its parser and sets
 ``func``) and imports what it shares with the others from here, never from a
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import math
+from contextlib import contextmanager
 
 from npformer.backend import BACKEND_NAMES, DTYPES
 from npformer.errors import UserError
@@ -29,6 +31,26 @@ def require(module: str, purpose: str) -> None:
     except ImportError:
         raise UserError(f"{purpose} needs {module}, which is not installed: "
                            f"pip install 'npformer[{EXTRAS[module]}]'") from None
+
+
+@contextmanager
+def users_values():
+    """``with users_values(): cfg = preset(args.preset, ...)``: a ``ValueError`` raised
+    inside is a check of values the user chose (a model config, say), so it leaves as
+    a ``UserError`` (exit 2, one line). Keep the block to building from the options:
+    a ValueError of the work done with them is a bug and must keep its traceback."""
+    try:
+        yield
+    except ValueError as e:
+        raise UserError(str(e)) from e
+
+
+def preset_name(text: str) -> str:
+    """An argparse ``type``: the name of a model preset (npformer/model/config.py)."""
+    from npformer.model.config import PRESETS
+    if text not in PRESETS:
+        raise argparse.ArgumentTypeError(f"unknown preset {text!r}; expected one of {', '.join(PRESETS)}")
+    return text
 
 
 def int_at_least(lo: int):

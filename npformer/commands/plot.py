@@ -3,6 +3,7 @@ import json
 import os
 
 from npformer.commands.options import add_backend_args, require
+from npformer.errors import UserError
 
 
 def cmd_plot(args) -> int:
@@ -12,7 +13,8 @@ def cmd_plot(args) -> int:
     from npformer.plot import plot_attention, plot_curves, plot_positional
     from npformer.translation import Translator
     if not os.path.isdir(args.run_dir):
-        raise FileNotFoundError(f"run directory {args.run_dir!r} does not exist")
+        raise UserError(f"run directory {args.run_dir!r} does not exist; expected a directory written by "
+                        "npformer train --out")
     ckpt_path = os.path.join(args.run_dir, "last.npz")
     ckpt = checkpoint.load(ckpt_path, backend=args.backend)
     out = args.out or args.run_dir

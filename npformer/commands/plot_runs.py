@@ -7,6 +7,7 @@ import json
 import os
 
 from npformer.commands.options import require
+from npformer.errors import UserError
 
 
 def cmd_plot_runs(args) -> int:
@@ -15,12 +16,12 @@ def cmd_plot_runs(args) -> int:
     require("matplotlib", "plot-runs")
     labels = args.label or [os.path.basename(os.path.normpath(d)) for d in args.run_dirs]
     if len(labels) != len(args.run_dirs):
-        raise ValueError(f"--label: got {len(labels)} labels for {len(args.run_dirs)} runs; give one per run")
+        raise UserError(f"--label: got {len(labels)} labels for {len(args.run_dirs)} runs; give one per run")
     histories = {}
     for label, run in zip(labels, args.run_dirs):
         path = os.path.join(run, "last.npz")
         if not os.path.isfile(path):
-            raise ValueError(f"run {run}: no last.npz; expected a directory written by npformer train --out")
+            raise UserError(f"run {run}: no last.npz; expected a directory written by npformer train --out")
         histories[label] = checkpoint.load(path).history
     out = plot_runs(histories, args.out, args.title)
     finals = {label: next(r["loss"] for r in reversed(h) if r.get("kind") == "train") for label, h in histories.items()}

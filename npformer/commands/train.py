@@ -37,7 +37,9 @@ import os
 import sys
 import time
 
-from npformer.commands.options import add_backend_args, add_recipe_args, add_shape_args, int_at_least, number_at_least
+from npformer.commands.options import (add_backend_args, add_recipe_args, add_shape_args, int_at_least, number_at_least,
+                                       preset_name)
+from npformer.errors import UserError
 from npformer.run import CORPUS_DEFAULTS, DEV_BLEU_SENTENCES, RUN_SETTINGS, TASK_DEFAULTS
 
 
@@ -63,14 +65,14 @@ def train_on(args, comm) -> int:
     save_every = args.eval_every if args.save_every is None else args.save_every
     try:
         if args.keep_last and not (args.out and save_every):
-            raise ValueError("--keep-last needs --out RUN_DIR and checkpoints to keep (--save-every > 0)")
+            raise UserError("--keep-last needs --out RUN_DIR and checkpoints to keep (--save-every > 0)")
         run = start_run(given_settings(args), args.task, out=args.out, resume=args.resume, steps=args.steps,
                         minutes=args.minutes, backend=args.backend,
                         workers=workers_per_rank(args.workers, args.backend, comm), comm=comm)
         mine = run_fingerprint(run.state, run.cfg, run.settings, run.source) if comm.size > 1 else None
-    except Exception as e:  # every rank learns of it at the start-up check, and stops
+    except UserError as e:  # every rank learns of it at the start-up check, and stops
         comm.require_same(e)
-        raise
+        raise  # (any other error is a bug: launch stops every rank, naming this one)
     comm.require_same(mine)
     if run.note and comm.rank == 0:
         print(f"npformer train: {run.note}", file=sys.stderr, flush=True)
@@ -129,7 +131,8 @@ def add_parser(sub) -> None:
                       help=f"sequences per batch (default {t['batch_size']}); or --max-tokens")
 
     both = p.add_argument_group("model and batches (default: translation / task where they differ)")
-    both.add_argument("--preset", help=f"model size: tiny, small, base, big (default {default('preset')})")
+    both.add_argument("--preset", type=preset_name,
+                      help=f"model size: tiny, small, base, big (default {default('preset')})")
     add_shape_args(both)
     both.add_argument("--max-len", type=int_at_least(1), help="longest sequence in tokens; translation drops "
                       f"longer pairs (default {default('max_len')})")

@@ -3,6 +3,7 @@ import json
 import sys
 
 from npformer.commands.options import add_backend_args, add_decoding_args, decoding_settings
+from npformer.errors import UserError
 
 
 def cmd_translate(args) -> int:
@@ -12,7 +13,7 @@ def cmd_translate(args) -> int:
     sentences = args.sentences or [line.rstrip("\n") for line in sys.stdin]
     sentences = [s for s in sentences if s.strip()]
     if not sentences:
-        raise ValueError("no input: give sentences as arguments or one per line on stdin")
+        raise UserError("no input: give sentences as arguments or one per line on stdin")
     outputs = translate(model, sentences, **decoding_settings(args), workers=make_workers(args.workers, args.backend))
     if args.json:
         print(json.dumps({"translations": [{"source": s, "translation": t} for s, t in zip(sentences, outputs)]},
