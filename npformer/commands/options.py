@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import math
+import os
 from contextlib import contextmanager
 
 from npformer.backend import BACKEND_NAMES, DTYPES
@@ -90,6 +91,21 @@ def add_backend_args(p, dtype_default="float32", workers=True) -> None:
         p.add_argument("--workers", type=int_at_least(1), default=None,
                        help="CPU threads sharing each batch (data parallel); default: one per core "
                             "on numpy (with threadpoolctl installed), 1 on cupy")
+
+
+def check_environment(args) -> None:
+    """Refuse, before any work, the environment variables the user set that a
+    command reads: ``$NPFORMER_BACKEND`` in place of ``--backend``, and under an
+    MPI launcher the ranks' time limits (npformer/runtime/distributed/launch.py)."""
+    from npformer.runtime.distributed.launch import ranks_from_env, seconds_from_env
+    name = os.environ.get("NPFORMER_BACKEND", "")
+    if getattr(args, "backend", "") is None and name and name.lower() not in BACKEND_NAMES:
+        raise UserError(f"$NPFORMER_BACKEND={name!r}: unknown backend; expected one of {', '.join(BACKEND_NAMES)} "
+                        "(or give --backend)")
+    if ranks_from_env() is not None:
+        with users_values():
+            for variable in ("NPFORMER_COMM_TIMEOUT", "NPFORMER_WAIT_TIMEOUT"):
+                seconds_from_env(variable, 0.0)
 
 
 def add_decoding_args(p) -> None:

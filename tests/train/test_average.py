@@ -86,6 +86,12 @@ def test_average_refuses_other_configs_and_vocabularies(tmp_path, capsys):
     assert main(["average", a, c, "--out", a]) == 2
     assert "is one of the checkpoints" in capsys.readouterr().err
     assert not os.path.exists(out)
+    (tmp_path / "file").write_text("not a directory")  # an --out that cannot be written
+    a2, _ = save_model(tmp_path / "a2.npz", cfg, 3, tokenizer={"merges": [["a", "b"]]})
+    assert main(["average", a, a2, "--out", str(tmp_path / "file" / "avg.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"npformer average: error: {tmp_path / 'file' / 'avg.npz'}: cannot write the checkpoint " \
+                  "(File exists)\n", err
 
 
 def test_average_checkpoints_needs_two():
