@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from npformer import checkpoint, ops
 from npformer.data.bpe import BPETokenizer
 from npformer.data.corpus import read_tsv
+from npformer.errors import UserError
 from npformer.model.config import preset
 from npformer.model.masks import lookahead_mask
 from npformer.model.params import init_params
@@ -118,10 +119,10 @@ tsv_text = st.lists(st.one_of(
 
 
 def check_read(path):
-    """read_tsv either returns clean pairs or raises ValueError naming a line."""
+    """read_tsv either returns clean pairs or raises UserError naming a line."""
     try:
         pairs = read_tsv(path)
-    except ValueError as e:
+    except UserError as e:
         assert " line " in str(e) or "gzip" in str(e), str(e)
         return
     for src, tgt in pairs:
