@@ -2,12 +2,19 @@
 
 ``check`` exits 0 when the exercise passes and 1 when it does not, so a course's
 autograder (GitHub Classroom, Otter, Gradescope) can call it as it is; an unknown
-id or a file that cannot be imported exits 2 with one line. The grading itself is
-``npformer.exercise.check``; this module parses and prints.
+id or a file that cannot be imported exits 2 with one line. ``check --report
+PLATFORM`` also writes the platform's results file (npformer/exercise/platforms.py),
+a file that cannot be graded included; ``--hidden-seeds N`` adds N draws to that
+file only, so that nothing the learner sees (the output, the exit code) tells about
+them. The grading itself is ``npformer.exercise.check``; this module parses and prints.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
+import time
 
 from npformer.commands.options import add_backend_args, int_at_least
 
@@ -41,20 +48,65 @@ def cmd_start(args) -> int:
 def cmd_check(args) -> int:
     from npformer.exercise import check, check_train, files
     from npformer.exercise.grader import ExerciseError
-    if args.dtype != "float64":
-        check(args.id, None, dtype=args.dtype)  # refuses, saying why
-    if args.id == "train":
-        report = check_train(args.dir, backend=args.backend, quiet=args.json)
-    else:
-        try:
-            module = files.load(args.id, args.dir)
-        except KeyError as e:
-            raise ExerciseError(e.args[0]) from None
-        report = check(args.id, module, backend=args.backend, seed=args.seed, quiet=args.json)
+    _check_report_options(args)
+    try:
+        if args.dtype != "float64":
+            check(args.id, None, dtype=args.dtype)  # refuses, saying why
+        start = time.perf_counter()
+        module = None
+        if args.id == "train":
+            report = check_train(args.dir, backend=args.backend, quiet=args.json)
+        else:
+            try:
+                module = files.load(args.id, args.dir)
+            except KeyError as e:
+                raise ExerciseError(e.args[0]) from None
+            report = check(args.id, module, backend=args.backend, seed=args.seed, quiet=args.json)
+        seconds = time.perf_counter() - start
+    except ExerciseError as e:
+        if args.report:  # the platform learns why too; then exit 2, as without --report
+            from npformer.exercise import platforms
+            _write_results(args, platforms.text_of(platforms.cannot_grade(args.report, args.id, str(e))))
+        raise
     files.record(args.dir, args.id, report.verdict)
+    if args.report:
+        _report(args, report, module, seconds)
     if args.json:
         print(report.to_json())
     return 0 if report.passed else 1
+
+
+def _check_report_options(args) -> None:
+    from npformer.errors import UserError
+    if not args.report and (args.report_file or args.hidden_seeds):
+        raise UserError("--report-file and --hidden-seeds go with --report PLATFORM")
+    if args.hidden_seeds and args.id == "train":
+        raise UserError("--hidden-seeds: train grades one run of the exercises you passed, with no draw to repeat")
+
+
+def _report(args, report, module, seconds) -> None:
+    """The visible draw and the hidden ones, in the platform's results file."""
+    from npformer.exercise import check, platforms
+    draws = [platforms.Draw(report, expected=platforms.plan(report), seconds=seconds)]
+    for k, seed in enumerate(platforms.hidden_seeds(args.id, args.hidden_seeds, report.seed, args.hidden_secret), 1):
+        start = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):  # the learner's own prints on a hidden draw too
+            hidden = check(args.id, module, backend=args.backend, seed=seed, quiet=True)
+        draws.append(platforms.Draw(hidden, hidden=k, expected=platforms.plan(hidden),
+                                    seconds=time.perf_counter() - start))
+    path = _write_results(args, platforms.results(args.report, draws))
+    print(f"results for {args.report}: {path}")
+
+
+def _write_results(args, text: str) -> str:
+    from npformer.errors import UserError
+    from npformer.exercise import platforms
+    path = args.report_file or platforms.DEFAULT_PATHS[args.report]
+    try:
+        return platforms.write(path, text)
+    except OSError as e:
+        default = "" if args.report_file else f" (--report {args.report}'s default; --report-file PATH elsewhere)"
+        raise UserError(f"--report-file {path}: {e.strerror or e}{default}") from None
 
 
 def cmd_hint(args) -> int:
@@ -102,6 +154,22 @@ def add_parser(sub) -> None:
                    help="the draw of shapes, masks and values (default: fresh each run; the report prints it)")
     add_backend_args(q, "float64", workers=False)
     q.add_argument("--json", action="store_true", help="end with one JSON object: passed, verdict, findings")
+    # platforms.PLATFORMS and DEFAULT_PATHS, written out: building the parser imports no grader
+    # (tests/commands/test_exercise.py holds the two equal)
+    q.add_argument("--report", choices=("gradescope", "prairielearn", "junit"), default=None,
+                   help="also write a course platform's results file, a test per graded part (the contract, each "
+                   "gradient of each case, each block it is composed into), a file that cannot be graded "
+                   "included; the exit code and --json are unchanged")
+    q.add_argument("--report-file", metavar="PATH", default=None,
+                   help="where (default: each platform's own: gradescope /autograder/results/results.json, "
+                   "prairielearn /grade/results/results.json, junit junit.xml in the current folder)")
+    q.add_argument("--hidden-seeds", metavar="N", type=int_at_least(0), default=0,
+                   help="grade N more draws, reported as hidden tests (in the results file only); their seeds "
+                   "come from --hidden-secret, else from the seed")
+    q.add_argument("--hidden-secret", metavar="TEXT", default=os.environ.get("NPFORMER_HIDDEN_SECRET") or None,
+                   help="the instructor's secret the hidden seeds are derived from (default: "
+                   "$NPFORMER_HIDDEN_SECRET, which keeps it off the command line): the same hidden draws for every "
+                   "submission, unknown to learners")
     q.set_defaults(func=cmd_check)
 
     q = verbs.add_parser("hint", help="a hint: 1 the concept, 2 the structure, 3 the section to read")

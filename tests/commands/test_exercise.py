@@ -63,3 +63,26 @@ def test_check_on_cupysim(run_npformer, tmp_path):
     r = run_npformer("exercise", "check", "dropout", "--dir", d, "--backend", "cupysim", "--json")
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr
     assert json.loads(r.stdout.strip().splitlines()[-1])["backend"] == "cupysim"
+
+
+def test_check_report_options_and_their_errors(run_npformer, tmp_path):
+    from npformer.exercise import platforms
+    help_text = " ".join(run_npformer("exercise", "check", "--help").stdout.split())
+    assert "--report {" + ",".join(platforms.PLATFORMS) + "}" in help_text
+    for platform, path in platforms.DEFAULT_PATHS.items():   # the parser writes them out: the same
+        assert f"{platform} {path}" in help_text
+    d = str(tmp_path)
+    for args in (("--report-file", "x.json"), ("--hidden-seeds", "1"), ("--report", "moodle"),
+                 ("--report", "junit", "--hidden-seeds", "-1")):
+        r = run_npformer("exercise", "check", "relu", "--dir", d, *args)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
+    r = run_npformer("exercise", "check", "train", "--dir", d, "--report", "junit", "--hidden-seeds", "1")
+    assert r.returncode == 2 and "train" in r.stderr
+    assert run_npformer("exercise", "start", "relu", "--dir", d).returncode == 0
+    (tmp_path / "a_file").write_text("")
+    blocked = tmp_path / "a_file" / "results.json"   # its folder is a file
+    r = run_npformer("exercise", "check", "relu", "--dir", d, "--report", "prairielearn", "--report-file", blocked)
+    assert r.returncode == 2 and str(blocked) in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    out = tmp_path / "results" / "results.json"   # the folder is made, as PrairieLearn's must be
+    r = run_npformer("exercise", "check", "relu", "--dir", d, "--report", "prairielearn", "--report-file", out)
+    assert r.returncode == 1 and json.loads(out.read_text())["score"] == 0.0   # not started: no part passes
