@@ -147,7 +147,7 @@ def planted(*args, **kwargs):
 
 # (module, function, argv): an op the command runs, and the command
 PLANTED = {
-    "train": ("npformer.model.sublayer", "layernorm_backward", TASK + ["--steps", "3", "--workers", "1"]),
+    "train": ("npformer.ops", "layernorm_backward", TASK + ["--steps", "3", "--workers", "1"]),
     "translate": ("npformer.decode.incremental", "attention_forward",
                   ["translate", "--checkpoint", "{d}/translator.npz", "--workers", "1", "the cat"]),
     "evaluate": ("npformer.decode.incremental", "attention_forward",
@@ -206,7 +206,7 @@ def test_an_os_error_on_a_file_the_program_chose_is_a_bug(files, tmp_path, monke
     def lost(*args, **kwargs):
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), "/nonexistent/npformer/table.json")
 
-    monkeypatch.setattr("npformer.model.sublayer.layernorm_backward", lost)
+    monkeypatch.setattr("npformer.ops.layernorm_backward", lost)
     with pytest.raises(FileNotFoundError):
         main(TASK + ["--steps", "2", "--out", str(tmp_path / "run"), "--workers", "1"])
     assert "error:" not in capsys.readouterr().err

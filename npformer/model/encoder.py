@@ -14,11 +14,8 @@ reaching x is the sum of the residual path and the path through the sublayer:
 """
 from typing import NamedTuple
 
-from npformer.model.sublayer import (StackCache, final_norm_backward, final_norm_forward, prefixed,
-                                     sublayer_in_backward, sublayer_in_forward, sublayer_out_backward,
-                                     sublayer_out_forward, subdict)
-from npformer.ops.feedforward import feedforward_backward, feedforward_forward
-from npformer.ops.multihead import self_attention_backward, self_attention_forward
+from npformer import model, ops  # the blocks and ops it uses, read at call time (npformer/model/__init__.py)
+from npformer.model.sublayer import StackCache, prefixed, subdict
 
 
 class EncoderLayerCache(NamedTuple):
@@ -32,25 +29,25 @@ class EncoderLayerCache(NamedTuple):
 
 def encoder_layer_forward(x, p, h, mask, p_drop=0.0, rng=None, norm="post"):
     """One encoder layer; ``p`` holds self_attn.*, ln1.*, ffn.*, ln2.* (prefix stripped)."""
-    u, in1 = sublayer_in_forward(x, p["ln1.gamma"], p["ln1.beta"], norm)
-    a, attn = self_attention_forward(u, subdict(p, "self_attn."), h, mask)  # (B, S, d_model)
-    x, out1 = sublayer_out_forward(x, a, p["ln1.gamma"], p["ln1.beta"], norm, p_drop, rng)
-    u, in2 = sublayer_in_forward(x, p["ln2.gamma"], p["ln2.beta"], norm)
-    f, ffn = feedforward_forward(u, subdict(p, "ffn."))  # (B, S, d_model)
-    x, out2 = sublayer_out_forward(x, f, p["ln2.gamma"], p["ln2.beta"], norm, p_drop, rng)
+    u, in1 = model.sublayer_in_forward(x, p["ln1.gamma"], p["ln1.beta"], norm)
+    a, attn = ops.self_attention_forward(u, subdict(p, "self_attn."), h, mask)  # (B, S, d_model)
+    x, out1 = model.sublayer_out_forward(x, a, p["ln1.gamma"], p["ln1.beta"], norm, p_drop, rng)
+    u, in2 = model.sublayer_in_forward(x, p["ln2.gamma"], p["ln2.beta"], norm)
+    f, ffn = ops.feedforward_forward(u, subdict(p, "ffn."))  # (B, S, d_model)
+    x, out2 = model.sublayer_out_forward(x, f, p["ln2.gamma"], p["ln2.beta"], norm, p_drop, rng)
     return x, EncoderLayerCache(in1, attn, out1, in2, ffn, out2)
 
 
 def encoder_layer_backward(dy, cache: EncoderLayerCache):
     """Returns ``(dx, grads)`` with grads keyed like the layer's ``p``."""
-    dx, df, g_out = sublayer_out_backward(dy, cache.out2)
-    du, g = feedforward_backward(df, cache.ffn)
-    dx_f, g_in = sublayer_in_backward(du, cache.in2)
+    dx, df, g_out = model.sublayer_out_backward(dy, cache.out2)
+    du, g = ops.feedforward_backward(df, cache.ffn)
+    dx_f, g_in = model.sublayer_in_backward(du, cache.in2)
     grads = {**prefixed(g_out, "ln2."), **prefixed(g_in, "ln2."), **prefixed(g, "ffn.")}
     dx = dx + dx_f
-    dx, da, g_out = sublayer_out_backward(dx, cache.out1)
-    du, g = self_attention_backward(da, cache.self_attn)
-    dx_a, g_in = sublayer_in_backward(du, cache.in1)
+    dx, da, g_out = model.sublayer_out_backward(dx, cache.out1)
+    du, g = ops.self_attention_backward(da, cache.self_attn)
+    dx_a, g_in = model.sublayer_in_backward(du, cache.in1)
     grads.update({**prefixed(g_out, "ln1."), **prefixed(g_in, "ln1."), **prefixed(g, "self_attn.")})
     return dx + dx_a, grads
 
@@ -60,16 +57,16 @@ def encoder_forward(x, params, n_layers, h, mask, p_drop=0.0, rng=None, norm="po
     Returns ``(memory, StackCache)``."""
     layers = []
     for i in range(n_layers):
-        x, c = encoder_layer_forward(x, subdict(params, f"encoder.{i}."), h, mask, p_drop, rng, norm)
+        x, c = model.encoder_layer_forward(x, subdict(params, f"encoder.{i}."), h, mask, p_drop, rng, norm)
         layers.append(c)
-    x, final = final_norm_forward(x, params, "encoder", norm)  # (B, S, d_model)
+    x, final = model.final_norm_forward(x, params, "encoder", norm)  # (B, S, d_model)
     return x, StackCache(layers, final)
 
 
 def encoder_backward(dmemory, cache: StackCache):
     """Returns ``(dx, grads)`` with grads keyed "encoder.{i}.*" (and "encoder.norm.*")."""
-    dx, grads = final_norm_backward(dmemory, cache.final_norm, "encoder")
+    dx, grads = model.final_norm_backward(dmemory, cache.final_norm, "encoder")
     for i in reversed(range(len(cache.layers))):
-        dx, g = encoder_layer_backward(dx, cache.layers[i])
+        dx, g = model.encoder_layer_backward(dx, cache.layers[i])
         grads.update(prefixed(g, f"encoder.{i}."))
     return dx, grads

@@ -29,9 +29,7 @@ residual path itself (docs/derivations.md, "Pre-LN and post-LN").
 """
 from typing import NamedTuple
 
-from npformer.ops.dropout import dropout_backward, dropout_forward
-from npformer.ops.layernorm import layernorm_backward, layernorm_forward
-from npformer.ops.residual import residual_backward, residual_forward
+from npformer import ops  # the ops it uses, read at call time (npformer/ops/__init__.py)
 
 NORMS = ("post", "pre")
 
@@ -56,24 +54,24 @@ class AddCache(NamedTuple):
 
 def add_norm_forward(x, s, gamma, beta, p_drop, rng):
     """LayerNorm(x + Dropout(s)). Returns ``(y, cache)``."""
-    s, drop = dropout_forward(s, p_drop, rng)
-    z, add = residual_forward(x, s)
-    y, norm = layernorm_forward(z, gamma, beta)
+    s, drop = ops.dropout_forward(s, p_drop, rng)
+    z, add = ops.residual_forward(x, s)
+    y, norm = ops.layernorm_forward(z, gamma, beta)
     return y, AddNormCache(drop, add, norm)
 
 
 def add_norm_backward(dy, cache: AddNormCache):
     """Returns ``(dx, ds, dgamma, dbeta)``."""
-    dz, dgamma, dbeta = layernorm_backward(dy, cache.norm)
-    dx, ds = residual_backward(dz, cache.add)
-    ds = dropout_backward(ds, cache.drop)
+    dz, dgamma, dbeta = ops.layernorm_backward(dy, cache.norm)
+    dx, ds = ops.residual_backward(dz, cache.add)
+    ds = ops.dropout_backward(ds, cache.drop)
     return dx, ds, dgamma, dbeta
 
 
 def sublayer_in_forward(x, gamma, beta, norm: str):
     """The sublayer's input u: LayerNorm(x) for pre-LN, x itself for post-LN. Returns ``(u, cache)``."""
     if validate_norm(norm) == "pre":
-        return layernorm_forward(x, gamma, beta)  # (..., d_model)
+        return ops.layernorm_forward(x, gamma, beta)  # (..., d_model)
     return x, None
 
 
@@ -81,26 +79,26 @@ def sublayer_in_backward(du, cache):
     """Returns ``(dx, {"gamma", "beta"} or {})``."""
     if cache is None:
         return du, {}
-    dx, dgamma, dbeta = layernorm_backward(du, cache)
+    dx, dgamma, dbeta = ops.layernorm_backward(du, cache)
     return dx, {"gamma": dgamma, "beta": dbeta}
 
 
 def sublayer_out_forward(x, s, gamma, beta, norm: str, p_drop, rng):
     """The layer's output from its input x and the sublayer's output s. Returns ``(y, cache)``."""
     if validate_norm(norm) == "post":
-        return add_norm_forward(x, s, gamma, beta, p_drop, rng)
-    s, drop = dropout_forward(s, p_drop, rng)
-    y, add = residual_forward(x, s)  # (..., d_model)
+        return add_norm_forward(x, s, gamma, beta, p_drop, rng)  # its own post-LN case: a plain call
+    s, drop = ops.dropout_forward(s, p_drop, rng)
+    y, add = ops.residual_forward(x, s)  # (..., d_model)
     return y, AddCache(drop, add)
 
 
 def sublayer_out_backward(dy, cache):
     """Returns ``(dx, ds, {"gamma", "beta"} or {})``: dx along the residual path only."""
     if isinstance(cache, AddNormCache):
-        dx, ds, dgamma, dbeta = add_norm_backward(dy, cache)
+        dx, ds, dgamma, dbeta = add_norm_backward(dy, cache)  # its own post-LN case: a plain call
         return dx, ds, {"gamma": dgamma, "beta": dbeta}
-    dx, ds = residual_backward(dy, cache.add)
-    return dx, dropout_backward(ds, cache.drop), {}
+    dx, ds = ops.residual_backward(dy, cache.add)
+    return dx, ops.dropout_backward(ds, cache.drop), {}
 
 
 class StackCache(NamedTuple):
@@ -111,7 +109,7 @@ class StackCache(NamedTuple):
 def final_norm_forward(x, params, stack: str, norm: str):
     """Pre-LN ends the stack with LayerNorm(x; "<stack>.norm.*"); post-LN's last layer already normalised."""
     if validate_norm(norm) == "pre":
-        return layernorm_forward(x, params[f"{stack}.norm.gamma"], params[f"{stack}.norm.beta"])
+        return ops.layernorm_forward(x, params[f"{stack}.norm.gamma"], params[f"{stack}.norm.beta"])
     return x, None
 
 
@@ -119,7 +117,7 @@ def final_norm_backward(dy, cache, stack: str):
     """Returns ``(dx, grads)`` with grads keyed "<stack>.norm.*" (none for post-LN)."""
     if cache is None:
         return dy, {}
-    dx, dgamma, dbeta = layernorm_backward(dy, cache)
+    dx, dgamma, dbeta = ops.layernorm_backward(dy, cache)
     return dx, {f"{stack}.norm.gamma": dgamma, f"{stack}.norm.beta": dbeta}
 
 

@@ -22,25 +22,22 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from npformer import model, ops  # the blocks and ops it uses, read at call time (npformer/model/__init__.py)
 from npformer.backend import backend_of
 from npformer.model.config import TransformerConfig
-from npformer.model.decoder import decoder_backward, decoder_forward
-from npformer.model.encoder import encoder_backward, encoder_forward
 from npformer.model.masks import padding_mask, target_mask
 from npformer.model.params import validate_params, embedding_keys
-from npformer.ops.cross_entropy import cross_entropy_backward, cross_entropy_forward
-from npformer.ops.dropout import dropout_backward, dropout_forward
-from npformer.ops.embedding import embedding_backward, embedding_forward
-from npformer.ops.positional import positional_backward, positional_forward, sinusoidal_table
 
 _PE_CACHE: dict = {}
 
 
 def positional_table(cfg: TransformerConfig, xp, dtype):
-    """The (max_len, d_model) sinusoid table, built once per (backend, shape, dtype)."""
-    key = (xp.__name__, cfg.max_len, cfg.d_model, str(dtype))
+    """The (max_len, d_model) sinusoid table, built once per (table function, backend, shape, dtype):
+    keyed on ``ops.sinusoidal_table`` itself, so a swapped one (npformer/ops/__init__.py) builds its own."""
+    table = ops.sinusoidal_table
+    key = (table, xp.__name__, cfg.max_len, cfg.d_model, str(dtype))
     if key not in _PE_CACHE:
-        _PE_CACHE[key] = sinusoidal_table(cfg.max_len, cfg.d_model, xp, dtype)
+        _PE_CACHE[key] = table(cfg.max_len, cfg.d_model, xp, dtype)
     return _PE_CACHE[key]
 
 
@@ -90,15 +87,15 @@ class EmbedCache(NamedTuple):
 
 def embed_forward(ids, E, cfg, table, p_drop=0.0, rng=None, offset=0):
     """Dropout(sqrt(d_model) * E[ids] + PE[offset:offset+L])."""
-    x, emb = embedding_forward(ids, E, scale=cfg.d_model ** 0.5)  # (B, L, d_model)
-    x, pos = positional_forward(x, table, offset)
-    x, drop = dropout_forward(x, p_drop, rng)
+    x, emb = ops.embedding_forward(ids, E, scale=cfg.d_model ** 0.5)  # (B, L, d_model)
+    x, pos = ops.positional_forward(x, table, offset)
+    x, drop = ops.dropout_forward(x, p_drop, rng)
     return x, EmbedCache(emb, pos, drop)
 
 
 def embed_backward(dx, cache: EmbedCache):
     """Returns dE (V, d_model); the positional encoding is a constant (its backward is dy)."""
-    return embedding_backward(positional_backward(dropout_backward(dx, cache.drop), cache.pos), cache.emb)
+    return ops.embedding_backward(ops.positional_backward(ops.dropout_backward(dx, cache.drop), cache.pos), cache.emb)
 
 
 class TransformerCache(NamedTuple):
@@ -129,11 +126,11 @@ def transformer_forward(params, cfg: TransformerConfig, src, tgt_in, rng=None):
     src_mask = padding_mask(src, cfg.pad_id)  # (B, 1, 1, S)
     tgt_mask = target_mask(tgt_in, cfg.pad_id)  # (B, 1, T, T)
 
-    x, src_embed = embed_forward(src, params[keys["src"]], cfg, table, p_drop, rng)  # (B, S, d_model)
-    memory, enc = encoder_forward(x, params, cfg.n_layers, cfg.h, src_mask, p_drop, rng, cfg.norm)
-    y, tgt_embed = embed_forward(tgt_in, params[keys["tgt"]], cfg, table, p_drop, rng)  # (B, T, d_model)
-    H, dec = decoder_forward(y, memory, params, cfg.n_layers, cfg.h, tgt_mask, src_mask, p_drop, rng,
-                             cfg.norm)
+    x, src_embed = model.embed_forward(src, params[keys["src"]], cfg, table, p_drop, rng)  # (B, S, d_model)
+    memory, enc = model.encoder_forward(x, params, cfg.n_layers, cfg.h, src_mask, p_drop, rng, cfg.norm)
+    y, tgt_embed = model.embed_forward(tgt_in, params[keys["tgt"]], cfg, table, p_drop, rng)  # (B, T, d_model)
+    H, dec = model.decoder_forward(y, memory, params, cfg.n_layers, cfg.h, tgt_mask, src_mask, p_drop, rng,
+                                   cfg.norm)
     E_out = params[keys["out"]]
     logits = (H.reshape(-1, H.shape[-1]) @ E_out.T).reshape(*H.shape[:-1], -1)  # (B, T, V), one GEMM
     return logits, TransformerCache(src_embed, enc, tgt_embed, dec, H, E_out, keys)
@@ -145,11 +142,11 @@ def transformer_backward(dlogits, cache: TransformerCache):
     dlogits2 = dlogits.reshape(-1, dlogits.shape[-1])  # (B*T, V)
     dH = (dlogits2 @ cache.E_out).reshape(*dlogits.shape[:-1], d_model)  # (B, T, d_model)
     dE_out = dlogits2.T @ cache.H.reshape(-1, d_model)  # (V, d_model)
-    dy, dmemory, grads = decoder_backward(dH, cache.decoder)
-    dE_tgt = embed_backward(dy, cache.tgt_embed)
-    dx, enc_grads = encoder_backward(dmemory, cache.encoder)
+    dy, dmemory, grads = model.decoder_backward(dH, cache.decoder)
+    dE_tgt = model.embed_backward(dy, cache.tgt_embed)
+    dx, enc_grads = model.encoder_backward(dmemory, cache.encoder)
     grads.update(enc_grads)
-    dE_src = embed_backward(dx, cache.src_embed)
+    dE_src = model.embed_backward(dx, cache.src_embed)
     keys = cache.keys
     if keys["src"] == keys["tgt"] == keys["out"]:
         grads[keys["src"]] = dE_src + dE_tgt + dE_out  # §3.4: one matrix, three uses
@@ -167,7 +164,7 @@ def loss_and_grads(params, cfg: TransformerConfig, src, tgt_in, tgt_out, rng=Non
     batch passes its share of the targets here, so that the parts' gradients
     add up to the whole batch's (train/parallel.py).
     """
-    logits, cache = transformer_forward(params, cfg, src, tgt_in, rng)
-    loss, ce = cross_entropy_forward(logits, tgt_out, cfg.pad_id, cfg.eps_ls)
-    grads = transformer_backward(cross_entropy_backward(dloss, ce), cache)
+    logits, cache = model.transformer_forward(params, cfg, src, tgt_in, rng)
+    loss, ce = ops.cross_entropy_forward(logits, tgt_out, cfg.pad_id, cfg.eps_ls)
+    grads = model.transformer_backward(ops.cross_entropy_backward(dloss, ce), cache)
     return loss, grads, ce.n_tokens

@@ -32,8 +32,9 @@ gradient from that query, and the 1/sqrt(d_k) scale reappears in dQ and dK.
 """
 from typing import NamedTuple
 
+from npformer import ops  # the ops it uses, read at call time (npformer/ops/__init__.py)
 from npformer.backend import backend_of
-from npformer.ops.softmax import SoftmaxCache, softmax_backward, softmax_forward
+from npformer.ops.softmax import SoftmaxCache
 
 
 class AttentionCache(NamedTuple):
@@ -68,7 +69,7 @@ def attention_weights(Q, K, mask=None):
     # One (B, h, T_q, T_k) buffer, updated in place: scores, then P.
     S = Q @ K.swapaxes(-1, -2)  # (B, h, T_q, T_k)
     S *= scale
-    P, _ = softmax_forward(S, mask, out=S)
+    P, _ = ops.softmax_forward(S, mask, out=S)
     return P, scale
 
 
@@ -91,7 +92,7 @@ def attention_backward(dout, cache: AttentionCache):
     dP = dout @ V.swapaxes(-1, -2)  # (B, h, T_q, T_k)
     # dS = softmax_backward(dP), then times the scale (S = scale * Q K^T: it
     # multiplies both dQ and dK); one buffer, dP's, turned into dS_scaled in place.
-    dS_scaled = softmax_backward(dP, SoftmaxCache(P), out=dP)
+    dS_scaled = ops.softmax_backward(dP, SoftmaxCache(P), out=dP)
     dS_scaled *= scale
     dQ = dS_scaled @ K  # (B, h, T_q, d_k)
     dK = dS_scaled.swapaxes(-1, -2) @ Q  # (B, h, T_k, d_k)

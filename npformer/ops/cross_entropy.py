@@ -32,8 +32,8 @@ host before sending it (model/transformer.py, ``validate_batch``).
 """
 from typing import NamedTuple
 
+from npformer import ops  # the ops it uses, read at call time (npformer/ops/__init__.py)
 from npformer.backend import backend_of
-from npformer.ops.softmax import softmax_terms
 
 
 class CrossEntropyCache(NamedTuple):
@@ -65,7 +65,7 @@ def cross_entropy_forward(logits, targets, pad_id=0, eps_ls=0.1):
             raise ValueError(f"cross-entropy: targets must be in [0, {V}) (V = logits.shape[-1]), "
                              f"got values in [{lo}, {hi}]")
     eps_ls = float(eps_ls)
-    p, m, s = softmax_terms(logits)  # (..., V), (..., 1), (..., 1); p is reused by the backward
+    p, m, s = ops.softmax_terms(logits)  # (..., V), (..., 1), (..., 1); p is reused by the backward
     m = m[..., 0]
     # everything relative to the row max m: lse - m = log s, so no two large
     # numbers are ever subtracted (float32 logits of 1e4 keep full precision)

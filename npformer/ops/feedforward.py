@@ -13,8 +13,7 @@ Backward: the chain rule through the three steps, last first:
 """
 from typing import NamedTuple
 
-from npformer.ops.linear import linear_backward, linear_forward
-from npformer.ops.relu import relu_backward, relu_forward
+from npformer import ops  # the ops it uses, read at call time (npformer/ops/__init__.py)
 
 PARAM_NAMES = ("W_1", "b_1", "W_2", "b_2")
 
@@ -27,15 +26,15 @@ class FeedForwardCache(NamedTuple):
 
 def feedforward_forward(x, p):
     """FFN(x) with ``p`` holding W_1, b_1, W_2, b_2."""
-    a, lin1 = linear_forward(x, p["W_1"], p["b_1"])  # (B, T, d_ff)
-    r, relu = relu_forward(a)  # (B, T, d_ff)
-    y, lin2 = linear_forward(r, p["W_2"], p["b_2"])  # (B, T, d_model)
+    a, lin1 = ops.linear_forward(x, p["W_1"], p["b_1"])  # (B, T, d_ff)
+    r, relu = ops.relu_forward(a)  # (B, T, d_ff)
+    y, lin2 = ops.linear_forward(r, p["W_2"], p["b_2"])  # (B, T, d_model)
     return y, FeedForwardCache(lin1, relu, lin2)
 
 
 def feedforward_backward(dy, cache: FeedForwardCache):
     """Returns ``(dx, grads)`` with grads keyed W_1, b_1, W_2, b_2."""
-    dr, dW_2, db_2 = linear_backward(dy, cache.lin2)  # (B, T, d_ff)
-    da = relu_backward(dr, cache.relu)
-    dx, dW_1, db_1 = linear_backward(da, cache.lin1)  # (B, T, d_model)
+    dr, dW_2, db_2 = ops.linear_backward(dy, cache.lin2)  # (B, T, d_ff)
+    da = ops.relu_backward(dr, cache.relu)
+    dx, dW_1, db_1 = ops.linear_backward(da, cache.lin1)  # (B, T, d_model)
     return dx, {"W_1": dW_1, "b_1": db_1, "W_2": dW_2, "b_2": db_2}

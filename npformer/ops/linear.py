@@ -27,6 +27,7 @@ most at small widths such as d_model = 256.
 """
 from typing import NamedTuple
 
+from npformer import ops  # the ops it uses, read at call time (npformer/ops/__init__.py)
 from npformer.backend import backend_of
 
 
@@ -82,12 +83,12 @@ def fused_linear_forward(x, Ws, bs):
     """y = x [W_1 | ... | W_n] + [b_1 | ... | b_n]. Returns ``(y, cache)``."""
     _check_fused(x, Ws, bs)
     xp = backend_of(x, *Ws).xp
-    y, linear = linear_forward(x, xp.concatenate(Ws, axis=1), xp.concatenate(bs))  # (..., d_1 + ... + d_n)
+    y, linear = ops.linear_forward(x, xp.concatenate(Ws, axis=1), xp.concatenate(bs))  # (..., d_1 + ... + d_n)
     return y, FusedLinearCache(linear, tuple(W.shape[1] for W in Ws))
 
 
 def fused_linear_backward(dy, cache: FusedLinearCache):
     """Returns ``(dx, dWs, dbs)``, dWs and dbs lists in the order of the weights."""
-    dx, dW, db = linear_backward(dy, cache.linear)  # dx sums the n blocks' terms in the one GEMM
+    dx, dW, db = ops.linear_backward(dy, cache.linear)  # dx sums the n blocks' terms in the one GEMM
     cuts = list(_blocks(cache.widths))
     return dx, [dW[:, c] for c in cuts], [db[c] for c in cuts]

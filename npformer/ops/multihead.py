@@ -39,9 +39,8 @@ weights' gradients (dW_Q, dW_K, dW_V; or dW_K, dW_V) directly.
 """
 from typing import NamedTuple
 
+from npformer import ops  # the ops it uses, read at call time (npformer/ops/__init__.py)
 from npformer.backend import backend_of
-from npformer.ops.attention import attention_backward, attention_forward
-from npformer.ops.linear import fused_linear_backward, fused_linear_forward, linear_backward, linear_forward
 
 PARAM_NAMES = ("W_q", "b_q", "W_k", "b_k", "W_v", "b_v", "W_o", "b_o")
 
@@ -123,20 +122,20 @@ def _check(x, p, h, memory=None):
 def self_attention_forward(x, p, h, mask=None):
     """MultiHead(x, x) with ``p`` holding W_q, b_q, ..., W_o, b_o. x (B, T, d_model)."""
     _check(x, p, h)
-    qkv, proj_in = fused_linear_forward(x, *_fused_params(p, ("q", "k", "v")))  # (B, T, 3 d_model)
+    qkv, proj_in = ops.fused_linear_forward(x, *_fused_params(p, ("q", "k", "v")))  # (B, T, 3 d_model)
     Q, K, V = split_heads(qkv, 3, h)  # each (B, h, T, d_k)
-    heads, attn = attention_forward(Q, K, V, mask)  # (B, h, T, d_k)
-    y, proj_out = linear_forward(merge_heads(heads[None]), p["W_o"], p["b_o"])  # (B, T, d_model)
+    heads, attn = ops.attention_forward(Q, K, V, mask)  # (B, h, T, d_k)
+    y, proj_out = ops.linear_forward(merge_heads(heads[None]), p["W_o"], p["b_o"])  # (B, T, d_model)
     return y, MultiHeadCache(proj_in, None, attn, proj_out, h)
 
 
 def self_attention_backward(dy, cache: MultiHeadCache):
     """Returns ``(dx, grads)``, grads a dict with the keys of PARAM_NAMES."""
-    d_heads, dW_o, db_o = linear_backward(dy, cache.proj_out)  # (B, T, d_model)
+    d_heads, dW_o, db_o = ops.linear_backward(dy, cache.proj_out)  # (B, T, d_model)
     dheads = split_heads(d_heads, 1, cache.h)[0]  # (B, h, T, d_k)
-    dQ, dK, dV = attention_backward(dheads, cache.attn)
+    dQ, dK, dV = ops.attention_backward(dheads, cache.attn)
     dqkv = _merge_into_fused([dQ, dK, dV], cache.h)  # (B, T, 3 d_model)
-    dx, dWs, dbs = fused_linear_backward(dqkv, cache.proj_in)
+    dx, dWs, dbs = ops.fused_linear_backward(dqkv, cache.proj_in)
     grads = _grads_of("qkv", dWs, dbs)
     grads["W_o"], grads["b_o"] = dW_o, db_o
     return dx, grads
@@ -146,23 +145,23 @@ def cross_attention_forward(x, memory, p, h, mask=None):
     """MultiHead(x, memory): queries from x (B, T_q, d_model), keys/values from memory (B, T_k, d_model)."""
     _check(x, p, h, memory)
     backend_of(x, memory)  # arrays, on one device
-    q, proj_q = linear_forward(x, p["W_q"], p["b_q"])  # (B, T_q, d_model)
-    kv, proj_in = fused_linear_forward(memory, *_fused_params(p, ("k", "v")))  # (B, T_k, 2 d_model)
+    q, proj_q = ops.linear_forward(x, p["W_q"], p["b_q"])  # (B, T_q, d_model)
+    kv, proj_in = ops.fused_linear_forward(memory, *_fused_params(p, ("k", "v")))  # (B, T_k, 2 d_model)
     Q = split_heads(q, 1, h)[0]  # (B, h, T_q, d_k)
     K, V = split_heads(kv, 2, h)  # each (B, h, T_k, d_k)
-    heads, attn = attention_forward(Q, K, V, mask)  # (B, h, T_q, d_k)
-    y, proj_out = linear_forward(merge_heads(heads[None]), p["W_o"], p["b_o"])  # (B, T_q, d_model)
+    heads, attn = ops.attention_forward(Q, K, V, mask)  # (B, h, T_q, d_k)
+    y, proj_out = ops.linear_forward(merge_heads(heads[None]), p["W_o"], p["b_o"])  # (B, T_q, d_model)
     return y, MultiHeadCache(proj_in, proj_q, attn, proj_out, h)
 
 
 def cross_attention_backward(dy, cache: MultiHeadCache):
     """Returns ``(dx, dmemory, grads)``."""
-    d_heads, dW_o, db_o = linear_backward(dy, cache.proj_out)
+    d_heads, dW_o, db_o = ops.linear_backward(dy, cache.proj_out)
     dheads = split_heads(d_heads, 1, cache.h)[0]  # (B, h, T_q, d_k)
-    dQ, dK, dV = attention_backward(dheads, cache.attn)
-    dx, dW_q, db_q = linear_backward(merge_heads(dQ[None]), cache.proj_q)  # (B, T_q, d_model)
+    dQ, dK, dV = ops.attention_backward(dheads, cache.attn)
+    dx, dW_q, db_q = ops.linear_backward(merge_heads(dQ[None]), cache.proj_q)  # (B, T_q, d_model)
     dkv = _merge_into_fused([dK, dV], cache.h)  # (B, T_k, 2 d_model)
-    dmemory, dWs, dbs = fused_linear_backward(dkv, cache.proj_in)
+    dmemory, dWs, dbs = ops.fused_linear_backward(dkv, cache.proj_in)
     grads = _grads_of("kv", dWs, dbs)
     grads["W_q"], grads["b_q"] = dW_q, db_q
     grads["W_o"], grads["b_o"] = dW_o, db_o

@@ -6,7 +6,7 @@ from npformer.decode import incremental
 from npformer.decode.incremental import (decode_step, encode, init_decoder_state, reorder,
                                          teacher_forced_logits)
 from npformer.model.transformer import transformer_forward
-from npformer.ops import feedforward
+from npformer import ops
 
 TOL = 1e-10  # float64: the cache changes only the order of a few sums
 
@@ -61,7 +61,7 @@ def test_each_step_projects_one_position(be, tiny, monkeypatch):
         return real(x, W, b)
 
     monkeypatch.setattr(incremental, "linear_forward", recording)
-    monkeypatch.setattr(feedforward, "linear_forward", recording)
+    monkeypatch.setattr(ops, "linear_forward", recording)  # where the feed-forward network reads it
     tokens = be.asarray(np.full(src.shape[0], cfg.bos_id))
     for t in range(6):
         logits, state = decode_step(params, cfg, state, tokens, t)

@@ -155,7 +155,7 @@ def test_planted_put_along_axis_is_caught(monkeypatch):
         at_target = xp.take_along_axis(dz, targets[..., None], axis=-1) - (1.0 - eps_ls) * w
         xp.put_along_axis(dz, targets[..., None], at_target, axis=-1)  # PLANTED: not in CuPy 13
         return dz
-    monkeypatch.setattr("npformer.model.transformer.cross_entropy_backward", backward_with_put_along_axis)
+    monkeypatch.setattr("npformer.ops.cross_entropy_backward", backward_with_put_along_axis)
     one_step(be=get_backend("numpy"))  # NumPy has it: the fault is invisible on the CPU
     with pytest.raises(AttributeError, match="put_along_axis"):
         one_step()
@@ -168,7 +168,7 @@ def test_planted_host_array_mix_is_caught(monkeypatch):
     def layernorm_with_host_epsilon(x, gamma, beta, eps=1e-6):
         y, cache = real(x, gamma, beta, eps)
         return y + np.zeros(y.shape[-1], dtype=y.dtype), cache  # PLANTED: a host array in device math
-    monkeypatch.setattr("npformer.model.sublayer.layernorm_forward", layernorm_with_host_epsilon)
+    monkeypatch.setattr("npformer.ops.layernorm_forward", layernorm_with_host_epsilon)
     one_step(be=get_backend("numpy"))
     with pytest.raises(TypeError, match="Unsupported type <class 'numpy.ndarray'>"):
         one_step()
