@@ -18,7 +18,7 @@ import importlib
 import re
 from dataclasses import dataclass
 
-from npformer.exercise import cases as C
+from npformer.exercise import cases as C, variants
 
 DERIVATIONS = "docs/derivations.md"
 
@@ -283,4 +283,4 @@ def get(exercise_id: str) -> Exercise:
     return EXERCISES[exercise_id]
 
 
-VARIANT_IDS = ("rmsnorm", "gelu", "softmax_temperature", "cross_entropy_ignore_index")
+VARIANT_IDS = tuple(variants.VARIANTS)

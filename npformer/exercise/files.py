@@ -17,6 +17,7 @@ import sys
 import textwrap
 import tokenize
 
+from npformer.exercise import variants
 from npformer.exercise.catalog import EXERCISES, get
 from npformer.exercise.grader import ExerciseError
 
@@ -80,7 +81,6 @@ def template(exercise_id: str, folder: str = DEFAULT_DIR) -> str:
     """The text of a new exercise file: the signatures, the forward, the cache's fields and shapes,
     what to return, and a body that raises. Never the backward: not its code, not an equation of it
     (the reference's docstring is not copied; ``Exercise.returns`` says what to return)."""
-    from npformer.exercise import variants
     if exercise_id in variants.VARIANTS:
         return _variant_template(exercise_id, folder)
     ex = get(exercise_id)
@@ -120,7 +120,6 @@ def template(exercise_id: str, folder: str = DEFAULT_DIR) -> str:
 
 
 def _variant_template(vid: str, folder: str) -> str:
-    from npformer.exercise import variants
     fwd, name, returns, _, cache = variants.VARIANTS[vid]
     return "\n".join([
         f'"""Variant exercise {vid}: a layer npformer does not contain.', "",

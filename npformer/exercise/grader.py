@@ -33,7 +33,7 @@ import numpy as np
 
 from npformer.backend import get_backend
 from npformer.errors import UserError
-from npformer.exercise import guard, staged
+from npformer.exercise import guard, staged, variants
 from npformer.exercise.catalog import EXERCISES, get
 from npformer.exercise.diagnose import Finding, diagnose, rel_error, summary
 from npformer.exercise.verdict import closest_per_entry, same, settle, verdict
@@ -168,18 +168,17 @@ def check(exercise: str, functions, *, backend=None, seed: int | None = None, dt
     unless ``quiet`` and return it. ``npformer exercise check`` runs exactly this on a file."""
     if dtype != "float64":
         raise ExerciseError(f"check: dtype {dtype} refused; {FLOAT64_WHY}")
+    if exercise in variants.VARIANTS:
+        return _finish(_check_variant(exercise, functions, get_backend(backend), _seed(seed)), quiet)
     try:
         ex = get(exercise)
     except KeyError as e:
-        from npformer.exercise import variants
-        if exercise in variants.VARIANTS:
-            return _finish(variants.check_variant(exercise, functions, backend=backend, seed=seed), quiet)
         raise ExerciseError(e.args[0]) from None
     if ex.kind == "train":
         raise ExerciseError("exercise train grades a folder of exercises: run `npformer exercise check train "
                             "--dir DIR` or npformer.exercise.check_train(DIR)")
     be = get_backend(backend)
-    seed = int(np.random.SeedSequence().entropy % (1 << 31)) if seed is None else int(seed)
+    seed = _seed(seed)
     if getattr(functions, "STAGED", False):
         report = Report(ex.id + " (staged)", False, "failed", seed, be.name)
         staged.check_staged(ex.id, functions, seed, report, be)
@@ -211,6 +210,21 @@ def check(exercise: str, functions, *, backend=None, seed: int | None = None, dt
                     for case in EXERCISES[cid].cases(rng, be):
                         run_case(case, Fns({}, all_refs), be, seed, report, f"in {cid}", [], all_refs)
     return _finish(report, quiet)
+
+
+def _seed(seed) -> int:
+    return int(np.random.SeedSequence().entropy % (1 << 31)) if seed is None else int(seed)
+
+
+def _check_variant(vid, functions, be, seed) -> Report:
+    """A variant (variants.py): its cases, against central differences only (no reference exists)."""
+    _, name, _, cases, _ = variants.VARIANTS[vid]
+    fns, report = Fns(lookup(vid, [name], functions), {}), Report(vid, False, "failed", seed, be.name)
+    rng = np.random.default_rng(seed)
+    for case in cases(rng, be):
+        if not run_case(case, fns, be, seed, report, "alone", [], {}):
+            break
+    return report
 
 
 def _finish(report: Report, quiet: bool) -> Report:

@@ -3,7 +3,8 @@
 Each variant's forward is here (it returns ``(y, cache)``, like npformer's ops);
 the learner writes ``<id>_backward(dy, cache)``. No answer is stored anywhere: the
 check differentiates the forward numerically, so these exercises are graded by
-the same machinery as the others, with nothing to copy.
+the same machinery as the others, with nothing to copy. ``VARIANTS`` is data that
+grader.py reads and grades; this module imports nothing of the grader's.
 
     rmsnorm                      y = gamma * x / sqrt(mean(x^2) + eps)       (Zhang & Sennrich 2019)
     gelu                         y = x * Phi(x), tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
@@ -123,21 +124,6 @@ VARIANTS = {
                                    "gradient. dy is the gradient of the loss: a number or a 0-d array.",
                                    _ignore_index_cases, IgnoreIndexCache),
 }
-
-
-def check_variant(vid, functions, backend=None, seed=None):
-    from npformer.backend import get_backend
-    from npformer.exercise.grader import Fns, Report, lookup, run_case
-    be = get_backend(backend)
-    seed = int(np.random.SeedSequence().entropy % (1 << 31)) if seed is None else int(seed)
-    _, name, _, cases, _ = VARIANTS[vid]
-    fns = Fns(lookup(vid, [name], functions), {})
-    report = Report(vid, False, "failed", seed, be.name)
-    rng = np.random.default_rng(seed)
-    for case in cases(rng, be):
-        if not run_case(case, fns, be, seed, report, "alone", [], {}):
-            break
-    return report
 
 
 # id -> three hints, as for the exercises (catalog.py): the concept, the structure (which paths,
