@@ -225,7 +225,8 @@ def reference_text(exercise_id: str) -> str:
             needed.update(code.co_names)
             stack += [c for c in code.co_consts if inspect.iscode(c)]
     names = sorted(n for n in needed if n in vars(module) and n not in refs and not n.startswith("__"))
-    head = "from __future__ import annotations\n\n"
-    if names:
-        head += f"from {ex.module} import {', '.join(names)}  # noqa: F401\n"
+    spaces = [n for n in names if inspect.ismodule(vars(module)[n])]  # the namespaces npformer.ops, npformer.model
+    head = "from __future__ import annotations\n\n" + (f"from npformer import {', '.join(spaces)}\n" if spaces else "")
+    if set(names) - set(spaces):
+        head += f"from {ex.module} import {', '.join(n for n in names if n not in spaces)}  # noqa: F401\n"
     return head + "\n\n" + "\n\n".join(inspect.getsource(fn) for fn in refs.values())

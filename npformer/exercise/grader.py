@@ -11,15 +11,17 @@ from a seed the report prints, so a run can be repeated with ``seed=``):
    Relative error <= 1e-7 passes, >= 1e-3 is a bug; in between the check is redone
    at two other step sizes h, and the verdict says whether the error was
    finite-difference noise (it moves with h) or small but real (it does not).
-3. Inside the model: with the learner's functions swapped in wherever npformer
-   calls the reference, the blocks that contain the op (encoder layer, decoder
-   layer, whole model) are checked the same way: a backward that is right alone
-   and wrong when composed is caught there.
+3. Inside the model: with the learner's functions swapped into ``npformer.ops`` or
+   ``npformer.model``, where npformer's layers call them, the blocks that contain
+   the op (encoder layer, decoder layer, whole model) are checked the same way: a
+   backward that is right alone and wrong when composed is caught there.
 4. Findings that explain themselves (``diagnose``), the known mistakes of the op
    recognised by name (``mistakes``), and a one-line summary of which gradients
    are right; ``verdict`` turns the errors and findings into pass, fail or borderline.
 
-While it runs, the exercise's reference functions refuse to run (``guard``).
+While it runs, the exercise's reference functions refuse to run where npformer's
+ops and blocks read them, and a file that takes them from their defining module is
+refused before it runs (``guard``).
 """
 from __future__ import annotations
 
@@ -89,11 +91,10 @@ def _references(ex) -> dict:
 
 
 def _all_references() -> dict:
+    """name -> every exercise's reference function, as its defining module holds it."""
     out = {}
     for ex in EXERCISES.values():
         out.update(_references(ex))
-    from npformer.ops.cross_entropy import cross_entropy_backward
-    out.setdefault("cross_entropy_backward", cross_entropy_backward)
     return out
 
 
@@ -105,7 +106,7 @@ class Fns(dict):
         self._refs = refs
 
     def __missing__(self, name):
-        return guard.original(self._refs[name])
+        return self._refs[name]
 
 
 def lookup(eid: str, names, functions) -> dict:
@@ -127,19 +128,8 @@ def lookup(eid: str, names, functions) -> dict:
 
 
 def normalise(ex, functions) -> dict:
-    """The exercise's functions (see ``lookup``), each unguarded and taking ``out=``."""
-    return {name: _accept_out(name, _unguarded_copy(fn)) for name, fn in lookup(ex.id, ex.functions, functions).items()}
-
-
-def _unguarded_copy(fn):
-    """npformer's own function passed in (a notebook's ``check("relu", relu_backward)``): a copy of
-    it, made before the guard, which grades like the reference's source written out (and passes)."""
-    import types
-    if isinstance(fn, types.FunctionType) and (fn.__module__ or "").startswith("npformer.") \
-            and not (fn.__module__ or "").startswith("npformer.exercise"):
-        return types.FunctionType(guard.original(fn).__code__, fn.__globals__, fn.__name__, fn.__defaults__,
-                                  fn.__closure__)
-    return fn
+    """The exercise's functions (see ``lookup``), each taking ``out=``."""
+    return {name: _accept_out(name, fn) for name, fn in lookup(ex.id, ex.functions, functions).items()}
 
 
 def _accept_out(name, fn):
@@ -189,6 +179,11 @@ def check(exercise: str, functions, *, backend=None, seed: int | None = None, dt
     if _verbatim(fns, refs):
         report.notes.append("these functions are the reference's code, verbatim: a fine answer to compare "
                             "against, but the exercise is to write them yourself")
+    leaning = guard.names_the_reference(ex.module, refs, functions)
+    if leaning:
+        report.findings.append(Finding(", ".join(refs), "your code", "its source", f"{leaning}: the reference "
+                                       "refuses to run while check grades it (write it yourself)", "reference"))
+        return _finish(report, quiet)
     if ex.kind == "forward":
         from npformer.exercise import positional
         positional.check_table(ex, fns, refs, be, seed, report)
@@ -197,18 +192,18 @@ def check(exercise: str, functions, *, backend=None, seed: int | None = None, dt
     from npformer.exercise import mistakes
     library = mistakes.MISTAKES.get(ex.id, []) if known else []
     rng = np.random.default_rng(seed)
-    with guard.guarded(refs):
+    with guard.refused(refs):
         for case in ex.cases(rng, be):
             if ex.id in staged.GRAPHS:
                 case.context.setdefault("staged_hint", f"`npformer exercise start {ex.id} --staged` writes the "
                                                        "forward as steps and grades each step's gradient")
             if not run_case(case, Fns(fns, all_refs), be, seed, report, "alone", library, all_refs):
                 break
-        if composed and not report.findings:
-            with guard.swapped(refs, fns):
-                for cid in ex.composed:
-                    for case in EXERCISES[cid].cases(rng, be):
-                        run_case(case, Fns({}, all_refs), be, seed, report, f"in {cid}", [], all_refs)
+    if composed and not report.findings:
+        with guard.swapped(fns):
+            for cid in ex.composed:
+                for case in EXERCISES[cid].cases(rng, be):
+                    run_case(case, Fns({}, all_refs), be, seed, report, f"in {cid}", [], all_refs)
     return _finish(report, quiet)
 
 
@@ -432,7 +427,7 @@ def _verbatim(fns: dict, refs: dict) -> bool:
     def body(fn):
         fn = getattr(fn, "learner", fn)
         try:
-            tree = ast.parse(textwrap.dedent(inspect.getsource(guard.original(fn))))
+            tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
         except (OSError, TypeError, SyntaxError):
             return None
         node = tree.body[0] if tree.body else None

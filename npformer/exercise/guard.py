@@ -1,88 +1,84 @@
-"""Swapping the learner's functions into the model, and guarding the reference.
+"""The learner's functions in the model, and the reference refused, through npformer's seam.
 
-Two things happen while ``check`` runs:
+npformer's ops and blocks call each other through two namespaces read at call time,
+``npformer.ops`` and ``npformer.model`` (npformer/ops/__init__.py says why), and each
+has a ``swapped`` that replaces names there and nowhere else until it exits. ``check``:
 
-* **swap**: every npformer module that bound a reference function (for example
-  ``npformer.model.sublayer`` binds ``layernorm_backward``) gets the learner's
-  function under that name instead, so the encoder layer, the decoder layer and
-  the whole model run the learner's code wherever they would run the reference;
-* **guard**: the reference function itself raises ``ReferenceCalled`` if called.
-  Its code object is replaced for the duration, so even a name bound before the
-  check (``from npformer.ops import layernorm_backward`` in a notebook) refuses:
-  a learner's file cannot lean on the answer by accident.
+* **refused**, while the exercise is graded alone: the namespace's entry of each of its
+  functions raises ``ReferenceCalled``, so code that calls ``ops.layernorm_backward``
+  (``npformer.ops.layernorm_backward``) is refused when it runs;
+* **swapped**, inside the blocks: the entries are the learner's functions, so the encoder
+  layer, the decoder layer and the whole model run the learner's code.
 
-Both are undone when the check ends, whatever happened.
+The defining modules never change (the grader's true gradients come from them), so code
+that takes the reference from there (``from npformer.ops.layernorm import
+layernorm_backward``, ``layernorm.layernorm_backward``) is caught by reading it, before
+it runs: ``names_the_reference``.
 """
 from __future__ import annotations
 
-import sys
-import types
+import ast
+import inspect
+import textwrap
 from contextlib import contextmanager
+
+from npformer import model, ops
 
 
 class ReferenceCalled(RuntimeError):
     """The learner's code called the reference function it is meant to replace."""
 
 
-def _refuse(*args, **kwargs):
-    # Runs with the reference module's globals, so it names nothing of ours directly:
-    # it imports the exception class and reads its own (renamed) code object's name.
-    raise __import__("npformer.exercise.guard", fromlist=["ReferenceCalled"]).ReferenceCalled(
-        f"{__import__('sys')._getframe().f_code.co_name} is the reference answer of this exercise; "
-        "it refuses to run while check grades it (write the gradient yourself)")
-
-
-_ORIGINAL_CODE: dict = {}  # id(function) -> its real code object, while guarded
-
-
-def original(fn):
-    """``fn`` as it really is, even while guarded: the grader's own use of the reference."""
-    code = _ORIGINAL_CODE.get(id(fn))
-    if code is None:
-        return fn
-    return types.FunctionType(code, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
-
-
 @contextmanager
-def guarded(references: dict):
-    """While inside, each reference function (name -> function) raises ``ReferenceCalled``."""
-    saved = {}
-    try:
-        for name, fn in references.items():
-            if not isinstance(fn, types.FunctionType) or fn.__code__.co_freevars:
-                continue
-            saved[name] = fn
-            _ORIGINAL_CODE[id(fn)] = fn.__code__
-            fn.__code__ = _refuse.__code__.replace(co_name=name)
+def swapped(functions: dict):
+    """Each function (name -> function) in its namespace, npformer.ops or npformer.model, while inside."""
+    with ops.swapped({n: f for n, f in functions.items() if n in ops.FUNCTIONS}), \
+            model.swapped({n: f for n, f in functions.items() if n not in ops.FUNCTIONS}):
         yield
-    finally:
-        for fn in saved.values():
-            fn.__code__ = _ORIGINAL_CODE.pop(id(fn))
 
 
-@contextmanager
-def swapped(references: dict, replacements: dict):
-    """Bind ``replacements[name]`` wherever an npformer module bound ``references[name]``."""
-    patched = []
-    try:
-        for module in list(sys.modules.values()):
-            mod_name = getattr(module, "__name__", "") or ""
-            if not mod_name.startswith("npformer") or mod_name.startswith("npformer.exercise"):
-                continue
-            for name, ref in references.items():
-                if name in replacements and module.__dict__.get(name) is ref:
-                    patched.append((module, name, ref))
-                    setattr(module, name, replacements[name])
-        _clear_tables()
-        yield
-    finally:
-        for module, name, ref in reversed(patched):
-            setattr(module, name, ref)
-        _clear_tables()
+def refused(names):
+    """While inside, the namespace entry of each name raises ``ReferenceCalled``."""
+    def refusing(name):
+        def refuse(*args, **kwargs):
+            raise ReferenceCalled(f"{name} is the reference answer of this exercise; it refuses to run while "
+                                  "check grades it (write the gradient yourself)")
+        return refuse
+    return swapped({name: refusing(name) for name in names})
 
 
-def _clear_tables():
-    """The model caches its positional table: a swapped ``sinusoidal_table`` must be rebuilt."""
-    transformer = sys.modules.get("npformer.model.transformer")
-    if transformer is not None:
-        transformer._PE_CACHE.clear()
+def names_the_reference(module: str, refs: dict, functions) -> str | None:
+    """How the learner's code (a module, a dict of functions or one) takes a function of ``refs``
+    from its defining ``module``, read from the source, never run: an import of it, or an attribute
+    of that module or of a name bound to it; None when it does not. npformer's own function passed
+    in is graded as the reference (a verbatim copy) and not read."""
+    fns = [functions] if inspect.ismodule(functions) else [getattr(f, "learner", f) for f in (
+        functions.values() if isinstance(functions, dict) else [functions])]
+    for obj in fns:
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(obj)))
+            scope = vars(obj) if inspect.ismodule(obj) else {**obj.__globals__, **inspect.getclosurevars(obj).nonlocals}
+        except (OSError, TypeError, SyntaxError, ValueError, AttributeError):
+            continue  # no source to read (a builtin, a lambda inside an expression), or not a function
+        if obj in refs.values():
+            continue
+        bound = {}  # name -> the dotted path the source's own imports bind it to
+        for node in ast.walk(tree):
+            for alias in node.names if isinstance(node, (ast.Import, ast.ImportFrom)) else ():
+                full = f"{node.module}.{alias.name}" if isinstance(node, ast.ImportFrom) else alias.name
+                if full in {f"{module}.{name}" for name in refs}:
+                    return f"imports {full}, the reference itself"
+                if isinstance(node, ast.Import) and not alias.asname:
+                    bound[full.split(".")[0]] = full.split(".")[0]  # import a.b binds a
+                else:
+                    bound[alias.asname or alias.name] = full
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr in refs:
+                head, _, rest = ast.unparse(node.value).partition(".")
+                value = scope.get(head)
+                base = value.__name__ if inspect.ismodule(value) else bound.get(head, head)
+                if f"{base}.{rest}".rstrip(".") == module:
+                    return f"calls {module}.{node.attr}, the reference itself"
+            elif isinstance(node, ast.Name) and any(scope.get(node.id) is ref for ref in refs.values()):
+                return f"calls {node.id}, which is {module}.{scope[node.id].__name__}, the reference itself"
+    return None

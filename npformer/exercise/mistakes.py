@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 from npformer.backend import backend_of
 
 
@@ -26,6 +25,12 @@ class Mistake:
 
 def _rows(a):
     return a.reshape(-1, a.shape[-1])
+
+
+def _merged(parts):
+    """Head gradients, each (B, h, T, d_k), as one (B, T, n d_model): merge_heads of their stack."""
+    from npformer.ops.multihead import merge_heads
+    return merge_heads(backend_of(*parts).xp.stack(parts))
 
 
 # --- linear -----------------------------------------------------------------------
@@ -152,12 +157,12 @@ def _attention(dout, cache, scale_power=1, skip_softmax=False, dK_untransposed=F
 def _self_attention(dy, cache, paths="qkv", transpose_W_o=False):
     from npformer.ops.attention import attention_backward
     from npformer.ops.linear import linear_backward
-    from npformer.ops.multihead import _merge_into_fused, split_heads
+    from npformer.ops.multihead import split_heads
     d_heads, dW_o, db_o = linear_backward(dy, cache.proj_out)
     dQ, dK, dV = attention_backward(split_heads(d_heads, 1, cache.h)[0], cache.attn)
     lin = cache.proj_in.linear
-    dx = _merge_into_fused([d if n in paths else d * 0 for n, d in zip("qkv", (dQ, dK, dV))], cache.h) @ lin.W.T
-    dqkv = _merge_into_fused([dQ, dK, dV], cache.h)
+    dx = _merged([d if n in paths else d * 0 for n, d in zip("qkv", (dQ, dK, dV))]) @ lin.W.T
+    dqkv = _merged([dQ, dK, dV])
     dW, db = _rows(lin.x).T @ _rows(dqkv), _rows(dqkv).sum(axis=0)
     d = dW.shape[0]
     grads = {"W_q": dW[:, :d], "W_k": dW[:, d:2 * d], "W_v": dW[:, 2 * d:],
@@ -169,13 +174,13 @@ def _self_attention(dy, cache, paths="qkv", transpose_W_o=False):
 def _cross_attention(dy, cache, dmemory_paths="kv", dx_scale=1.0):
     from npformer.ops.attention import attention_backward
     from npformer.ops.linear import linear_backward
-    from npformer.ops.multihead import _merge_into_fused, merge_heads, split_heads
+    from npformer.ops.multihead import merge_heads, split_heads
     d_heads, dW_o, db_o = linear_backward(dy, cache.proj_out)
     dQ, dK, dV = attention_backward(split_heads(d_heads, 1, cache.h)[0], cache.attn)
     dx, dW_q, db_q = linear_backward(merge_heads(dQ[None]), cache.proj_q)
     lin = cache.proj_in.linear
-    dkv = _merge_into_fused([dK, dV], cache.h)
-    part = _merge_into_fused([d if n in dmemory_paths else d * 0 for n, d in zip("kv", (dK, dV))], cache.h)
+    dkv = _merged([dK, dV])
+    part = _merged([d if n in dmemory_paths else d * 0 for n, d in zip("kv", (dK, dV))])
     dmemory = part @ lin.W.T
     dW, db = _rows(lin.x).T @ _rows(dkv), _rows(dkv).sum(axis=0)
     d = dW.shape[0]

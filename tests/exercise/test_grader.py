@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from npformer.exercise import EXERCISES, ExerciseError, check, files
-from npformer.exercise.guard import ReferenceCalled, guarded
+from npformer.exercise.guard import ReferenceCalled
 
 GRADED = [i for i, e in EXERCISES.items() if e.kind != "train"]
 
@@ -53,26 +53,58 @@ def test_npformers_own_function_passed_in_grades_as_the_reference():
 
 
 def test_calling_the_reference_from_the_learners_code_is_refused():
+    """Through the namespace the ops read (npformer.ops), the reference refuses when called; from
+    its defining module (npformer.ops.layernorm), which check never changes, the source is refused
+    before it runs. Both are a ``reference`` finding, and nothing stays changed afterwards."""
+    from npformer import ops
     from npformer.ops import layernorm as ref
 
-    def leaning(dy, cache):
+    def through_the_seam(dy, cache):
+        return ops.layernorm_backward(dy, cache)
+
+    def from_its_module(dy, cache):
         return ref.layernorm_backward(dy, cache)
-    report = check("layernorm", leaning, seed=1, quiet=True)
-    assert not report.passed and [f.tag for f in report.findings] == ["reference"]
-    assert "refuses to run while check grades it" in report.findings[0].diagnosis
-    # and the guard is undone afterwards
+    for leaning, said in ((through_the_seam, "layernorm_backward is the reference answer of this exercise; it "
+                           "refuses to run while check grades it"),
+                          (from_its_module, "calls npformer.ops.layernorm.layernorm_backward, the reference "
+                           "itself: the reference refuses to run while check grades it")):
+        report = check("layernorm", leaning, seed=1, quiet=True)
+        assert not report.passed and [f.tag for f in report.findings] == ["reference"], str(report)
+        assert said in report.findings[0].diagnosis
+    assert ops.layernorm_backward is ref.layernorm_backward  # and the seam is the reference again
     x = np.random.default_rng(0).standard_normal((2, 3, 4))
-    y, cache = ref.layernorm_forward(x, np.ones(4), np.zeros(4))
-    assert ref.layernorm_backward(np.ones_like(y), cache)[0].shape == x.shape
+    y, cache = ops.layernorm_forward(x, np.ones(4), np.zeros(4))
+    assert ops.layernorm_backward(np.ones_like(y), cache)[0].shape == x.shape
 
 
-def test_the_guard_is_undone_even_when_grading_raises():
+@pytest.mark.parametrize("source, refused", [
+    ("from npformer.ops.layernorm import layernorm_backward as lb\n", True),
+    ("import npformer.ops.layernorm\nx = npformer.ops.layernorm.layernorm_backward\n", True),
+    ("import npformer.ops.layernorm as ln\nx = ln.layernorm_backward\n", True),
+    ("from npformer.ops import layernorm\nx = layernorm.layernorm_backward\n", True),
+    ("from npformer.ops.layernorm import LayerNormCache\nfrom npformer import ops\n\n\n"
+     "def helper(dy, cache):\n    return ops.layernorm_backward(dy, cache)\n", False),  # the seam: refused when run
+    ("from npformer import ops\nx = ops.layernorm_backward\n", True),  # bound at import: the reference itself
+    ("from npformer.ops.linear import linear_backward\n", False),  # another exercise's reference: fine
+])
+def test_a_file_that_names_the_reference_in_its_defining_module_is_refused_by_reading_it(tmp_path, source,
+                                                                                          refused):
+    path = tmp_path / "layernorm.py"
+    path.write_text(source + "\n\ndef layernorm_backward(dy, cache):\n    raise NotImplementedError\n")
+    report = check("layernorm", files.load("layernorm", str(tmp_path)), seed=0, quiet=True)
+    assert ([f.tag for f in report.findings] == ["reference"]) == refused, str(report)
+
+
+def test_the_refusal_is_undone_even_when_grading_raises():
+    from npformer import ops
+    from npformer.exercise.guard import refused
     from npformer.ops import relu
-    with pytest.raises(KeyError), guarded({"relu_backward": relu.relu_backward}):
+    with pytest.raises(KeyError), refused(["relu_backward"]):
         with pytest.raises(ReferenceCalled):
-            relu.relu_backward(np.ones(2), relu.ReluCache(np.ones(2, bool)))
+            ops.relu_backward(np.ones(2), relu.ReluCache(np.ones(2, bool)))
+        assert relu.relu_backward(np.ones(2), relu.ReluCache(np.ones(2, bool))).tolist() == [1.0, 1.0]
         raise KeyError("boom")
-    assert relu.relu_backward(np.ones(2), relu.ReluCache(np.ones(2, bool))).tolist() == [1.0, 1.0]
+    assert ops.relu_backward is relu.relu_backward
 
 
 def test_the_contract_in_place_change_of_dy_and_cache():
