@@ -9,7 +9,7 @@ S=T=64 a ``small`` step does about 20 GFLOP, a few milliseconds of an H100's
 matmul rate, while a thousand launches cost several milliseconds more. The
 count is the figure that fusing kernels has to bring down, and it needs no
 GPU: cupysim counts every operation that CuPy would run as a kernel
-(npformer/runtime/cupysim.py, ``kernel_launches``). It is a lower bound: one
+(npformer/cupysim.py, ``kernel_launches``). It is a lower bound: one
 CuPy call may launch more than one kernel.
 
 One training step (forward, label-smoothed loss, backward, gradient norm,
@@ -34,7 +34,7 @@ def count_step(preset_name: str, B=8, S=64, T=64, V=8192, top=10) -> dict:
     from benchmarks.workload import make_batch
     from npformer.data.batching import Batch
     from npformer.model.config import preset
-    from npformer.runtime.cupysim import kernel_launches
+    from npformer.cupysim import kernel_launches
     from npformer.train.trainer import init_state, train_step
 
     cfg = preset(preset_name, vocab_size=V)

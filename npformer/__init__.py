@@ -6,6 +6,7 @@ package loads nothing and changes nothing in the process: ``get_backend`` and
 friends load NumPy on first use.
 
     backend.py         the one place NumPy and CuPy differ
+    cupysim.py         CuPy's rules simulated on the CPU, to test GPU code without a GPU
     special_tokens.py  <pad>, <s>, </s>, <unk> and their ids
     errors.py          UserError: what the user can fix
     ops/               the ops, each a forward/backward pair

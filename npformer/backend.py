@@ -146,7 +146,7 @@ def get_backend(name: str | None = None) -> Backend:
     if name in _CACHE:
         return _CACHE[name]
     if name == "cupysim":
-        from npformer.runtime import cupysim
+        from npformer import cupysim
         _CACHE[name] = Backend("cupysim", cupysim.xp, on_device=True)
         return _CACHE[name]
     try:

@@ -15,10 +15,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "npformer"
 
 # Lowest first. A module belongs to the layer of the longest prefix listed here.
 # npformer.runtime is the machinery that runs the Transformer fast and spread out
-# (CPU tuning, the CuPy stand-in, flat buffers, threads, ranks); npformer.verify is
-# the gradient check and the cases it runs, each at the layer of what it checks.
+# (CPU tuning, flat buffers, threads, ranks); the CuPy stand-in, cupysim, sits beside
+# the backend that loads it; npformer.verify is the gradient check and the cases it
+# runs, each at the layer of what it checks.
 LAYERS = [
-    ("npformer", "npformer.errors", "npformer.runtime.cpu", "npformer.backend", "npformer.runtime.cupysim",
+    ("npformer", "npformer.errors", "npformer.runtime.cpu", "npformer.backend", "npformer.cupysim",
      "npformer.special_tokens", "npformer.runtime.flat"),
     ("npformer.ops", "npformer.verify.gradcheck", "npformer.runtime.workers", "npformer.runtime.distributed",
      "npformer.data"),

@@ -1,6 +1,6 @@
-"""Write npformer/runtime/cupy_api.json: the CuPy API that every supported CuPy version has.
+"""Write npformer/cupy_api.json: the CuPy API that every supported CuPy version has.
 
-The cupysim backend (npformer/runtime/cupysim.py) exposes exactly these names, so code
+The cupysim backend (npformer/cupysim.py) exposes exactly these names, so code
 that calls something one supported CuPy lacks fails on the CPU, in CI, rather
 than on a user's GPU. ``put_along_axis`` is the example that motivated it: it
 arrived in CuPy 14, and a call to it breaks every CuPy 13 install.
@@ -16,7 +16,7 @@ Where the names come from:
 Usage (the wheel versions give the range: the oldest and newest supported):
     pip download --no-deps --only-binary=:all: cupy-cuda12x==13.0.0 cupy-cuda12x==14.2.0 -d wheels/
     (one version per pip call), and a clone of github.com/cupy/cupy with its tags, then
-    python tools/cupy_api.py --wheels wheels/*.whl --source path/to/cupy [--out npformer/runtime/cupy_api.json]
+    python tools/cupy_api.py --wheels wheels/*.whl --source path/to/cupy [--out npformer/cupy_api.json]
 """
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def main(argv=None) -> None:
     ap.add_argument("--wheels", nargs="+", type=Path, required=True, help="CuPy wheels, one per version")
     ap.add_argument("--source", type=Path, required=True, help="a git clone of CuPy with its version tags")
     ap.add_argument("--out", type=Path,
-                    default=Path(__file__).resolve().parents[1] / "npformer" / "runtime" / "cupy_api.json")
+                    default=Path(__file__).resolve().parents[1] / "npformer" / "cupy_api.json")
     args = ap.parse_args(argv)
     per_version = {}
     for wheel in sorted(args.wheels, key=lambda p: tuple(int(x) for x in wheel_version(p).split("."))):

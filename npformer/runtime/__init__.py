@@ -2,7 +2,6 @@
 
 Nothing here changes what the model computes; it changes where and how fast:
     cpu.py          OpenBLAS's kernel choice on AVX-512 CPUs (``tune_openblas``)
-    cupysim.py      CuPy's rules simulated on the CPU, to test GPU code without a GPU
     flat.py         arrays as views of one buffer, for one-kernel updates on a GPU
     workers.py      threads that share a step's work on the CPU cores
     distributed/    ranks over MPI (CPU) or NCCL (GPUs): launch, all-reduce, buckets

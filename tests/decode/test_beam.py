@@ -163,7 +163,7 @@ def test_stopping_early_loses_nothing(be, tiny, monkeypatch, alpha):
 @pytest.mark.parametrize("be", ["cupysim"], indirect=True)
 def test_a_beam_step_reads_the_host_once(be, tiny):
     """The k best scores and their ids come back together, once per step."""
-    from npformer.runtime.cupysim import host_reads
+    from npformer.cupysim import host_reads
     cfg, params, src = tiny
     src, n = be.to_host(src), 6
     with host_reads() as reads:

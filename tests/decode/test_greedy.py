@@ -119,7 +119,7 @@ def test_input_errors(be, tiny, decode):
 @pytest.mark.parametrize("use_cache", [True, False])
 def test_a_greedy_step_reads_the_host_once(be, tiny, use_cache):
     """On a device, the chosen tokens are the one thing a step brings back to the host."""
-    from npformer.runtime.cupysim import host_reads
+    from npformer.cupysim import host_reads
     cfg, params, src = tiny
     src = be.to_host(src)  # host ids: checked on the host, then sent
     n, reads_per_step = 9, 1

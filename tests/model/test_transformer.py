@@ -97,7 +97,7 @@ def test_validate_ids_refuses_what_the_model_cannot_read():
     refused one step past it, with the argument's name and the offending numbers."""
     from npformer.backend import get_backend
     from npformer.model.transformer import validate_ids
-    from npformer.runtime.cupysim import host_reads
+    from npformer.cupysim import host_reads
     V, max_len = 5, 3
     for ok in ([[0, 4, 2]], [[1]], [[1, 2]] * 6):  # ids 0 and V - 1, L = max_len, L = 1, B > max_len
         validate_ids(np.array(ok), "src", V, max_len)

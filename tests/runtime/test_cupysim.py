@@ -1,4 +1,4 @@
-"""npformer/runtime/cupysim.py: CuPy's rules on the CPU, and the faults it exists to catch.
+"""npformer/cupysim.py: CuPy's rules on the CPU, and the faults it exists to catch.
 
 Three faults are planted in real code paths and must be caught on cupysim:
   1. a call that CuPy 13 lacks (``xp.put_along_axis`` in the cross-entropy backward): AttributeError;
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from npformer import ops
-from npformer.runtime import cupysim
+from npformer import cupysim
 from npformer.backend import backend_of, get_backend
-from npformer.runtime.cupysim import SimArray, host_reads
+from npformer.cupysim import SimArray, host_reads
 from npformer.model.config import preset
 from npformer.train import parallel, trainer
 from npformer.train.tasks import SequenceTask
@@ -102,7 +102,7 @@ def test_reads_from_worker_threads_are_counted():
 
 
 def test_only_the_api_every_supported_cupy_has():
-    api = json.loads(resources.files("npformer.runtime").joinpath("cupy_api.json").read_text())
+    api = json.loads(resources.files("npformer").joinpath("cupy_api.json").read_text())
     assert api["versions"][0] == "13.0.0" and api["versions"][-1].startswith("14.")
     assert "put_along_axis" in api["not_in_every_version"]["cupy"]["13.0.0"]
     with pytest.raises(AttributeError, match="put_along_axis.*every supported CuPy version"):
@@ -207,7 +207,7 @@ def test_array_copies_as_cupy_does_and_asarray_shares():
 # --- kernel launches -------------------------------------------------------------
 
 def test_kernel_launches_count_what_would_run_on_the_gpu_and_not_views():
-    from npformer.runtime.cupysim import kernel_launches
+    from npformer.cupysim import kernel_launches
     xp = SIM.xp
     a, idx = sim(np.arange(12.0).reshape(3, 4)), sim(np.array([2, 0]))
     with kernel_launches() as none:
@@ -228,7 +228,7 @@ def test_kernel_launches_count_what_would_run_on_the_gpu_and_not_views():
 
 
 def test_a_fused_function_is_one_kernel_however_long_its_body():
-    from npformer.runtime.cupysim import kernel_launches
+    from npformer.cupysim import kernel_launches
     a = sim(np.ones(5))
 
     @SIM.xp.fuse
@@ -250,7 +250,7 @@ LAUNCH_BUDGET = {"tiny": 662, "small": 941}
 
 @pytest.mark.parametrize("name", sorted(LAUNCH_BUDGET))
 def test_a_training_step_keeps_within_its_kernel_launch_budget(name):
-    from npformer.runtime.cupysim import kernel_launches
+    from npformer.cupysim import kernel_launches
     from npformer.data.batching import Batch
     rng = np.random.default_rng(0)
     cfg = preset(name, vocab_size=96, p_drop=0.1, max_len=64)

@@ -51,7 +51,7 @@ def test_a_device_is_current_per_thread_on_cupysim():
     device only, and a new thread starts on device 0."""
     import threading
 
-    from npformer.runtime.cupysim import xp
+    from npformer.cupysim import xp
     seen = []
     thread = threading.Thread(target=lambda: (xp.cuda.Device(1).use(), seen.append(xp.cuda.Device().id)))
     thread.start()
@@ -62,7 +62,7 @@ def test_a_device_is_current_per_thread_on_cupysim():
 def test_worker_threads_use_the_device_of_the_thread_that_made_them(workers):
     """A rank on GPU 1 (launch calls ``Device(1).use()``) makes its worker threads:
     each of them must compute on GPU 1 too, not on CuPy's default GPU 0."""
-    from npformer.runtime.cupysim import xp
+    from npformer.cupysim import xp
     from npformer.runtime.workers import make_workers
     xp.cuda.Device(1).use()
     try:

@@ -29,7 +29,7 @@ The ``cupysim`` backend runs on NumPy underneath but enforces these rules:
     transpose, basic slicing) launch nothing; a ``cupy.fuse`` function counts
     as one kernel, however many operations its body has;
   * its namespace and its arrays offer only the names that every supported CuPy
-    version has (npformer/runtime/cupy_api.json, written by tools/cupy_api.py from
+    version has (npformer/cupy_api.json, written by tools/cupy_api.py from
     CuPy's own sources). Anything else raises ``AttributeError``.
 
 Use it to check code for a GPU on a machine without one:
@@ -54,7 +54,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-_API = json.loads(resources.files("npformer.runtime").joinpath("cupy_api.json").read_text())
+_API = json.loads(resources.files("npformer").joinpath("cupy_api.json").read_text())
 SUPPORTED_CUPY = tuple(_API["versions"])
 _NAMES = {space: frozenset(names) for space, names in _API["names"].items()}
 
@@ -80,7 +80,7 @@ class HostReads:
 
 _active: list[HostReads] = []
 # a read is reported at its caller's line, not inside these files
-_PLUMBING = {__file__, str(Path(__file__).parents[1] / "backend.py")}
+_PLUMBING = {__file__, str(Path(__file__).parent / "backend.py")}
 _lock = threading.Lock()
 
 
