@@ -21,6 +21,7 @@ friends load NumPy on first use.
     exercise/          graded backward-pass exercises
     run.py             a training run: settings, data, start
     plot.py            curves and attention maps
+    site/              the code beside its notes and mathematics, as a static site
     commands/, cli.py  the command line (__main__.py: ``python -m npformer``)
 """
 __version__ = "0.1.0"

@@ -34,7 +34,7 @@ LAYERS = [
     ("npformer.checkpoint",),
     ("npformer.decode", "npformer.train", "npformer.verify"),
     ("npformer.translation", "npformer.plot", "npformer.exercise"),
-    ("npformer.run",),
+    ("npformer.run", "npformer.site"),
     ("npformer.commands",),
     ("npformer.cli", "npformer.__main__"),
 ]
