@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from npformer import model, ops  # the reference's other functions, read as the model reads them
 from npformer.backend import backend_of
+from npformer.model.sublayer import AddNormCache, prefixed
+from npformer.ops.multihead import merge_heads, split_heads
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,6 @@ def _rows(a):
 
 def _merged(parts):
     """Head gradients, each (B, h, T, d_k), as one (B, T, n d_model): merge_heads of their stack."""
-    from npformer.ops.multihead import merge_heads
     return merge_heads(backend_of(*parts).xp.stack(parts))
 
 
@@ -155,11 +157,8 @@ def _attention(dout, cache, scale_power=1, skip_softmax=False, dK_untransposed=F
 
 # --- multi-head ----------------------------------------------------------------------
 def _self_attention(dy, cache, paths="qkv", transpose_W_o=False):
-    from npformer.ops.attention import attention_backward
-    from npformer.ops.linear import linear_backward
-    from npformer.ops.multihead import split_heads
-    d_heads, dW_o, db_o = linear_backward(dy, cache.proj_out)
-    dQ, dK, dV = attention_backward(split_heads(d_heads, 1, cache.h)[0], cache.attn)
+    d_heads, dW_o, db_o = ops.linear_backward(dy, cache.proj_out)
+    dQ, dK, dV = ops.attention_backward(split_heads(d_heads, 1, cache.h)[0], cache.attn)
     lin = cache.proj_in.linear
     dx = _merged([d if n in paths else d * 0 for n, d in zip("qkv", (dQ, dK, dV))]) @ lin.W.T
     dqkv = _merged([dQ, dK, dV])
@@ -172,12 +171,9 @@ def _self_attention(dy, cache, paths="qkv", transpose_W_o=False):
 
 
 def _cross_attention(dy, cache, dmemory_paths="kv", dx_scale=1.0):
-    from npformer.ops.attention import attention_backward
-    from npformer.ops.linear import linear_backward
-    from npformer.ops.multihead import merge_heads, split_heads
-    d_heads, dW_o, db_o = linear_backward(dy, cache.proj_out)
-    dQ, dK, dV = attention_backward(split_heads(d_heads, 1, cache.h)[0], cache.attn)
-    dx, dW_q, db_q = linear_backward(merge_heads(dQ[None]), cache.proj_q)
+    d_heads, dW_o, db_o = ops.linear_backward(dy, cache.proj_out)
+    dQ, dK, dV = ops.attention_backward(split_heads(d_heads, 1, cache.h)[0], cache.attn)
+    dx, dW_q, db_q = ops.linear_backward(merge_heads(dQ[None]), cache.proj_q)
     lin = cache.proj_in.linear
     dkv = _merged([dK, dV])
     part = _merged([d if n in dmemory_paths else d * 0 for n, d in zip("kv", (dK, dV))])
@@ -196,12 +192,11 @@ def _mh(self_kw=None, cross_kw=None):
 
 # --- feed-forward --------------------------------------------------------------------
 def _feedforward(dy, cache, relu=True, db_2_mean=False, transpose_W_1=False):
-    from npformer.ops.linear import linear_backward
-    dr, dW_2, db_2 = linear_backward(dy, cache.lin2)
+    dr, dW_2, db_2 = ops.linear_backward(dy, cache.lin2)
     if db_2_mean:
         db_2 = _rows(dy).mean(axis=0)
     da = dr * cache.relu.positive if relu else dr
-    dx, dW_1, db_1 = linear_backward(da, cache.lin1)
+    dx, dW_1, db_1 = ops.linear_backward(da, cache.lin1)
     return dx, {"W_1": dW_1.T.copy() if transpose_W_1 else dW_1, "b_1": db_1, "W_2": dW_2, "b_2": db_2}
 
 
@@ -222,28 +217,25 @@ def _cross_entropy(dloss, cache, mask_pads=True, divide_by_all=False, smoothing=
 
 # --- sublayer ------------------------------------------------------------------------
 def _sublayer(ds_without_dropout=False, half=False, pre_in_identity=False):
-    from npformer.model.sublayer import AddNormCache
-    from npformer.ops.dropout import dropout_backward
-    from npformer.ops.layernorm import layernorm_backward
 
     def add_norm_backward(dy, cache):
-        dz, dgamma, dbeta = layernorm_backward(dy, cache.norm)
+        dz, dgamma, dbeta = ops.layernorm_backward(dy, cache.norm)
         if half:
             dz = dz / 2
-        ds = dz if ds_without_dropout else dropout_backward(dz, cache.drop)
+        ds = dz if ds_without_dropout else ops.dropout_backward(dz, cache.drop)
         return dz, ds, dgamma, dbeta
 
     def sublayer_in_backward(du, cache):
         if cache is None:
             return du, {}
-        dx, dgamma, dbeta = layernorm_backward(du, cache)
+        dx, dgamma, dbeta = ops.layernorm_backward(du, cache)
         return (du if pre_in_identity else dx), {"gamma": dgamma, "beta": dbeta}
 
     def sublayer_out_backward(dy, cache):
         if isinstance(cache, AddNormCache):
             dx, ds, dgamma, dbeta = add_norm_backward(dy, cache)
             return dx, ds, {"gamma": dgamma, "beta": dbeta}
-        return dy, dy if ds_without_dropout else dropout_backward(dy, cache.drop), {}
+        return dy, dy if ds_without_dropout else ops.dropout_backward(dy, cache.drop), {}
 
     return {"add_norm_backward": add_norm_backward, "sublayer_in_backward": sublayer_in_backward,
             "sublayer_out_backward": sublayer_out_backward}
@@ -251,61 +243,52 @@ def _sublayer(ds_without_dropout=False, half=False, pre_in_identity=False):
 
 # --- layers and the model --------------------------------------------------------------
 def _encoder_layer(skip_residual_1=False, swap_ln=False, skip_residual_2=False):
-    from npformer.model.sublayer import prefixed, sublayer_in_backward, sublayer_out_backward
-    from npformer.ops.feedforward import feedforward_backward
-    from npformer.ops.multihead import self_attention_backward
 
     def encoder_layer_backward(dy, cache):
-        dx, df, g_out = sublayer_out_backward(dy, cache.out2)
-        du, g = feedforward_backward(df, cache.ffn)
-        dx_f, g_in = sublayer_in_backward(du, cache.in2)
+        dx, df, g_out = model.sublayer_out_backward(dy, cache.out2)
+        du, g = ops.feedforward_backward(df, cache.ffn)
+        dx_f, g_in = model.sublayer_in_backward(du, cache.in2)
         first, second = ("ln1.", "ln2.") if swap_ln else ("ln2.", "ln1.")
         grads = {**prefixed(g_out, first), **prefixed(g_in, first), **prefixed(g, "ffn.")}
-        dx, da, g_out = sublayer_out_backward(dx_f if skip_residual_2 else dx + dx_f, cache.out1)
-        du, g = self_attention_backward(da, cache.self_attn)
-        dx_a, g_in = sublayer_in_backward(du, cache.in1)
+        dx, da, g_out = model.sublayer_out_backward(dx_f if skip_residual_2 else dx + dx_f, cache.out1)
+        du, g = ops.self_attention_backward(da, cache.self_attn)
+        dx_a, g_in = model.sublayer_in_backward(du, cache.in1)
         grads.update({**prefixed(g_out, second), **prefixed(g_in, second), **prefixed(g, "self_attn.")})
         return (dx_a if skip_residual_1 else dx + dx_a), grads
     return {"encoder_layer_backward": encoder_layer_backward}
 
 
 def _decoder_layer(dmemory_scale=1.0, skip_residual_1=False):
-    from npformer.model.sublayer import prefixed, sublayer_in_backward, sublayer_out_backward
-    from npformer.ops.feedforward import feedforward_backward
-    from npformer.ops.multihead import cross_attention_backward, self_attention_backward
 
     def decoder_layer_backward(dy, cache):
-        dy, df, g_out = sublayer_out_backward(dy, cache.out3)
-        du, g = feedforward_backward(df, cache.ffn)
-        dy_f, g_in = sublayer_in_backward(du, cache.in3)
+        dy, df, g_out = model.sublayer_out_backward(dy, cache.out3)
+        du, g = ops.feedforward_backward(df, cache.ffn)
+        dy_f, g_in = model.sublayer_in_backward(du, cache.in3)
         grads = {**prefixed(g_out, "ln3."), **prefixed(g_in, "ln3."), **prefixed(g, "ffn.")}
-        dy, dc, g_out = sublayer_out_backward(dy + dy_f, cache.out2)
-        du, dmemory, g = cross_attention_backward(dc, cache.cross_attn)
-        dy_c, g_in = sublayer_in_backward(du, cache.in2)
+        dy, dc, g_out = model.sublayer_out_backward(dy + dy_f, cache.out2)
+        du, dmemory, g = ops.cross_attention_backward(dc, cache.cross_attn)
+        dy_c, g_in = model.sublayer_in_backward(du, cache.in2)
         grads.update({**prefixed(g_out, "ln2."), **prefixed(g_in, "ln2."), **prefixed(g, "cross_attn.")})
-        dy, da, g_out = sublayer_out_backward(dy + dy_c, cache.out1)
-        du, g = self_attention_backward(da, cache.self_attn)
-        dy_a, g_in = sublayer_in_backward(du, cache.in1)
+        dy, da, g_out = model.sublayer_out_backward(dy + dy_c, cache.out1)
+        du, g = ops.self_attention_backward(da, cache.self_attn)
+        dy_a, g_in = model.sublayer_in_backward(du, cache.in1)
         grads.update({**prefixed(g_out, "ln1."), **prefixed(g_in, "ln1."), **prefixed(g, "self_attn.")})
         return (dy_a if skip_residual_1 else dy + dy_a), dmemory * dmemory_scale, grads
     return {"decoder_layer_backward": decoder_layer_backward}
 
 
 def _model(tie="sum", transpose_out=False):
-    from npformer.model.decoder import decoder_backward
-    from npformer.model.encoder import encoder_backward
-    from npformer.model.transformer import embed_backward
 
     def transformer_backward(dlogits, cache):
         d_model = cache.H.shape[-1]
         dl = dlogits.reshape(-1, dlogits.shape[-1])
         dH = (dl @ cache.E_out).reshape(*dlogits.shape[:-1], d_model)
         dE_out = dl.T @ cache.H.reshape(-1, d_model)
-        dy, dmemory, grads = decoder_backward(dH, cache.decoder)
-        dE_tgt = embed_backward(dy, cache.tgt_embed)
-        dx, enc_grads = encoder_backward(dmemory, cache.encoder)
+        dy, dmemory, grads = model.decoder_backward(dH, cache.decoder)
+        dE_tgt = model.embed_backward(dy, cache.tgt_embed)
+        dx, enc_grads = model.encoder_backward(dmemory, cache.encoder)
         grads.update(enc_grads)
-        dE_src = embed_backward(dx, cache.src_embed)
+        dE_src = model.embed_backward(dx, cache.src_embed)
         k = cache.keys
         if k["src"] == k["tgt"] == k["out"]:
             grads[k["src"]] = {"sum": dE_src + dE_tgt + dE_out, "last": dE_out, "src": dE_src}[tie]
