@@ -101,6 +101,9 @@ def scale_suspects(ctx: dict) -> list:
     return out + [(-1.0, "-1"), (2.0, "2"), (0.5, "1/2")]
 
 
+_TINY = np.finfo(np.float64).tiny
+
+
 def _close(a, b, scale) -> bool:
     return float(np.abs(a - b).max(initial=0.0)) <= 1e-6 * max(scale, 1e-300)
 
@@ -133,11 +136,10 @@ AXES = {1: ("feature",), 2: ("row", "column"), 3: ("batch row b", "position t", 
 
 def diagnose(grad: str, case: str, G, N, ctx: dict, axes: tuple = (), floor: float = 0.0) -> Finding | None:
     """The finding for one gradient, or None when it is right (relative error <= TOL_PASS)."""
-    G = np.asarray(G, dtype=np.float64) if G.dtype.kind == "f" else np.asarray(G)
-    N = np.asarray(N, dtype=np.float64)
+    G, N = np.asarray(G), np.asarray(N, dtype=np.float64)  # G's own dtype: every product with N is float64
     axes = axes or AXES.get(N.ndim, ())
     if G.shape != N.shape:
-        if G.ndim >= 2 and G.shape == N.shape[:-2] + N.shape[-2:][::-1]:
+        if G.shape == N.shape[:-2] + N.shape[-2:][::-1]:   # the last two axes swapped (never equal below 2-D)
             return transpose_finding(grad, case, ctx, "its shape",
                                      f"has shape {G.shape}, the transpose of the input's {N.shape}")
         return Finding(grad, case, "its shape", f"shape {G.shape}, but the input is {N.shape}: a gradient has "
@@ -187,15 +189,15 @@ def _detect(grad, case, G, N, E, ctx, scale, nscale, axes) -> Finding:
     # a named weight: E = w * c, c constant along the last axis
     for label, w in ctx.get("weights", {}).get(grad, []):
         w = np.broadcast_to(np.asarray(w, dtype=np.float64), E.shape)
-        ww = (w * w).sum(axis=-1, keepdims=True)
-        cm = np.where(ww > 0, (E * w).sum(axis=-1, keepdims=True) / np.where(ww > 0, ww, 1.0), 0.0)  # per row
+        # the least-squares c of each row; a row whose weight is all zero (a fully masked row) has E * w = 0 too
+        cm = (E * w).sum(axis=-1, keepdims=True) / np.maximum((w * w).sum(axis=-1, keepdims=True), _TINY)
         if _close(E, w * cm, scale) and not _close(E, 0.0, scale):
             hint = ctx.get("weight_hints", {}).get(label, f"the term {label} * sum(...) (or {label} * mean(...)) "
                                                           "over the last axis is missing or wrong")
             return Finding(grad, case, "every row, in proportion to " + label,
                            f"the error is {label} times one number per row: {hint}", f"weights:{label}")
     # constant along an axis
-    for ax in range(E.ndim - 1, -1, -1):
+    for ax in reversed(range(E.ndim)):
         if E.shape[ax] > 1 and _close(E, E.mean(axis=ax, keepdims=True), scale):
             name = axes[ax] if ax < len(axes) else f"axis {ax}"
             return Finding(grad, case, f"every entry, the same error along {name}",
@@ -219,9 +221,10 @@ def scale_finding(grad: str, case: str, r: float, ctx: dict) -> Finding:
     hits = _suspects_at(r, ctx)
     r = hits[0][0] if hits else r  # a named factor is exact; the measured r carries the differences' error
     names, inverse = [n for _, n in hits], [n for _, n in _suspects_at(1.0 / r, ctx)]
-    said = f", and {r:.6g} is {' or '.join(names)}" if names and names[0] != "-1" else ""
+    sign = bool(hits) and r == -1.0
+    said = f", and {r:.6g} is {' or '.join(names)}" if names and not sign else ""
     fix = ("scale", 1.0 / r)
-    if names and names[0] == "-1":
+    if sign:
         why = ("the sign is flipped: a term subtracted that should be added, or the operands of a difference "
                "swapped; multiply by -1")
     else:
@@ -230,7 +233,7 @@ def scale_finding(grad: str, case: str, r: float, ctx: dict) -> Finding:
         missing = inverse[0] if inverse else f"a factor {1 / r:.6g}"
         why = (f"{size}: either {extra} is applied where it does not belong (or once too often), or {missing} "
                f"is missing; multiply by {1 / r:.6g} to fix it")
-    tag = "scale:" + ("|".join(n.split(" = ")[0].split(" (")[0] for n in names) if names else "other")
+    tag = "scale:" + ("|".join(n.split(" = ")[0] for n in names) if names else "other")
     if not names:
         why += " (not one of the usual suspects: recompute each scale in the chain)"
     return Finding(grad, case, "every entry, by one factor", f"is {r:.6g} x the true gradient{said}: {why}", tag,
@@ -262,4 +265,5 @@ def summary(findings: list, grad_names: list) -> str | None:
 
 
 def _join(names) -> str:
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    *rest, last = names
+    return f"{', '.join(rest)} and {last}" if rest else last

@@ -258,3 +258,100 @@ def test_same_is_equality_to_rounding_with_nan_where_nan():
     assert not V.same(a[:2], a)
     assert V.same(np.zeros(2), np.zeros(2))
     assert not V.same(np.array([1e-300]), np.zeros(1))
+
+
+# --- the boundaries: each constant and comparison above, at the value where it decides -----------
+def test_rel_error_at_small_values_and_on_empty_arrays():
+    assert D.rel_error(np.array([1e-3]), np.array([2e-3])) == pytest.approx(0.5)   # no floor of 1 by default
+    assert D.rel_error(np.zeros(0), np.zeros(0), floor=1.0) == 0.0
+
+
+def test_close_at_its_tolerance_and_below_the_smallest_normal_scale():
+    t = 1e-6 * 3.0
+    assert D._close(np.array([t]), np.zeros(1), 3.0)            # at the tolerance: close
+    assert D._close(np.array([1e-310]), np.zeros(1), 0.0)       # a zero scale still allows 1e-306
+    assert not D._close(np.array([2e-306]), np.zeros(1), 0.0)
+
+
+def test_where_counts_only_errors_above_its_tolerance():
+    E = np.array([[0.0, 1e-6, 5.0], [1e-6 * 5.0, 0.0, 0.0]])   # the second at the tolerance exactly
+    assert D._where(E, 5.0, ("row", "column")).startswith("1 of 6 entries wrong")   # 1e-6 and 5e-6 <= 5e-6
+    assert D._where(np.zeros((2, 2)), 1.0, ()) == "0 of 4 entries wrong, the largest at index (0, 0)"
+    six = np.zeros((2, 8))
+    six[1, :6] = 1.0
+    assert D._where(six, 1.0, ("row", "column")).endswith("row 1 only; column 0, 1, 2, 3, 4, 5 only")
+
+
+def test_the_default_axis_names_of_a_1_d_gradient():
+    n1 = np.array([1.0, -2.0, 0.5])
+    assert D.diagnose("db", "c", n1 + 1.0, n1, {}).tag == "axis:feature"
+
+
+def test_a_transposed_shape_in_3_d_is_the_last_two_axes_swapped():
+    N3 = np.ones((2, 3, 4))
+    assert find(np.ones((2, 4, 3)), N=N3, axes=()).tag == "transpose"
+    assert find(np.ones((3, 2, 4)), N=N3, axes=()).tag == "shape"
+
+
+def test_the_pass_line_is_inclusive():
+    assert D.diagnose("dx", "c", np.array([1e-7]), np.array([0.0]), {}, floor=1.0) is None   # exactly 1e-7
+    assert D.diagnose("dx", "c", np.array([1.1e-7]), np.array([0.0]), {}, floor=1.0) is not None
+
+
+def test_small_gradients_are_judged_at_their_own_scale():
+    rng = np.random.default_rng(0)
+    n = rng.standard_normal((3, 4)) * 1e-3
+    noisy = 2 * n * (1 + 1e-5 * rng.standard_normal((3, 4)))   # 2x, but not exactly: no scale finding
+    assert not find(noisy, N=n).tag.startswith("scale")
+    assert find(2 * n, N=n).tag == "scale:2"
+
+
+def test_a_region_error_of_exactly_one_and_minus_one():
+    region = np.array([[False, True, False], [False, False, False]])
+    for step in (1.0, -1.0):
+        assert find(N + step * region, ctx={"regions": {"dx": [("the pads", region)]}}).tag == "region:the pads"
+
+
+def test_a_weights_error_of_exactly_one_and_minus_one():
+    for step in (1.0, -1.0):
+        f = find(N + step, ctx={"weights": {"dx": [("p", np.ones((2, 3)))]}})
+        assert f.tag == "weights:p", f
+
+
+def test_the_weights_detector_never_divides_by_zero_on_a_fully_masked_row():
+    zero_row = np.array([[0.0, 0.0, 0.0], [0.6, 0.1, 0.3]])
+    with np.errstate(all="raise"):
+        assert find(N + zero_row * 2.0, ctx={"weights": {"dx": [("p", zero_row)]}}).tag == "weights:p"
+
+
+def test_an_axis_past_the_named_ones_is_numbered():
+    five = np.arange(1.0, 33.0).reshape(2, 2, 2, 2, 2)
+    E = np.broadcast_to(np.arange(16.0).reshape(1, 2, 2, 2, 2) ** 2, five.shape)   # constant along axis 0 only
+    assert D.diagnose("dx", "c", five + E, five, {}).tag == "axis:axis 0"
+
+
+def test_a_suspect_matches_within_one_in_a_million_of_its_size():
+    ctx = dict(M=4)
+    assert [n for _, n in D._suspects_at(4 * (1 + 5e-7), ctx)] == ["M = B*T = 4 (positions)"]   # 2e-6 <= 4e-6
+    assert [n for _, n in D._suspects_at(0.5 + 8e-7, {})] == ["1/2"]                           # |v| < 1: 1e-6
+    assert D._suspects_at(0.5 + 1.5e-6, {}) == []
+    tau = {"tau": 1e-7}
+    assert any(n == "tau = 1e-07" for _, n in D._suspects_at(1e-7 - 1e-6, tau))               # exactly 1e-6 away
+
+
+def test_the_first_suspect_named_decides_the_factor():
+    f = D.scale_finding("dx", "c", 2.0000005, {"tau": 2.000001})   # tau and the generic 2 both match
+    assert f.fix == ("scale", 1 / 2.000001) and f.tag == "scale:tau|2"
+
+
+def test_the_text_names_the_first_name_of_each_side():
+    f = find(2 * N, ctx=dict(d_k=4))
+    assert "either sqrt(d_k) = sqrt(4) is applied" in f.diagnosis
+    assert "or 1/sqrt(d_k) = 1/sqrt(4) is missing" in f.diagnosis
+    assert "or a factor 0.588235 is missing" in find(1.7 * N).diagnosis
+
+
+def test_same_at_its_tolerance_and_on_an_all_zero_reference():
+    b = np.array([0.0, 1024.0])
+    assert V.same(np.array([1e-9 * 1024.0, 1024.0]), b)   # exactly at 1e-9 of the largest value
+    assert V.same(np.array([1e-310]), np.zeros(1))         # an all-zero reference still allows 1e-309
