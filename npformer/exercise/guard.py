@@ -10,7 +10,7 @@ has a ``swapped`` that replaces names there and nowhere else until it exits. ``c
 * **swapped**, inside the blocks: the entries are the learner's functions, so the encoder
   layer, the decoder layer and the whole model run the learner's code.
 
-The defining modules never change (the grader's true gradients come from them), so code
+The defining modules never change (the grader runs the reference from there), so code
 that takes the reference from there (``from npformer.ops.layernorm import
 layernorm_backward``, ``layernorm.layernorm_backward``) is caught by reading it, before
 it runs: ``names_the_reference``.
