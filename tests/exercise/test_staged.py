@@ -83,3 +83,19 @@ def test_start_staged_writes_one_function_per_node(tmp_path, exercise_id):
     m = files.load(exercise_id, str(tmp_path))
     assert m.STAGED and all(callable(getattr(m, f"d_{n}")) for n in backward_order(exercise_id))
     assert check(exercise_id, m, seed=1, quiet=True).verdict == "not started"
+
+
+def test_the_label_smoothed_target_in_the_staged_text_is_the_one_drawn():
+    # the step says q is 1-eps+eps/V at the target and eps/V elsewhere: check it on the q the draw builds
+    import numpy as np
+
+    from npformer.exercise.staged import draw
+    _, steps, _ = GRAPHS["cross_entropy"]()
+    text = next(s.expr for s in steps if s.name == "nll")
+    assert "1-eps+eps/V at the target, eps/V elsewhere" in text
+    f = draw("cross_entropy", np.random.default_rng(0))
+    q, z = f["q"], f["z"]
+    V, eps = z.shape[-1], 0.1
+    at_target = np.isclose(q, 1 - eps + eps / V)
+    assert (at_target.sum(axis=-1) == 1).all() and np.allclose(q[~at_target], eps / V)
+    assert np.allclose(q.sum(axis=-1), 1.0)
