@@ -186,19 +186,16 @@ def _split(x, h):
     return x.reshape(B, T, h, d // h).transpose(0, 2, 1, 3).copy()
 
 
-def _attention_dS(cache, dout):
-    """dS, the gradient of the scaled scores: the wrong operand orders of dQ and dK are made of it."""
-    Q, K, V, P, scale = cache
-    dP = dout @ V.swapaxes(-1, -2)
-    return P * (dP - (dP * P).sum(axis=-1, keepdims=True)) * scale
-
-
 def _attention_operands(cache, dout):
-    dS, Q, K = _attention_dS(cache, dout), cache.Q, cache.K
-    out = {"dK": [("dS^T Q", "dS Q", dS @ Q)] if dS.shape[-1] == dS.shape[-2] else []}
-    out["dQ"] = [("dS K", "dS^T K", dS.swapaxes(-1, -2) @ K)] if dS.shape[-1] == dS.shape[-2] else []
-    out["dV"] = [("P^T dout", "P dout", cache.P @ dout)] if dS.shape[-1] == dS.shape[-2] else []
-    return out
+    """The wrong operand orders of dQ, dK and dV, which keep their shapes when the scores are square
+    (T_q = T_k). dS is made by the reference softmax backward, as its defining module holds it."""
+    from npformer.ops.softmax import SoftmaxCache, softmax_backward
+    Q, K, V, P, scale = cache
+    if P.shape[-1] != P.shape[-2]:
+        return {}
+    dS = softmax_backward(dout @ V.swapaxes(-1, -2), SoftmaxCache(P)) * scale   # (B, h, T, T)
+    return {"dK": [("dS^T Q", "dS Q", dS @ Q)], "dQ": [("dS K", "dS^T K", dS.swapaxes(-1, -2) @ K)],
+            "dV": [("P^T dout", "P dout", P @ dout)]}
 
 
 def _attention_weights(cache):
