@@ -192,11 +192,11 @@ def check(exercise: str, functions, *, backend=None, seed: int | None = None, dt
     from npformer.exercise import mistakes
     library = mistakes.MISTAKES.get(ex.id, []) if known else []
     rng = np.random.default_rng(seed)
+    hint = {"staged_hint": f"`npformer exercise start {ex.id} --staged` writes the forward as steps and grades "
+                           "each step's gradient"} if ex.id in staged.GRAPHS else {}
     with guard.refused(refs):
         for case in ex.cases(rng, be):
-            if ex.id in staged.GRAPHS:
-                case.context.setdefault("staged_hint", f"`npformer exercise start {ex.id} --staged` writes the "
-                                                       "forward as steps and grades each step's gradient")
+            case.context.update(hint)
             if not run_case(case, Fns(fns, all_refs), be, seed, report, "alone", library, all_refs):
                 break
     if composed and not report.findings:
