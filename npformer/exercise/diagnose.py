@@ -57,6 +57,16 @@ class Finding:
         return f"{self.gradient} [{self.case}]: {self.where}{err}\n    {self.diagnosis}"
 
 
+def apply_fix(fix: tuple, G):
+    """What a finding's advice says to do to the learner's gradient G: ("scale", c) multiplies it by c,
+    ("transpose",) swaps its last two axes. The tests apply it to see the error vanish."""
+    if fix[0] == "scale":
+        return G * fix[1]
+    if fix == ("transpose",):
+        return np.swapaxes(G, -1, -2)
+    raise ValueError(f"unknown advice {fix!r}")
+
+
 def rel_error(g, n, floor: float = 0.0) -> float:
     """max |g - n| / max(|g|, |n|, floor): the gradient check's measure, per tensor. The floor
     (1% of the largest gradient of the case, as in npformer.verify) keeps a gradient that is

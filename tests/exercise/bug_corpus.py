@@ -31,6 +31,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from npformer.exercise.diagnose import apply_fix
 from npformer.model.decoder import decoder_backward
 from npformer.model.encoder import encoder_backward
 from npformer.model.sublayer import AddNormCache, prefixed, sublayer_in_backward, sublayer_out_backward
@@ -920,14 +921,6 @@ class Advice:
     @property
     def harmful(self) -> bool:
         return bool(self.problems)
-
-
-def apply_fix(fix: tuple, G):
-    if fix[0] == "scale":
-        return G * fix[1]
-    if fix[0] == "transpose":
-        return np.swapaxes(G, -1, -2)
-    raise ValueError(f"unknown advice {fix!r}")
 
 
 def _rel(G, N, floor=0.0) -> float:

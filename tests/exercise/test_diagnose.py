@@ -7,19 +7,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from npformer.exercise import EXERCISES, check
-from npformer.exercise.diagnose import diagnose, scale_suspects
+from npformer.exercise.diagnose import apply_fix, diagnose, scale_suspects
 from npformer.exercise.grader import Fns, _all_references, _case_grads
 from npformer.exercise.mistakes import MISTAKES
 from npformer.verify.gradcheck import numerical_gradient
 
 CTX = dict(d_model=6, d_k=3, p=0.3, n_valid=7, n_all=12, M=8)
-
-
-def apply_fix(fix, G):
-    if fix[0] == "scale":
-        return G * fix[1]
-    assert fix == ("transpose",), fix
-    return G.swapaxes(-1, -2)
 
 
 @settings(max_examples=60, deadline=None)
