@@ -355,3 +355,11 @@ def test_same_at_its_tolerance_and_on_an_all_zero_reference():
     b = np.array([0.0, 1024.0])
     assert V.same(np.array([1e-9 * 1024.0, 1024.0]), b)   # exactly at 1e-9 of the largest value
     assert V.same(np.array([1e-310]), np.zeros(1))         # an all-zero reference still allows 1e-309
+
+
+def test_apply_fix_does_what_the_advice_says_on_any_number_of_axes():
+    G3 = np.arange(24.0).reshape(2, 3, 4)
+    np.testing.assert_array_equal(D.apply_fix(("transpose",), G3), G3.swapaxes(-1, -2))   # the last two, in 3-D
+    np.testing.assert_array_equal(D.apply_fix(("scale", -0.5), G3), -0.5 * G3)
+    with pytest.raises(ValueError, match="unknown advice"):
+        D.apply_fix(("shift", 1.0), G3)
