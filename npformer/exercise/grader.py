@@ -90,7 +90,7 @@ def _references(ex) -> dict:
     return ex.references() if ex.functions else {}
 
 
-def _all_references() -> dict:
+def all_references() -> dict:
     """name -> every exercise's reference function, as its defining module holds it."""
     out = {}
     for ex in EXERCISES.values():
@@ -159,7 +159,7 @@ def check(exercise: str, functions, *, backend=None, seed: int | None = None, dt
     if dtype != "float64":
         raise ExerciseError(f"check: dtype {dtype} refused; {FLOAT64_WHY}")
     if exercise in variants.VARIANTS:
-        return _finish(_check_variant(exercise, functions, get_backend(backend), _seed(seed)), quiet)
+        return finish(_check_variant(exercise, functions, get_backend(backend), _seed(seed)), quiet)
     try:
         ex = get(exercise)
     except KeyError as e:
@@ -172,7 +172,7 @@ def check(exercise: str, functions, *, backend=None, seed: int | None = None, dt
     if getattr(functions, "STAGED", False):
         report = Report(ex.id + " (staged)", False, "failed", seed, be.name)
         staged.check_staged(ex.id, functions, seed, report, be)
-        return _finish(report, quiet)
+        return finish(report, quiet)
     fns = normalise(ex, functions)
     report = Report(ex.id, False, "failed", seed, be.name)
     refs = _references(ex)
@@ -183,12 +183,12 @@ def check(exercise: str, functions, *, backend=None, seed: int | None = None, dt
     if leaning:
         report.findings.append(Finding(", ".join(refs), "your code", "its source", f"{leaning}: the reference "
                                        "refuses to run while check grades it (write it yourself)", "reference"))
-        return _finish(report, quiet)
+        return finish(report, quiet)
     if ex.kind == "forward":
         from npformer.exercise import positional
         positional.check_table(ex, fns, refs, be, seed, report)
-        return _finish(report, quiet)
-    all_refs = _all_references()
+        return finish(report, quiet)
+    all_refs = all_references()
     from npformer.exercise import mistakes
     library = mistakes.MISTAKES.get(ex.id, []) if known else []
     rng = np.random.default_rng(seed)
@@ -204,7 +204,7 @@ def check(exercise: str, functions, *, backend=None, seed: int | None = None, dt
             for cid in ex.composed:
                 for case in EXERCISES[cid].cases(rng, be):
                     run_case(case, Fns({}, all_refs), be, seed, report, f"in {cid}", [], all_refs)
-    return _finish(report, quiet)
+    return finish(report, quiet)
 
 
 def _seed(seed) -> int:
@@ -222,7 +222,7 @@ def _check_variant(vid, functions, be, seed) -> Report:
     return report
 
 
-def _finish(report: Report, quiet: bool) -> Report:
+def finish(report: Report, quiet: bool) -> Report:
     if report.verdict != "not started":
         report.passed, report.verdict = verdict(report.findings)
     if not quiet:
@@ -249,163 +249,204 @@ def _grad_names(inputs: dict) -> list:
     return ["d" + n.split(".", 1)[1] if "." in n else "d" + n for n in differentiable(inputs)]
 
 
-def _broadcast_hint(e: Exception) -> str:
-    """Shapes that do not broadcast or multiply, in a learner's backward, are nearly always a sum or
-    a mean without keepdims=True, or a product's operands in the wrong order."""
-    if isinstance(e, ValueError) and ("broadcast" in str(e) or "matmul" in str(e) or "aligned" in str(e)):
-        return (" (shapes that do not fit: a sum or a mean without keepdims=True, or a product's operands "
-                "in the wrong order or one of them transposed; print each operand's shape)")
-    return ""
+SHAPES_HINT = (" (a ValueError in a backward is nearly always shapes that do not fit: a sum or a mean without "
+               "keepdims=True, or a product's operands in the wrong order or one of them transposed; print each "
+               "operand's shape)")
+
+
+@dataclass
+class Graded:
+    """One case being graded: where its findings go, and what every step needs."""
+    case: object
+    fns: Fns
+    be: object
+    seed: int
+    report: Report
+    stage: str
+    dy: np.ndarray          # the upstream gradient, on the host: never all ones, never symmetric
+    cache: object           # the forward's, on this case
+    dtype: object           # the forward output's
+
+    @property
+    def where(self) -> str:
+        return self.case.name if self.stage == "alone" else f"{self.stage}: {self.case.name}"
+
+    def finding(self, grad, where, diagnosis, tag, err=None):
+        self.report.findings.append(Finding(grad, self.where, where, diagnosis, tag, err))
+
+    def grads(self, dy, fns=None) -> dict:
+        """The backward on these functions (the learner's unless ``fns``), on the host ``dy``."""
+        return case_grads(self.case, fns or self.fns, self.device(dy), self.cache)
+
+    def device(self, dy):
+        """A fresh copy of ``dy`` on the backend: a backward that writes into its dy changes no other."""
+        return self.be.asarray(np.array(dy), dtype=self.dtype)
 
 
 def run_case(case, fns, be, seed, report, stage, library, all_refs) -> bool:
-    """Grade one case; False when grading cannot go on (the function raised, or is not written)."""
-    to_host = be.to_host
-    inputs = case.inputs
-    y, cache = case.forward(**inputs)
+    """Grade one case: the contract, then the numerical comparison, then the explanation. False
+    when grading cannot go on (the function raised, or is not written)."""
+    y, cache = case.forward(**case.inputs)
     rng = np.random.default_rng(seed)
-    dy = be.asarray(rng.standard_normal(np.shape(y)) + 0.5, dtype=y.dtype)  # never all ones, never symmetric
-    dy_before = to_host(dy).copy()
-    cache_before = [(p, to_host(a).copy()) for p, a in _arrays(cache)]
-    diff = differentiable(inputs)
-    names = list(diff)
-    gnames = _grad_names(inputs)
-    label = case.name
+    dy = be.to_host(be.asarray(rng.standard_normal(np.shape(y)) + 0.5, dtype=y.dtype))
+    g = Graded(case, fns, be, seed, report, stage, dy, cache, y.dtype)
     start = len(report.findings)
-
-    def call(d):
-        return _case_grads(case, fns, d, cache)
-
-    def finding(grad, where, diagnosis, tag, err=None):
-        report.findings.append(Finding(grad, f"{stage}: {label}" if stage != "alone" else label, where,
-                                       diagnosis, tag, err))
-
-    try:
-        grads = call(dy)
-    except NotImplementedError:
-        report.verdict = "not started"
-        finding(", ".join(fns) or "backward", "the function body", "raises NotImplementedError: write the "
-                "gradient (`npformer exercise hint ID` helps)", "not started")
+    grads = first_call(g)
+    if grads is None:
         return False
-    except guard.ReferenceCalled as e:
-        finding("backward", "a call", str(e), "reference")
-        return False
-    except ContractError as e:
-        finding("backward", "its return value", f"{e}; in order: {', '.join(gnames)}", "count")
-        return False
-    except Exception as e:  # noqa: BLE001 -- any error of the learner's code is a finding, not a crash
-        finding("backward", "a call", f"raised {type(e).__name__}: {e}{_broadcast_hint(e)}", "exception")
-        return False
-    if not np.array_equal(to_host(dy), dy_before):
-        finding("dy", "the upstream gradient", "was changed in place: the caller may still need dy (a residual "
-                "sends the same dy to two branches); compute into a new array", "inplace")
-    for (path, a), (_, before) in zip(_arrays(cache), cache_before):
-        if a.shape != before.shape or not np.array_equal(to_host(a), before, equal_nan=True):
-            finding(path, "the cache", "was changed in place: the cache belongs to the forward; a second "
-                    "backward call (or another consumer of it) would see your changes", "inplace")
-    ok = True
-    for g, n in zip(gnames, names):
-        grad = grads[g]
-        inp = diff[n]
-        if grad is None:
-            finding(g, "missing", "is None: return a gradient for every differentiable input", "missing")
-            ok = False
-        elif not hasattr(grad, "dtype"):
-            finding(g, "its type", f"is a {type(grad).__name__}, not an array", "type")
-            ok = False
-        elif grad.dtype != inp.dtype:
-            finding(g, "its dtype", f"is {grad.dtype}, but the input is {inp.dtype}: a gradient keeps its "
-                    "input's dtype (a float32 here is a silent downcast, a float64 in training a silent "
-                    "upcast)", "dtype")
-    if not ok:
-        return True
-    try:
-        again = call(be.asarray(dy_before, dtype=y.dtype))
-        zero = call(be.asarray(dy_before * 0, dtype=y.dtype))
-    except Exception as e:  # noqa: BLE001
-        finding("backward", "a second call", f"raised {type(e).__name__}: {e} (the first call worked: is "
-                "something consumed or overwritten?)", "reentrant")
-        return True
-    for g in gnames:
-        if not np.array_equal(to_host(again[g]), to_host(grads[g]), equal_nan=True):
-            finding(g, "a second call", "differs from the first with the same dy and cache: the backward "
-                    "must not keep state or change its inputs", "reentrant")
-        z = to_host(zero[g])
-        if np.any(np.isfinite(z) & (z != 0)):
-            finding(g, "dy = 0", "is not zero for a zero upstream gradient: a term does not carry dy "
-                    "(a constant added to the gradient?)", "zero")
-    ctx = dict(case.context)
-    if np.size(dy_before) == 1:
-        ctx["dloss"] = float(dy_before.reshape(-1)[0])
-    if case.weights:
-        ctx["weights"] = {k: [(lbl, to_host(w)) for lbl, w in v] for k, v in case.weights(cache).items()}
-    host_dy = be.asarray(dy_before, dtype=y.dtype)
-    if case.operands:
-        ctx["operands"] = {k: [(right, wrong, to_host(v)) for right, wrong, v in lst]
-                           for k, lst in case.operands(cache, host_dy).items()}
-    n_before = start
-    numeric = {n: numerical_gradient(case.forward, inputs, n, host_dy, case.h, case.entries(n), seed)
-               for n in names}
-    floor = 0.01 * max((max(float(np.abs(to_host(grads[g])).max(initial=0.0)), float(np.abs(v).max(initial=0.0)))
-                        for g, (_, v) in zip(gnames, numeric.values())), default=0.0)
-    where = label if stage == "alone" else f"{stage}: {label}"
-    for g, n in zip(gnames, names):
-        G = to_host(grads[g])
-        err, f = _compare(case, inputs, n, g, G, numeric[n], ctx, where, floor)
-        if f is not None:
-            idx, num = numeric[n]
-            if G.size >= idx.size and G.shape == diff[n].shape:  # the kink retry: h, h/10 and h/100
-                num = closest_per_entry(G.reshape(-1)[idx], [num] + [
-                    numerical_gradient(case.forward, inputs, n, host_dy, h, case.entries(n), seed)[1]
-                    for h in (case.h / 10, case.h / 100)])
-                err, f = _compare(case, inputs, n, g, G, (idx, num), ctx, where, floor)
-
-        def err_at_step(h, n=n, g=g, G=G):
-            return _compare(case, inputs, n, g, G, numerical_gradient(case.forward, inputs, n, host_dy, h,
-                                                                      case.entries(n), seed), ctx, "", floor)[0]
-        err, f, note = settle(err, f, err_at_step, case.h)
-        if note:
-            report.notes.append(f"{g} [{label}]: {note}")
-        report.rows.append((stage, label, g, err))
-        if f is not None:
-            report.findings.append(f)
-    if n_before and len(report.findings) > n_before:
-        # an earlier case already explained the error: one line for this one
-        tags = list(dict.fromkeys(f.tag for f in report.findings[n_before:]))
-        del report.findings[n_before:]
-        report.notes.append(f"also wrong in case {label!r} ({stage}): {', '.join(tags)}")
-        return True
-    if len(report.findings) > n_before:
-        line = summary(report.findings[n_before:], gnames)
-        if line:
-            report.findings.append(Finding(", ".join(gnames), label, "which gradients", line,
-                                           "only:" + ",".join(sorted({f.gradient for f in
-                                                                      report.findings[n_before:]}))))
-        m = _known_mistake(case, library, all_refs, host_dy, cache, {g: to_host(grads[g]) for g in gnames}, to_host)
-        if m is not None:
-            report.findings.append(Finding(", ".join(gnames), label, "the whole function",
-                                           f"this is a known mistake: {m.description}", f"known:{m.name}"))
+    if contract(g, grads):
+        numerical(g, grads)
+        explain(g, grads, start, library, all_refs)
     return True
 
 
-def _case_grads(case, fns, dy, cache) -> dict:
+def first_call(g: Graded):
+    """The learner's gradients on this case, or None (with the finding why) when the call raised."""
+    cache_before = [(p, g.be.to_host(a).copy()) for p, a in _arrays(g.cache)]
+    dy = g.device(g.dy)
+    names = _grad_names(g.case.inputs)
+    try:
+        grads = case_grads(g.case, g.fns, dy, g.cache)
+    except NotImplementedError:
+        g.report.verdict = "not started"
+        g.finding(", ".join(g.fns) or "backward", "the function body", "raises NotImplementedError: write the "
+                  "gradient (`npformer exercise hint ID` helps)", "not started")
+        return None
+    except guard.ReferenceCalled as e:
+        g.finding("backward", "a call", str(e), "reference")
+        return None
+    except ContractError as e:
+        g.finding("backward", "its return value", f"{e}; in order: {', '.join(names)}", "count")
+        return None
+    except Exception as e:  # noqa: BLE001 -- any error of the learner's code is a finding, not a crash
+        hint = SHAPES_HINT if isinstance(e, ValueError) else ""
+        g.finding("backward", "a call", f"raised {type(e).__name__}: {e}{hint}", "exception")
+        return None
+    if not np.array_equal(g.be.to_host(dy), g.dy):
+        g.finding("dy", "the upstream gradient", "was changed in place: the caller may still need dy (a residual "
+                  "sends the same dy to two branches); compute into a new array", "inplace")
+    for (path, a), (_, before) in zip(_arrays(g.cache), cache_before):
+        if a.shape != before.shape or not np.array_equal(g.be.to_host(a), before, equal_nan=True):
+            g.finding(path, "the cache", "was changed in place: the cache belongs to the forward; a second "
+                      "backward call (or another consumer of it) would see your changes", "inplace")
+    return grads
+
+
+def contract(g: Graded, grads: dict) -> bool:
+    """One array per differentiable input, in its dtype; the same result twice; zero for a zero
+    dy. False when the gradients cannot be compared with numbers at all."""
+    diff = differentiable(g.case.inputs)
+    for name, n in zip(grads, diff):
+        grad, inp = grads[name], diff[n]
+        if grad is None:
+            g.finding(name, "missing", "is None: return a gradient for every differentiable input", "missing")
+        elif not hasattr(grad, "dtype"):
+            g.finding(name, "its type", f"is a {type(grad).__name__}, not an array", "type")
+        elif grad.dtype != inp.dtype:
+            g.finding(name, "its dtype", f"is {grad.dtype}, but the input is {inp.dtype}: a gradient keeps its "
+                      "input's dtype (a float32 here is a silent downcast, a float64 in training a silent "
+                      "upcast)", "dtype")
+    if any(grad is None or not hasattr(grad, "dtype") for grad in grads.values()):
+        return False
+    try:
+        again, zero = g.grads(g.dy), g.grads(g.dy * 0)
+    except Exception as e:  # noqa: BLE001
+        g.finding("backward", "a second call", f"raised {type(e).__name__}: {e} (the first call worked: is "
+                  "something consumed or overwritten?)", "reentrant")
+        return False
+    host = g.be.to_host
+    for name in grads:
+        if not np.array_equal(host(again[name]), host(grads[name]), equal_nan=True):
+            g.finding(name, "a second call", "differs from the first with the same dy and cache: the backward "
+                      "must not keep state or change its inputs", "reentrant")
+        z = host(zero[name])
+        if np.any(np.isfinite(z) & (z != 0)):
+            g.finding(name, "dy = 0", "is not zero for a zero upstream gradient: a term does not carry dy "
+                      "(a constant added to the gradient?)", "zero")
+    return True
+
+
+def _context(g: Graded) -> dict:
+    """What the diagnosis may recognise on this case: its sizes, regions, weights and operands."""
+    host, case = g.be.to_host, g.case
+    ctx = dict(case.context)
+    if np.size(g.dy) == 1:
+        ctx["dloss"] = float(g.dy.reshape(-1)[0])
+    if case.weights:
+        ctx["weights"] = {k: [(lbl, host(w)) for lbl, w in v] for k, v in case.weights(g.cache).items()}
+    if case.operands:
+        dy = g.device(g.dy)
+        ctx["operands"] = {k: [(right, wrong, host(v)) for right, wrong, v in lst]
+                           for k, lst in case.operands(g.cache, dy).items()}
+    return ctx
+
+
+def numerical(g: Graded, grads: dict) -> None:
+    """Every gradient against central differences in float64; a row of the report each, and a
+    finding each where it is wrong (after the kink retry and the in-between re-measure)."""
+    case, inputs, host = g.case, g.case.inputs, g.be.to_host
+    dy = g.device(g.dy)
+    diff, ctx = differentiable(inputs), _context(g)
+
+    def numeric_at(n, h):
+        return numerical_gradient(case.forward, inputs, n, dy, h, case.entries(n), g.seed)
+    numeric = {n: numeric_at(n, case.h) for n in diff}
+    floor = 0.01 * max((max(float(np.abs(host(grads[name])).max(initial=0.0)), float(np.abs(v).max(initial=0.0)))
+                        for name, (_, v) in zip(grads, numeric.values())), default=0.0)
+    for name, n in zip(grads, diff):
+        G = host(grads[name])
+        err, f = _compare(case, inputs, n, name, G, numeric[n], ctx, g.where, floor)
+        if f is not None:
+            idx, num = numeric[n]
+            if G.size >= idx.size and G.shape == diff[n].shape:  # the kink retry: h, h/10 and h/100
+                num = closest_per_entry(G.reshape(-1)[idx], [num] + [numeric_at(n, h)[1]
+                                                                     for h in (case.h / 10, case.h / 100)])
+                err, f = _compare(case, inputs, n, name, G, (idx, num), ctx, g.where, floor)
+
+        def err_at_step(h, n=n, name=name, G=G):
+            return _compare(case, inputs, n, name, G, numeric_at(n, h), ctx, "", floor)[0]
+        err, f, note = settle(err, f, err_at_step, case.h)
+        if note:
+            g.report.notes.append(f"{name} [{case.name}]: {note}")
+        g.report.rows.append((g.stage, case.name, name, err))
+        if f is not None:
+            g.report.findings.append(f)
+
+
+def explain(g: Graded, grads: dict, start: int, library, all_refs) -> None:
+    """After this case's findings: one line if an earlier case already explained them; else which
+    gradients are right, and the known mistake whose gradients are the learner's."""
+    report, names = g.report, list(grads)
+    found = report.findings[start:]
+    if not found:
+        return
+    if start:
+        tags = list(dict.fromkeys(f.tag for f in found))
+        del report.findings[start:]
+        report.notes.append(f"also wrong in case {g.case.name!r} ({g.stage}): {', '.join(tags)}")
+        return
+    line = summary(found, names)
+    if line:
+        report.findings.append(Finding(", ".join(names), g.case.name, "which gradients", line,
+                                       "only:" + ",".join(sorted({f.gradient for f in found}))))
+    host = {k: g.be.to_host(v) for k, v in grads.items()}
+    for m in library:
+        try:
+            theirs = g.grads(g.dy, Fns(m.functions, all_refs))
+        except Exception:  # noqa: BLE001 -- a mistake that cannot run on this case is not this one
+            continue
+        if all(same(host[k], g.be.to_host(theirs[k])) for k in host):
+            report.findings.append(Finding(", ".join(names), g.case.name, "the whole function",
+                                           f"this is a known mistake: {m.description}", f"known:{m.name}"))
+            return
+
+
+def case_grads(case, fns, dy, cache) -> dict:
     """The case's backward call on these functions, as {"dX": gradient} in the forward's input order."""
     raw = case.call(fns, dy, cache)
     raw = case.adapt(raw) if case.adapt else raw
     flat = flatten_grads(raw, case.inputs)
     return {g: flat[n] for g, n in zip(_grad_names(case.inputs), differentiable(case.inputs))}
-
-
-def _known_mistake(case, library, all_refs, dy, cache, grads: dict, to_host):
-    """The first known mistake whose gradients on this case are the learner's, or None."""
-    for m in library:
-        try:
-            theirs = {k: to_host(v) for k, v in _case_grads(case, Fns(m.functions, all_refs), dy, cache).items()}
-        except Exception:  # noqa: BLE001 -- a mistake that cannot run on this case is not this one
-            continue
-        if all(same(grads[g], theirs[g]) for g in grads):
-            return m
-    return None
 
 
 def _compare(case, inputs, n, g, G, numeric, ctx, label, floor):

@@ -14,7 +14,7 @@ import numpy as np
 from npformer.exercise import guard
 from npformer.exercise.catalog import EXERCISES
 from npformer.exercise.diagnose import Finding
-from npformer.exercise.grader import Report, _finish, normalise
+from npformer.exercise.grader import Report, finish, normalise
 
 STEPS, LR, RTOL = 6, 1e-3, 1e-5
 
@@ -64,7 +64,7 @@ def check_train(folder: str, backend=None, steps: int = STEPS, seed: int = 0, qu
     except Exception as e:  # noqa: BLE001 -- the learner's code failing in training is a finding
         report.findings.append(Finding("training", "the run", "a step", f"raised {type(e).__name__}: {e} "
                                        "(in float32: does your code assume float64, or one shape?)", "exception"))
-        return _finish(report, quiet)
+        return finish(report, quiet)
     for k, (a, b) in enumerate(zip(want, got), 1):
         err = abs(a - b) / max(abs(a), 1e-12)
         report.rows.append(("train", f"step {k}: reference {a:.6f}, yours {b:.6f}", "loss", err))
@@ -72,4 +72,4 @@ def check_train(folder: str, backend=None, steps: int = STEPS, seed: int = 0, qu
             report.findings.append(Finding("loss", f"step {k}", f"step {k} and after", f"{b:.6f} against the "
                                            f"reference's {a:.6f}: one of your ops ({', '.join(fns)}) differs in "
                                            "float32 or on the model's shapes; check each again", "train"))
-    return _finish(report, quiet)
+    return finish(report, quiet)

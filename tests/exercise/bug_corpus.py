@@ -946,16 +946,16 @@ def _case_gradients(bug_id: str, seed: int, label: str):
         fns, refs = grader.lookup(bug.exercise, [name], bug.functions), None
     else:
         ex = EXERCISES[bug.exercise]
-        cases, fns, refs = ex.cases, grader.normalise(ex, bug.functions), grader._all_references()
+        cases, fns, refs = ex.cases, grader.normalise(ex, bug.functions), grader.all_references()
     case = next((c for c in cases(rng, be) if c.name == label), None)
     if case is None:
         raise LookupError(f"{bug_id}, seed {seed}: no case {label!r} in the grader's draw")
     y, cache = case.forward(**case.inputs)
     dy = np.random.default_rng(seed).standard_normal(np.shape(y)) + 0.5
     with np.errstate(all="ignore"):
-        G = {k: np.asarray(v) for k, v in grader._case_grads(case, grader.Fns(fns, refs or {}), dy, cache).items()}
+        G = {k: np.asarray(v) for k, v in grader.case_grads(case, grader.Fns(fns, refs or {}), dy, cache).items()}
     if refs is not None:
-        N = {k: np.asarray(v) for k, v in grader._case_grads(case, grader.Fns({}, refs), dy, cache).items()}
+        N = {k: np.asarray(v) for k, v in grader.case_grads(case, grader.Fns({}, refs), dy, cache).items()}
     else:
         N = {}
         for g, n in zip(grader._grad_names(case.inputs), differentiable(case.inputs)):

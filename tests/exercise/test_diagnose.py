@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from npformer.exercise import EXERCISES, check
 from npformer.exercise.diagnose import apply_fix, diagnose, scale_suspects
-from npformer.exercise.grader import Fns, _all_references, _case_grads
+from npformer.exercise.grader import Fns, all_references, case_grads
 from npformer.exercise.mistakes import MISTAKES
 from npformer.verify.gradcheck import numerical_gradient
 
@@ -63,16 +63,16 @@ def _learner_and_true(exercise_id, functions, seed):
     """Per case: the learner's gradients and the numerical ones, as the grader draws them."""
     from npformer.backend import get_backend
     be = get_backend("numpy")
-    refs = _all_references()
+    refs = all_references()
     out = []
     for case in EXERCISES[exercise_id].cases(np.random.default_rng(seed), be):
         y, cache = case.forward(**case.inputs)
         dy = np.random.default_rng(seed).standard_normal(np.shape(y)) + 0.5
         try:
-            grads = _case_grads(case, Fns(functions, refs), dy, cache)
+            grads = case_grads(case, Fns(functions, refs), dy, cache)
         except Exception:  # noqa: BLE001 -- a mistake that cannot run on this case's shapes
             continue
-        true = _case_grads(case, Fns({}, refs), dy, cache)
+        true = case_grads(case, Fns({}, refs), dy, cache)
         out.append((case.name, grads, true))
     return out
 
@@ -184,6 +184,6 @@ def test_numerical_gradient_is_the_one_the_advice_is_checked_against():
     case = EXERCISES["linear"].cases(np.random.default_rng(2), be)[0]
     y, cache = case.forward(**case.inputs)
     dy = np.random.default_rng(2).standard_normal(y.shape) + 0.5
-    true = _case_grads(case, Fns({}, _all_references()), dy, cache)
+    true = case_grads(case, Fns({}, all_references()), dy, cache)
     _, num = numerical_gradient(case.forward, case.inputs, "W", dy, 1e-6, None, 2)
     np.testing.assert_allclose(true["dW"].reshape(-1), num.reshape(-1), rtol=1e-7, atol=1e-9)

@@ -45,13 +45,13 @@ def test_out_transposed_is_one_mistake_the_output_projection_alone():
 
     from npformer.backend import get_backend
     from npformer.exercise import EXERCISES
-    from npformer.exercise.grader import Fns, _all_references, _case_grads
-    be, refs = get_backend("numpy"), _all_references()
+    from npformer.exercise.grader import Fns, all_references, case_grads
+    be, refs = get_backend("numpy"), all_references()
     m = next(m for m in MISTAKES["model"] if m.name == "out_transposed")
     for case in EXERCISES["model"].cases(np.random.default_rng(3), be):
         y, cache = case.forward(**case.inputs)
         dy = np.ones(np.shape(y)) * 0.7
-        mine, true = _case_grads(case, Fns(m.functions, refs), dy, cache), _case_grads(case, Fns({}, refs), dy, cache)
+        mine, true = case_grads(case, Fns(m.functions, refs), dy, cache), case_grads(case, Fns({}, refs), dy, cache)
         wrong = [g for g in true if np.shape(mine[g]) != np.shape(true[g]) or not np.allclose(mine[g], true[g])]
         assert wrong == ([] if "three-way tie" in case.name else ["dout_proj"]), (case.name, wrong)
         if wrong:
