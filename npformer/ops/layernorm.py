@@ -7,10 +7,12 @@ Forward, over the last axis (d = d_model features of one position):
     xhat  = (x - mu) * rstd
     y     = gamma * xhat + beta               gamma, beta (d_model,)
 
-Backward. With g = dy * gamma (the gradient reaching xhat):
+Backward. With g = dy * gamma (the gradient reaching xhat) and, over the last
+axis, mean_g = mean(g) and mean_gxhat = mean(g * xhat), both (..., 1):
     dbeta  = sum over positions of dy
     dgamma = sum over positions of dy * xhat
     dx     = rstd * (g - mean(g) - xhat * mean(g * xhat))
+           = rstd * (g - mean_g - xhat * mean_gxhat)
 The three terms of dx: x reaches the output directly (g), through the mean mu
 (every x_j shifts mu by 1/d, hence -mean(g)), and through the variance
 (d var/d x_j = 2 (x_j - mu)/d, hence -xhat * mean(g xhat)). Forgetting gamma in
@@ -21,8 +23,6 @@ The cache holds xhat (..., d_model), an array as large as x itself, rstd
 backward reads. x and mu are not kept, since x - mu = xhat / rstd.
 """
 from typing import NamedTuple
-
-from npformer.backend import backend_of
 
 LAYERNORM_EPS = 1e-5
 
@@ -39,12 +39,11 @@ def layernorm_forward(x, gamma, beta, eps=LAYERNORM_EPS):
         raise ValueError(f"layernorm: gamma and beta must be ({x.shape[-1]},) for x {x.shape}; "
                          f"got gamma {gamma.shape}, beta {beta.shape}")
     mu = x.mean(axis=-1, keepdims=True)  # (..., 1)
-    xhat = x - mu  # (..., d_model): x - mu for now, scaled into xhat in place below
-    var = (xhat * xhat).mean(axis=-1, keepdims=True)  # (..., 1)
+    xmu = x - mu  # (..., d_model)
+    var = (xmu * xmu).mean(axis=-1, keepdims=True)  # (..., 1)
     rstd = 1.0 / (var + eps) ** 0.5  # (..., 1)
-    xhat *= rstd
-    y = xhat * gamma  # (..., d_model)
-    y += beta
+    xhat = xmu * rstd  # (..., d_model)
+    y = gamma * xhat + beta  # (..., d_model)
     return y, LayerNormCache(xhat, rstd, gamma)
 
 
@@ -53,12 +52,9 @@ def layernorm_backward(dy, cache: LayerNormCache):
     xhat, rstd, gamma = cache
     d = xhat.shape[-1]
     dbeta = dy.reshape(-1, d).sum(axis=0)  # (d_model,)
-    t = dy * xhat  # (..., d_model)
-    dgamma = t.reshape(-1, d).sum(axis=0)  # (d_model,)
-    t *= gamma  # g * xhat, as dy * xhat * gamma
-    g_xhat_mean = t.mean(axis=-1, keepdims=True)  # (..., 1)
-    dx = dy * gamma  # (..., d_model): g, turned into dx in place
-    dx -= dx.mean(axis=-1, keepdims=True)
-    dx -= backend_of(dy, xhat).xp.multiply(xhat, g_xhat_mean, out=t)
-    dx *= rstd
+    dgamma = (dy * xhat).reshape(-1, d).sum(axis=0)  # (d_model,)
+    g = dy * gamma  # (..., d_model) the gradient reaching xhat
+    mean_g = g.mean(axis=-1, keepdims=True)  # (..., 1)
+    mean_gxhat = (g * xhat).mean(axis=-1, keepdims=True)  # (..., 1)
+    dx = rstd * (g - mean_g - xhat * mean_gxhat)  # (..., d_model)
     return dx, dgamma, dbeta
