@@ -33,15 +33,11 @@ def dropout_forward(x, p, rng=None, keep=None):
     if keep is None:
         if rng is None:
             raise ValueError("dropout: p > 0 needs an rng (or a fixed keep mask)")
-        # One buffer: uniform draws u, overwritten in place by [u >= p] (as 1.0 / 0.0),
-        # then by the scaled mask.
-        scale = rng.random(x.shape, dtype=x.dtype)
-        backend_of(x, scale).xp.greater_equal(scale, p, out=scale)
+        keep = rng.random(x.shape, dtype=x.dtype) >= p  # kept with probability 1 - p
     elif keep.shape != x.shape:
         raise ValueError(f"dropout: keep mask shape {keep.shape} does not match x shape {x.shape}")
-    else:
-        scale = keep.astype(x.dtype)
-    scale *= 1.0 / (1.0 - p)  # keep / (1 - p), same shape and dtype as x
+    xp = backend_of(x, keep).xp
+    scale = xp.divide(keep, 1.0 - p, dtype=x.dtype)  # keep / (1 - p), in x's dtype
     return x * scale, DropoutCache(scale)
 
 
