@@ -33,7 +33,6 @@ gradient from that query, and the 1/sqrt(d_k) scale reappears in dQ and dK.
 from typing import NamedTuple
 
 from npformer import ops  # the ops it uses, read at call time (npformer/ops/__init__.py)
-from npformer.backend import backend_of
 from npformer.ops.softmax import SoftmaxCache
 
 
@@ -63,10 +62,9 @@ def validate_mask(mask, scores_shape) -> None:
 def attention_weights(Q, K, mask=None):
     """P = softmax(Q K^T / sqrt(d_k)) over the unmasked keys, with fully masked rows set to 0."""
     validate_mask(mask, (*Q.shape[:-1], K.shape[-2]))
-    backend_of(Q, K, mask)  # all on one device
     d_k = Q.shape[-1]
     scale = 1.0 / d_k ** 0.5
-    # One (B, h, T_q, T_k) buffer, updated in place: scores, then P.
+    # One (B, h, T_q, T_k) buffer: the scores S, then the weights P written over them.
     S = Q @ K.swapaxes(-1, -2)  # (B, h, T_q, T_k)
     S *= scale
     P, _ = ops.softmax_forward(S, mask, out=S)
@@ -75,7 +73,6 @@ def attention_weights(Q, K, mask=None):
 
 def attention_forward(Q, K, V, mask=None):
     """softmax(Q K^T / sqrt(d_k)) V, masked as above. Returns ``(out, cache)``; ``cache.P`` holds the weights."""
-    backend_of(Q, K, V)  # arrays, all on one device
     if not (Q.ndim == K.ndim == V.ndim == 4 and Q.shape[:2] == K.shape[:2] == V.shape[:2]
             and Q.shape[3] == K.shape[3] and K.shape[2] == V.shape[2]):
         raise ValueError(f"attention: expected Q (B, h, T_q, d_k), K (B, h, T_k, d_k), V (B, h, T_k, d_v); "
@@ -90,10 +87,7 @@ def attention_backward(dout, cache: AttentionCache):
     Q, K, V, P, scale = cache
     dV = P.swapaxes(-1, -2) @ dout  # (B, h, T_k, d_v)
     dP = dout @ V.swapaxes(-1, -2)  # (B, h, T_q, T_k)
-    # dS = softmax_backward(dP), then times the scale (S = scale * Q K^T: it
-    # multiplies both dQ and dK); one buffer, dP's, turned into dS_scaled in place.
-    dS_scaled = ops.softmax_backward(dP, SoftmaxCache(P), out=dP)
-    dS_scaled *= scale
-    dQ = dS_scaled @ K  # (B, h, T_q, d_k)
-    dK = dS_scaled.swapaxes(-1, -2) @ Q  # (B, h, T_k, d_k)
+    dS = ops.softmax_backward(dP, SoftmaxCache(P), out=dP)  # (B, h, T_q, T_k), written over dP
+    dQ = (dS @ K) * scale  # (B, h, T_q, d_k)
+    dK = (dS.swapaxes(-1, -2) @ Q) * scale  # (B, h, T_k, d_k)
     return dQ, dK, dV
