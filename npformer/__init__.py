@@ -19,6 +19,7 @@ friends load NumPy on first use.
     runtime/           threads, ranks, GPUs: where and how fast, never what
     translation.py     sentences in, sentences out; BLEU and chrF
     exercise/          graded backward-pass exercises
+    course/            assignments built for learners, Gradescope, PrairieLearn and JUnit
     run.py             a training run: settings, data, start
     plot.py            curves and attention maps
     site/              the code beside its notes and mathematics, as a static site

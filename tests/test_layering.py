@@ -1,6 +1,7 @@
 """Imports run one way, from the ops up to the command line:
 
-    backend -> ops -> model -> checkpoint -> decode / train / verify -> translation / exercise -> run -> commands -> cli
+    backend -> ops -> model -> checkpoint -> decode / train / verify -> translation / exercise -> run / course
+    -> commands -> cli
 
 A module may import from its own layer or any layer below, never from one
 above, and no import cycle joins npformer's modules (a function-level import
@@ -24,7 +25,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "npformer"
 # npformer.runtime is the machinery that runs the Transformer fast and spread out
 # (CPU tuning, flat buffers, threads, ranks); the CuPy stand-in, cupysim, sits beside
 # the backend that loads it; npformer.verify is the gradient check and the cases it
-# runs, each at the layer of what it checks.
+# runs, each at the layer of what it checks. npformer.course (assignments, the course
+# platforms' files) grades with npformer.exercise, so it sits above it, beside the run.
 LAYERS = [
     ("npformer", "npformer.errors", "npformer.runtime.cpu", "npformer.backend", "npformer.cupysim",
      "npformer.special_tokens", "npformer.runtime.flat"),
@@ -34,7 +36,7 @@ LAYERS = [
     ("npformer.checkpoint",),
     ("npformer.decode", "npformer.train", "npformer.verify"),
     ("npformer.translation", "npformer.plot", "npformer.exercise"),
-    ("npformer.run", "npformer.site"),
+    ("npformer.run", "npformer.site", "npformer.course"),
     ("npformer.commands",),
     ("npformer.cli", "npformer.__main__"),
 ]

@@ -3,7 +3,7 @@ which adds its parser and sets ``func``; what they share is in ``options``."""
 import importlib
 
 COMMANDS = ("gradcheck", "train", "translate", "evaluate", "plot", "demo", "info", "average", "compare-torch",
-            "gradient-flow", "plot-runs", "exercise", "docs")
+            "gradient-flow", "plot-runs", "exercise", "course", "docs")
 
 
 def register(sub) -> None:

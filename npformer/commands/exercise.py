@@ -3,7 +3,7 @@
 ``check`` exits 0 when the exercise passes and 1 when it does not, so a course's
 autograder (GitHub Classroom, Otter, Gradescope) can call it as it is; an unknown
 id or a file that cannot be imported exits 2 with one line. ``check --report
-PLATFORM`` also writes the platform's results file (npformer/exercise/platforms.py),
+PLATFORM`` also writes the platform's results file (npformer/course/platforms.py),
 a file that cannot be graded included; ``--hidden-seeds N`` adds N draws to that
 file only, so that nothing the learner sees (the output, the exit code) tells about
 them. The grading itself is ``npformer.exercise.check``; this module parses and prints.
@@ -39,6 +39,14 @@ def cmd_list(args) -> int:
 
 
 def cmd_start(args) -> int:
+    if args.notebook:  # the course's notebook writer: a command may use both packages
+        from npformer.course import notebooks
+        from npformer.errors import UserError
+        if args.staged:
+            raise UserError("--notebook writes the plain stub; --staged is for a file (ID.py)")
+        path = notebooks.write(args.id, args.dir, force=args.force)
+        print(f"wrote {path}: fill in the function(s); its last cell grades them")
+        return 0
     from npformer.exercise import files
     path = files.start(args.id, args.dir, force=args.force, staged=args.staged)
     print(f"wrote {path}: fill in the function(s), then run `npformer exercise check {args.id} --dir {args.dir}`")
@@ -65,7 +73,7 @@ def cmd_check(args) -> int:
         seconds = time.perf_counter() - start
     except ExerciseError as e:
         if args.report:  # the platform learns why too; then exit 2, as without --report
-            from npformer.exercise import platforms
+            from npformer.course import platforms
             _write_results(args, platforms.text_of(platforms.cannot_grade(args.report, args.id, str(e))))
         raise
     files.record(args.dir, args.id, report.verdict)
@@ -86,7 +94,8 @@ def _check_report_options(args) -> None:
 
 def _report(args, report, module, seconds) -> None:
     """The visible draw and the hidden ones, in the platform's results file."""
-    from npformer.exercise import check, platforms
+    from npformer.course import platforms
+    from npformer.exercise import check
     draws = [platforms.Draw(report, expected=platforms.plan(report), seconds=seconds)]
     for k, seed in enumerate(platforms.hidden_seeds(args.id, args.hidden_seeds, report.seed, args.hidden_secret), 1):
         start = time.perf_counter()
@@ -100,7 +109,7 @@ def _report(args, report, module, seconds) -> None:
 
 def _write_results(args, text: str) -> str:
     from npformer.errors import UserError
-    from npformer.exercise import platforms
+    from npformer.course import platforms
     path = args.report_file or platforms.DEFAULT_PATHS[args.report]
     try:
         return platforms.write(path, text)
@@ -145,6 +154,8 @@ def add_parser(sub) -> None:
     q.add_argument("--force", action="store_true", help="replace an existing file (your work in it is lost)")
     q.add_argument("--staged", action="store_true", help="softmax, layernorm, attention, cross_entropy: the "
                    "forward as named steps, one gradient to write per step")
+    q.add_argument("--notebook", action="store_true", help="write DIR/ID.ipynb instead: the task, the stub and a "
+                   "cell that grades it (needs the course extra's nbformat)")
     q.set_defaults(func=cmd_start)
 
     q = verbs.add_parser("check", help="grade DIR/ID.py: exit 0 passed, 1 failed, 2 cannot grade")

@@ -23,7 +23,6 @@ From Python (a notebook):
     variants.py    layers npformer does not contain (RMSNorm, GELU, ...), graded numerically
     training.py    the train exercise: a run with every op the learner passed
     files.py       the learner's folder: start writes a file, load reads it back
-    platforms.py   a report as Gradescope, PrairieLearn and JUnit read it: a test per graded part
 """
 from npformer.exercise.catalog import EXERCISES, ORDER, VARIANT_IDS, Exercise
 from npformer.exercise.grader import ExerciseError, Report, check

@@ -66,7 +66,7 @@ def test_check_on_cupysim(run_npformer, tmp_path):
 
 
 def test_check_report_options_and_their_errors(run_npformer, tmp_path):
-    from npformer.exercise import platforms
+    from npformer.course import platforms
     help_text = " ".join(run_npformer("exercise", "check", "--help").stdout.split())
     assert "--report {" + ",".join(platforms.PLATFORMS) + "}" in help_text
     for platform, path in platforms.DEFAULT_PATHS.items():   # the parser writes them out: the same

@@ -58,6 +58,14 @@ there); each is one more ``check`` of the same functions, its parts flagged hidd
 A hidden draw's seed is written nowhere: ``hidden_seeds`` gives it back to whoever has
 the secret (and the visible seed, which the file holds).
 
+An assignment (``npformer course grade``, npformer/course/autograder.py): the draws of
+several exercises in one file, each with its own ``points`` (the assignment's points of
+the exercise spread over its parts). A file of the assignment that cannot be graded is a
+draw with an ``error``: its contract part fails with the reason and every other part of
+its plan is "not graded", so that it is worth what a graded file is (the maximum does
+not depend on the answers) while the other files are graded as usual; on PrairieLearn
+the whole submission is "gradable": false, as one file is (the attempt does not count).
+
 Cannot grade (an ``ExerciseError``: a syntax error, a missing function or file):
 ``cannot_grade``: Gradescope "score": 0 with the reason as "output"; PrairieLearn
 "gradable": false with the reason as "message" and "format_errors" (the attempt is not
@@ -84,8 +92,8 @@ The formats, as documented by each platform:
                   The grader times a draw, not a part: a suite has its draw's time, each
                   testcase 0.
 
-tests/exercise/schemas/ holds JSON Schemas of the two results files (the documented
-fields only); tests/exercise/test_platforms.py validates every file it writes against them.
+tests/course/schemas/ holds JSON Schemas of the two results files (the documented
+fields only); tests/course/test_platforms.py validates every file it writes against them.
 """
 from __future__ import annotations
 
@@ -125,6 +133,7 @@ class Part:
     notes: list = field(default_factory=list)      # the report's notes that name its case
     points: float = 1.0
     reason: str = ""          # why it was not graded, when it has no row
+    error: str = ""           # the contract part of a file that cannot be graded: why
 
     @property
     def graded(self) -> bool:
@@ -139,7 +148,7 @@ class Part:
 
     @property
     def passed(self) -> bool:
-        return self.graded and not self.findings and all(
+        return self.graded and not self.error and not self.findings and all(
             err is not None and not math.isnan(err) and err <= self.tolerance for _, _, err in self.rows)
 
     @property
@@ -147,6 +156,8 @@ class Part:
         return self.points if self.passed else 0.0
 
     def output(self) -> str:
+        if self.error:
+            return f"cannot grade: {self.error}"
         if not self.graded:
             return f"not graded: {self.reason}"
         if self.passed:
@@ -177,6 +188,8 @@ class Draw:
     hidden: int = 0                     # 0: the visible draw; k: hidden draw k
     expected: list | None = None        # plan(report): the parts a full check grades
     seconds: float | None = None        # how long the check took
+    points: dict | None = None          # this draw's points (an assignment's), else the call's
+    error: str | None = None            # the file cannot be graded: why (report: no row, no finding)
 
 
 def _key(stage, case, gradient) -> tuple:
@@ -204,9 +217,11 @@ def _points(points: dict | None, part: Part) -> float:
     return value
 
 
-def grade(report, *, expected: list | None = None, points: dict | None = None) -> list[Part]:
+def grade(report, *, expected: list | None = None, points: dict | None = None, error: str | None = None
+          ) -> list[Part]:
     """The report's parts, in order: the contract, the parts of ``expected`` (``plan``), then
-    every other part its rows grade; each with its findings, points and verdict."""
+    every other part its rows grade; each with its findings, points and verdict. ``error``: the
+    file cannot be graded, and the contract part fails with it."""
     parts: dict = {}
 
     def part(stage, case, gradient) -> Part:
@@ -217,6 +232,7 @@ def grade(report, *, expected: list | None = None, points: dict | None = None) -
 
     contract = part("contract", None, None)
     contract.name = CONTRACT
+    contract.error = error or ""
     for stage, case, gradient in expected or []:
         part(stage, case, gradient)
     for stage, case, gradient, err in report.rows:
@@ -305,7 +321,17 @@ def _draws(draws) -> list[Draw]:
 
 
 def _graded(draws, points) -> list:
-    return [(d, grade(d.report, expected=d.expected, points=points)) for d in _draws(draws)]
+    return [(d, grade(d.report, expected=d.expected, points=points if d.points is None else d.points,
+                      error=d.error)) for d in _draws(draws)]
+
+
+def unreadable(exercise: str, message: str, *, seed: int = 0, backend: str = "numpy", hidden: int = 0,
+               points: dict | None = None) -> Draw:
+    """The draw of an assignment's file that cannot be graded: no row, the plan of a full check
+    (its maximum), the reason as its error."""
+    from npformer.exercise.grader import Report
+    report = Report(exercise, False, "failed", seed, backend)
+    return Draw(report, hidden=hidden, expected=plan(report), points=points, error=message)
 
 
 def _total(parts) -> tuple:
@@ -324,7 +350,8 @@ def _label(draw: Draw) -> str:
 
 def _summary(graded) -> str:
     """The visible draw's text report, then a line per hidden draw (its points, never a finding)."""
-    text = [str(d.report) for d, _ in graded if not d.hidden]
+    text = [f"{d.report.exercise}: cannot grade: {d.error}" if d.error else str(d.report)
+            for d, _ in graded if not d.hidden]
     hidden = [(d, parts) for d, parts in graded if d.hidden]
     if hidden:
         lines = [f"{_label(d)}: {_num(_total(parts)[0])} of {_num(_total(parts)[1])} points" for d, parts in hidden]
@@ -345,7 +372,7 @@ def gradescope(draws, *, points: dict | None = None, hidden_visibility: str = "h
                     "visibility": hidden_visibility if d.hidden else "visible"}
             extra = {"exercise": d.report.exercise, "stage": p.stage, "case": p.case, "gradient": p.gradient,
                      "tags": sorted({f.tag for f in p.findings})}
-            if not d.hidden:
+            if not d.hidden and not d.error:
                 extra["seed"] = d.report.seed
             test["extra_data"] = extra
             tests.append(test)
@@ -375,9 +402,14 @@ def prairielearn(draws, *, points: dict | None = None) -> dict:
                           "message": _text(p.message()), "output": _text(p.output())})
     got = sum(_total(parts)[0] for _, parts in graded)
     of = sum(_total(parts)[1] for _, parts in graded)
-    visible = next((d.report for d, _ in graded if not d.hidden), graded[0][0].report)
+    errors = [f"{d.report.exercise}: {d.error}" for d, _ in graded if d.error and not d.hidden]
+    if errors:   # one file that cannot be graded makes the submission not gradable: the attempt is not counted
+        return {"gradable": False, "score": 0.0, "message": _text("cannot grade: " + "; ".join(errors)),
+                "output": _text(_summary(graded)), "format_errors": [_text(e) for e in errors], "tests": tests}
+    verdicts = ", ".join(f"{d.report.exercise}: {d.report.verdict}" for d, _ in graded if not d.hidden) or \
+        f"{graded[0][0].report.exercise}: {graded[0][0].report.verdict}"
     return {"gradable": True, "score": (got / of) if of else 0.0,
-            "message": f"{visible.exercise}: {visible.verdict}, {_num(got)} of {_num(of)} points",
+            "message": f"{verdicts}, {_num(got)} of {_num(of)} points",
             "output": _text(_summary(graded)), "tests": tests}
 
 
@@ -387,22 +419,27 @@ def junit(draws, *, points: dict | None = None) -> str:
     root = ET.Element("testsuites")
     n_tests = n_failures = 0
     total_time = 0.0
+    n_errors = 0
     for d, parts in graded:
-        failures = sum(not p.passed for p in parts)
+        errors = sum(bool(p.error) for p in parts)
+        failures = sum(not p.passed for p in parts) - errors
         got, of = _total(parts)
         suite = ET.SubElement(root, "testsuite", name=_label(d), tests=str(len(parts)), failures=str(failures),
-                              errors="0", skipped="0", time=f"{d.seconds or 0.0:.3f}")
+                              errors=str(errors), skipped="0", time=f"{d.seconds or 0.0:.3f}")
         props = ET.SubElement(suite, "properties")
         shown = {"exercise": d.report.exercise, "hidden": "true" if d.hidden else "false",
                  "verdict": d.report.verdict, "backend": d.report.backend, "score": _num(got), "max_score": _num(of)}
-        if not d.hidden:
+        if not d.hidden and not d.error:
             shown["seed"] = d.report.seed
         for k, v in shown.items():
             ET.SubElement(props, "property", name=k, value=_text(str(v)))
         classname = _classname(d.report.exercise, d.hidden)
         for p in parts:
             case = ET.SubElement(suite, "testcase", classname=classname, name=_text(p.name), time="0")
-            if not p.passed:
+            if p.error:
+                err = ET.SubElement(case, "error", message=_text(p.error), type="ExerciseError")
+                err.text = _text(p.output())
+            elif not p.passed:
                 kind = ",".join(sorted({f.tag for f in p.findings})) or (
                     "relative error" if p.graded else "not graded")
                 fail = ET.SubElement(case, "failure", message=_text(p.message()), type=_text(kind))
@@ -411,11 +448,13 @@ def junit(draws, *, points: dict | None = None) -> str:
             out.text = f"{_num(p.score)} of {_num(p.points)} points"
         n_tests += len(parts)
         n_failures += failures
+        n_errors += errors
         total_time += d.seconds or 0.0
-    root.set("name", f"npformer exercise check {graded[0][0].report.exercise}")
+    exercises = ", ".join(dict.fromkeys(d.report.exercise for d, _ in graded))
+    root.set("name", f"npformer exercise check {exercises}")
     root.set("tests", str(n_tests))
     root.set("failures", str(n_failures))
-    root.set("errors", "0")
+    root.set("errors", str(n_errors))
     root.set("time", f"{total_time:.3f}")
     return _xml(root)
 

@@ -1,7 +1,7 @@
-"""The results files of ``npformer exercise check --report`` (npformer/exercise/platforms.py).
+"""The results files of ``npformer exercise check --report`` (npformer/course/platforms.py).
 
 Every file a test here writes is checked against its platform's documented format: the two
-results.json against tests/exercise/schemas/ (JSON Schema, draft 2020-12), JUnit XML with
+results.json against tests/course/schemas/ (JSON Schema, draft 2020-12), JUnit XML with
 xml.etree (and with junitparser, where it is installed)."""
 import hashlib
 import json
@@ -14,7 +14,8 @@ import jsonschema
 import pytest
 
 from npformer.cli import main
-from npformer.exercise import EXERCISES, Report, check, files, platforms
+from npformer.course import platforms
+from npformer.exercise import EXERCISES, Report, check, files
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = Path(__file__).parent / "schemas"
@@ -81,7 +82,7 @@ def write(folder: Path, eid: str, text: str) -> str:
 def gamma_left_out() -> str:
     """layernorm with dx missing gamma: dgamma and dbeta right, dx wrong."""
     right = files.reference_text("layernorm")
-    wrong = right.replace("dx = dy * gamma", "dx = dy * 1.0")
+    wrong = right.replace("g = dy * gamma", "g = dy * 1.0")   # g, the gradient reaching xhat, feeds dx only
     assert wrong != right
     return wrong
 
