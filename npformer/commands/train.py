@@ -38,7 +38,7 @@ import sys
 import time
 
 from npformer.commands.options import (add_backend_args, add_recipe_args, add_shape_args, int_at_least, number_at_least,
-                                       preset_name)
+                                       preset_name, users_values)
 from npformer.errors import UserError
 from npformer.run import CORPUS_DEFAULTS, DEV_BLEU_SENTENCES, RUN_SETTINGS, TASK_DEFAULTS
 
@@ -57,18 +57,16 @@ def given_settings(args) -> dict:
 
 def train_on(args, comm) -> int:
     """``npformer train`` as one rank of ``comm`` (SingleProcess without a launcher)."""
-    from npformer.run import report, run_fingerprint, schedule_of, start_run
-    from npformer.train.ranks import workers_per_rank
-    from npformer.train.trainer import train
+    from npformer.run import report, run_fingerprint, start_run, train_run
+    from npformer.train.state import validate_saves
 
     last = os.path.join(args.out, "last.npz") if args.out else None
     save_every = args.eval_every if args.save_every is None else args.save_every
     try:
-        if args.keep_last and not (args.out and save_every):
-            raise UserError("--keep-last needs --out RUN_DIR and checkpoints to keep (--save-every > 0)")
+        with users_values():  # before the data is prepared
+            validate_saves(args.out, save_every, args.keep_last)
         run = start_run(given_settings(args), args.task, out=args.out, resume=args.resume, steps=args.steps,
-                        minutes=args.minutes, backend=args.backend,
-                        workers=workers_per_rank(args.workers, args.backend, comm), comm=comm)
+                        minutes=args.minutes, backend=args.backend, workers=args.workers, comm=comm)
         mine = run_fingerprint(run.state, run.cfg, run.settings, run.source) if comm.size > 1 else None
     except UserError as e:  # every rank learns of it at the start-up check, and stops
         comm.require_same(e)
@@ -76,15 +74,12 @@ def train_on(args, comm) -> int:
     comm.require_same(mine)
     if run.note and comm.rank == 0:
         print(f"npformer train: {run.note}", file=sys.stderr, flush=True)
-    state, cfg, settings, source = run.state, run.cfg, run.settings, run.source
+    state, settings, source = run.state, run.settings, run.source
 
-    start_step, t0 = state.step, time.perf_counter()
-    train(state, cfg, source.batches, steps=run.steps, minutes=args.minutes,
-          schedule=schedule_of(settings, cfg.d_model), clip=settings["clip"],
-          eval_fn=lambda params: source.evaluate(params, cfg), eval_every=args.eval_every,
-          out_dir=args.out, save_every=save_every, log_every=args.log_every, progress=not args.no_progress,
-          checkpoint_extra={"settings": settings, "layout": {"ranks": comm.size, "workers": state.workers.n}},
-          tokenizer=source.tokenizer, keep_last=args.keep_last)
+    t0 = time.perf_counter()
+    start_step = train_run(run, minutes=args.minutes, out=args.out, eval_every=args.eval_every,
+                           save_every=save_every, keep_last=args.keep_last, log_every=args.log_every,
+                           progress=not args.no_progress)
     minutes = (time.perf_counter() - t0) / 60
     if comm.rank != 0:  # rank 0 reports
         return 0

@@ -6,7 +6,8 @@
     parallel.py  the loss and gradients of a batch split over CPU workers (data parallelism)
     ranks.py     the split of each batch between ranks and threads, and the step built on it
     tasks.py     copy / reverse random sequences, held-out exact match
-    trainer.py   TrainState, train(), save_state / load_state
+    state.py     TrainState, its checkpoints (save_state / load_state, last, best, step-<t>) and RNG states
+    trainer.py   train(): the loop, its budget, evaluations and progress
     average.py   one model from the mean of a run's checkpoints (§6.1)
     progress.py  tqdm bar or plain log lines on stderr
 
@@ -14,7 +15,8 @@ The worker pool itself is npformer/runtime/workers.py.
 """
 from npformer.train.optim import Adam, clip_grad_norm, global_norm
 from npformer.train.schedule import Schedule, linear_lr, noam_lr
-from npformer.train.trainer import TrainState, TrainingDiverged, init_state, load_state, save_state, train
+from npformer.train.state import TrainState, init_state, load_state, save_state
+from npformer.train.trainer import TrainingDiverged, train
 
 __all__ = ["Adam", "clip_grad_norm", "global_norm", "noam_lr", "linear_lr", "Schedule", "TrainState",
            "TrainingDiverged", "init_state", "load_state", "save_state", "train"]

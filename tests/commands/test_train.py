@@ -39,7 +39,7 @@ def test_resume_continues_the_run(tmp_path, capsys):
     result = json.loads(out.splitlines()[-1])
     assert result["steps"] == 9 and result["checkpoint"].endswith("last.npz")
 
-    from npformer.train.trainer import load_state
+    from npformer.train.state import load_state
     state, ck = load_state(os.path.join(run, "last.npz"))
     assert ck.step == 9 and ck.extra["settings"]["vocab_size"] == 10
     assert [r["step"] for r in state.history if r["kind"] == "eval"] == [3, 6, 9]
@@ -92,7 +92,7 @@ def test_layers_and_d_ff_override_the_preset_and_stay_with_the_run(tmp_path, cap
     run = str(tmp_path / "run")
     code, _, err = run_cli(capsys, "--steps", "2", "--preset", "tiny", "--layers", "1", "--d-ff", "48", "--out", run)
     assert code == 0, err
-    from npformer.train.trainer import load_state
+    from npformer.train.state import load_state
     state, ck = load_state(os.path.join(run, "last.npz"))
     assert (ck.config.n_layers, ck.config.d_ff, ck.config.d_model) == (1, 48, 64)
     assert state.params["encoder.0.ffn.W_1"].shape == (64, 48) and "encoder.1.ffn.W_1" not in state.params

@@ -10,7 +10,7 @@ import pytest
 
 import npformer.train.trainer as trainer
 from npformer.cli import main
-from npformer.train.trainer import load_state
+from npformer.train.state import load_state
 
 TASK = ["train", "--task", "reverse", "--vocab-size", "10", "--min-len", "2", "--max-len", "5",
         "--batch-size", "8", "--warmup", "10", "--no-progress"]

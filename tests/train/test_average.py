@@ -41,10 +41,11 @@ def test_keep_last_keeps_the_newest_step_checkpoints(tmp_path, capsys):
 
 def test_keep_last_needs_saves(tmp_path, capsys):
     code, out, err = train_cli(capsys, "--steps", "2", "--keep-last", "2")
-    assert code == 2 and out == "" and "--keep-last needs --out" in err
+    assert code == 2 and out == "" and "keep_last needs out_dir and save_every > 0" in err
+    assert len(err.strip().splitlines()) == 1
     code, _, err = train_cli(capsys, "--steps", "2", "--keep-last", "2", "--save-every", "0",
                              "--eval-every", "0", "--out", str(tmp_path / "r"))
-    assert code == 2 and "--save-every > 0" in err
+    assert code == 2 and "save_every > 0" in err
 
 
 def save_model(path, cfg, seed, tokenizer=None, step=0):

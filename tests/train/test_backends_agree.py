@@ -8,7 +8,8 @@ import pytest
 
 from npformer.data.batching import Batch
 from npformer.model.config import preset
-from npformer.train.trainer import init_state, train_step
+from npformer.train.state import init_state
+from npformer.train.trainer import train_step
 
 VOCAB, STEPS, LR = 96, 5, 1e-3
 # dtype -> the tolerance on losses and parameters

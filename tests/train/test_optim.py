@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from npformer.train.optim import Adam, clip_grad_norm, global_norm
-from npformer.train.trainer import trainable
+from npformer.train.state import trainable
 
 
 def adam_reference(theta, grads, lrs, beta1=0.9, beta2=0.98, eps=1e-9):

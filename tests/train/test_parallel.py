@@ -12,7 +12,8 @@ from npformer.model.transformer import loss_and_grads
 from npformer.train.optim import Adam, clip_grad_norm, global_norm
 from npformer.train.parallel import parallel_loss_and_grads, shard_rows, worker_generators
 from npformer.train.tasks import SequenceTask
-from npformer.train.trainer import evaluate_loss, init_state, load_state, save_state, train
+from npformer.train.state import init_state, load_state, save_state
+from npformer.train.trainer import evaluate_loss, train
 from npformer.runtime.workers import Workers, blas_threads_controllable
 
 BE = get_backend("numpy")

@@ -18,7 +18,8 @@ from npformer.train.parallel import parallel_loss_and_grads, shard_rows, worker_
 from npformer.runtime.workers import Workers
 from npformer.train.ranks import require_parameters_agree, fingerprint, workers_per_rank
 from npformer.train.tasks import SequenceTask
-from npformer.train.trainer import init_state, train
+from npformer.train.state import init_state
+from npformer.train.trainer import train
 
 
 class ThreadRanks:

@@ -10,7 +10,8 @@ from npformer.model.config import preset
 from npformer.train.progress import Progress
 from npformer.train.schedule import Schedule
 from npformer.train.tasks import SequenceTask
-from npformer.train.trainer import TrainingDiverged, evaluate_loss, init_state, load_state, train
+from npformer.train.state import init_state, load_state
+from npformer.train.trainer import TrainingDiverged, evaluate_loss, train
 
 CFG = preset("tiny", vocab_size=12, d_model=32, h=2, d_ff=64, n_layers=1, max_len=32)
 TASK = SequenceTask("reverse", vocab_size=12, min_len=2, max_len=6)
