@@ -8,7 +8,7 @@ the rest.
     cfg       the model the settings describe                                  (model_config)
     state     fresh (init_state) or resumed from RUN_DIR/last.npz              (start_run)
     ranks     compare one fingerprint before the first step                    (run_fingerprint)
-    train     npformer.train.trainer.train
+    train     npformer.train.trainer.train on the run's batches and evaluation  (train_run)
     report    the figures a command prints                                     (report)
 
 Two uses, each with its own defaults: translation (a TSV corpus, by default the
@@ -247,7 +247,7 @@ def run_fingerprint(state, cfg, settings: dict, source: DataSource) -> dict:
 
 # --- starting a run -----------------------------------------------------------
 class Run(NamedTuple):
-    state: object                  # npformer.train.trainer.TrainState
+    state: object                  # npformer.train.state.TrainState
     cfg: object                    # TransformerConfig
     settings: dict
     source: DataSource
@@ -280,14 +280,20 @@ def prepare_out_dir(out: str) -> None:
 
 
 def start_run(given: dict, task: str | None = None, *, out: str | None = None, resume: bool = False,
-              steps: int | None = None, minutes: float | None = None, backend=None, workers=None,
-              comm=None, bleu_sentences: int = DEV_BLEU_SENTENCES) -> Run:
+              steps: int | None = None, minutes: float | None = None, backend=None,
+              workers: int | None = None, comm=None, bleu_sentences: int = DEV_BLEU_SENTENCES) -> Run:
     """A new run (fresh parameters) or, with ``resume``, ``out/last.npz`` continued
     with its own settings; everything a bad setting can fail on fails here,
     before the first step. ``given``: the settings chosen (``RUN_SETTINGS`` keys,
-    None for not given); ``steps``/``minutes``: the budget; ``bleu_sentences``:
-    dev pairs decoded at each evaluation of a translation run."""
-    from npformer.train.trainer import init_state, load_state
+    None for not given); ``steps``/``minutes``: the budget; ``workers``: the
+    threads of this rank (``--workers``; None: its share of the cores), whose
+    pool is built here; ``comm``: the ranks (None: this process alone);
+    ``bleu_sentences``: dev pairs decoded at each evaluation of a translation run."""
+    from npformer.runtime.distributed.communicator import SingleProcess
+    from npformer.train.ranks import workers_per_rank
+    from npformer.train.state import init_state, load_state
+    comm = comm or SingleProcess()
+    workers = workers_per_rank(workers, backend, comm)
     last = os.path.join(out, "last.npz") if out else None
     if out and os.path.exists(out) and not os.path.isdir(out):
         raise UserError(f"--out: {out} exists and is not a directory")
@@ -324,6 +330,24 @@ def start_run(given: dict, task: str | None = None, *, out: str | None = None, r
                            workers=workers, comm=comm)
     settings["steps"] = steps
     return Run(state, cfg, settings, source, steps, note)
+
+
+# --- training it -----------------------------------------------------------------
+def train_run(run: Run, *, minutes: float | None = None, out: str | None = None, eval_every: int = 0,
+              save_every: int = 0, keep_last: int = 0, log_every: int = 10, progress: bool = True) -> int:
+    """Train ``run`` (npformer.train.trainer.train) until its step budget or for
+    ``minutes``, evaluating on its source every ``eval_every`` steps and writing its
+    checkpoints (settings and layout with them) to ``out``; returns the step it started at."""
+    from npformer.train.trainer import train
+    state, cfg, settings, source = run.state, run.cfg, run.settings, run.source
+    start_step = state.step
+    train(state, cfg, source.batches, steps=run.steps, minutes=minutes,
+          schedule=schedule_of(settings, cfg.d_model), clip=settings["clip"],
+          eval_fn=lambda params: source.evaluate(params, cfg), eval_every=eval_every,
+          out_dir=out, save_every=save_every, log_every=log_every, progress=progress,
+          checkpoint_extra={"settings": settings, "layout": {"ranks": state.comm.size, "workers": state.workers.n}},
+          tokenizer=source.tokenizer, keep_last=keep_last)
+    return start_step
 
 
 # --- the report -----------------------------------------------------------------

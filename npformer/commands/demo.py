@@ -15,6 +15,12 @@ is decoded as ``translate`` and ``evaluate`` decode by default
 chosen on the dev set for a model this young; ``--paper-decoding`` gives the
 paper's.
 
+With ``--json`` the last stdout line is one JSON object: ``npformer train``'s
+figures of the run (``run.report``: steps, minutes of training, losses, dev
+BLEU, tokens/s, workers, settings, checkpoint) and the demo's own, the test
+set's: bleu, chrf, their signatures, test_sentences, the decoding settings and
+total_minutes (the whole budget's).
+
 The demo exists to print a score, so without sacreBLEU (the ``eval`` extra) it
 refuses to start rather than train for ten minutes it cannot report on.
 
@@ -45,15 +51,14 @@ def cmd_demo(args) -> int:
 
 def demo_on(args, comm) -> int:
     """``npformer demo`` as one rank of ``comm`` (SingleProcess without a launcher)."""
-    from npformer.run import prepare_out_dir, run_fingerprint, schedule_of, start_run
-    from npformer.train.ranks import workers_per_rank
-    from npformer.train.trainer import throughput, train
+    from npformer.run import prepare_out_dir, report, run_fingerprint, start_run, train_run
+    from npformer.train.ranks import threads_per_rank
     from npformer.translation import Translator, evaluate_pairs
 
     t0 = time.perf_counter()
-    workers = workers_per_rank(args.workers, args.backend, comm)
+    threads = threads_per_rank(args.workers, args.backend, comm)
     # The decoding reserve shrinks with the workers that share the test set.
-    eval_minutes = args.eval_minutes if args.eval_minutes is not None else max(0.6, 1.2 / workers.n)
+    eval_minutes = args.eval_minutes if args.eval_minutes is not None else max(0.6, 1.2 / threads)
     if args.minutes <= eval_minutes:
         raise UserError(f"--minutes {args.minutes:g} must exceed --eval-minutes {eval_minutes:g}")
     prepare_out_dir(args.out)  # a directory that cannot be written must not cost the data preparation
@@ -63,10 +68,10 @@ def demo_on(args, comm) -> int:
     # the periodic evaluations report the dev loss alone (bleu_sentences=0): decoding is kept for the end
     run = start_run({"seed": args.seed, "dtype": args.dtype, "d_ff": args.d_ff,  # n_layers: in DERIVED
                      **{k: getattr(args, k) for k in DERIVED}},
-                    minutes=args.minutes - eval_minutes, backend=args.backend, workers=workers, comm=comm,
+                    minutes=args.minutes - eval_minutes, backend=args.backend, workers=threads, comm=comm,
                     bleu_sentences=0)
     state, cfg, settings, source = run.state, run.cfg, run.settings, run.source
-    data = source.corpus
+    data, workers = source.corpus, state.workers
     say(f"  {run.note}")
     say(f"  BPE: {data.tokenizer.vocab_size} shared subwords; {len(data.splits['train'])} training pairs; "
         f"model: N={cfg.n_layers}, d_model={cfg.d_model}, h={cfg.h}, d_ff={cfg.d_ff}")
@@ -80,45 +85,39 @@ def demo_on(args, comm) -> int:
         raise UserError(f"--minutes {args.minutes:g}: preparing the data took {prepared_minutes:.2f} min, which "
                         f"leaves no time to train besides the {eval_minutes:g} min kept for decoding; "
                         "give a larger --minutes")
-    out = args.out
-    train(state, cfg, source.batches, minutes=train_minutes, schedule=schedule_of(settings, cfg.d_model),
-          eval_fn=lambda params: source.evaluate(params, cfg), eval_every=args.eval_every, out_dir=out,
-          save_every=args.eval_every, progress=not args.no_progress, tokenizer=source.tokenizer,
-          checkpoint_extra={"settings": settings})
-    trained_minutes = (time.perf_counter() - t0) / 60
+    t1 = time.perf_counter()
+    start_step = train_run(run, minutes=train_minutes, out=args.out, eval_every=args.eval_every,
+                           save_every=args.eval_every, progress=not args.no_progress)
+    trained_minutes = (time.perf_counter() - t1) / 60
     if comm.rank != 0:  # rank 0 decodes and scores the test set
         return 0
 
-    model = Translator(state.params, cfg, data.tokenizer)
     test = data.splits["test"]
     if args.eval_sentences:
         test = test[:args.eval_sentences]
-    scores, hyps = evaluate_pairs(model, test, **decoding_settings(args), workers=workers)
+    scores, hyps = evaluate_pairs(Translator(state.params, cfg, data.tokenizer), test, **decoding_settings(args),
+                                  workers=workers)
     if args.show:  # a few of the test translations just scored, not decoded a second time
         say("\nHeld-out test sentences:")
         for (src, ref), hyp in list(zip(test, hyps))[:args.show]:
             say(f"  EN   {src}\n  REF  {ref}\n  OUT  {hyp}\n")
-    minutes = (time.perf_counter() - t0) / 60
-    result = {"bleu": scores["bleu"], "chrf": scores["chrf"], "bleu_signature": scores["bleu_signature"],
-              "chrf_signature": scores["chrf_signature"], "test_sentences": scores["n_sentences"],
-              **decoding_settings(args), "steps": state.step, "workers": workers.n,
-              "ranks": comm.size, "recipe": {k: settings[k] for k in DERIVED},
-              "tokens_per_s": throughput(state.history), "minutes": round(minutes, 2),
-              "train_minutes": round(trained_minutes, 2),
-              "final_loss": next((r["loss"] for r in reversed(state.history) if r["kind"] == "train"), None),
-              "val_loss": next((r["val_loss"] for r in reversed(state.history) if r["kind"] == "eval"), None),
-              "checkpoint": os.path.join(out, "last.npz")}
+    total_minutes = (time.perf_counter() - t0) / 60
+    # npformer train's figures of the run, and the demo's own: the test set's scores
+    result = {**report(run, start_step, trained_minutes, checkpoint=os.path.join(args.out, "last.npz")),
+              **{k: scores[k] for k in ("bleu", "chrf", "bleu_signature", "chrf_signature")},
+              "test_sentences": scores["n_sentences"], **decoding_settings(args),
+              "total_minutes": round(total_minutes, 2)}
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
     else:
         print(f"test BLEU {result['bleu']:.2f}, chrF {result['chrf']:.2f} on {result['test_sentences']} sentences "
               f"(beam {result['beam_size']}, alpha {result['alpha']:g}; {result['bleu_signature']})")
         tok_s = result["tokens_per_s"] or 0.0
-        print(f"{state.step} steps ({tok_s:,.0f} target tokens/s), {minutes:.1f} minutes in all; "
+        print(f"{state.step} steps ({tok_s:,.0f} target tokens/s), {total_minutes:.1f} minutes in all; "
               f"checkpoint {result['checkpoint']}")
         print(f"try: npformer translate --checkpoint {result['checkpoint']} \"In the beginning was the Word.\"")
-    if minutes > args.minutes:
-        print(f"npformer demo: warning: took {minutes:.1f} min, over the {args.minutes:g} min budget",
+    if total_minutes > args.minutes:
+        print(f"npformer demo: warning: took {total_minutes:.1f} min, over the {args.minutes:g} min budget",
               file=sys.stderr)
     return 0
 

@@ -36,21 +36,26 @@ from npformer.runtime.distributed.communicator import RanksDisagree, digest
 from npformer.runtime.workers import available_cores, default_workers, limit_blas_threads, make_workers
 
 
-def workers_per_rank(n: int | None, backend, comm):
+def threads_per_rank(n: int | None, backend, comm) -> int:
     """``--workers``, or by default this rank's share of the machine's cores: the
     cores it may run on, divided between the ranks on this machine unless the
-    launcher bound each rank to its own cores already."""
-    if comm.size == 1:
-        return make_workers(n, backend)
+    launcher bound each rank to its own cores already. On several ranks, each
+    rank's BLAS keeps to that share too."""
     from npformer.backend import get_backend
+    name = get_backend(backend).name
+    if comm.size == 1:
+        return default_workers(name) if n is None else n
     bound = available_cores() < (os.cpu_count() or 0)  # the launcher gave each rank its own cores
     share = available_cores() if bound else max(1, available_cores() // comm.local_size)
     # each rank's BLAS, too, keeps to its share: P ranks with a thread per core each would
     # put P threads on every core
     limit_blas_threads(share)
-    if n is None:
-        n = min(default_workers(get_backend(backend).name), share)
-    return make_workers(n, backend)
+    return min(default_workers(name), share) if n is None else n
+
+
+def workers_per_rank(n: int | None, backend, comm):
+    """The worker pool of this rank: ``threads_per_rank`` threads."""
+    return make_workers(threads_per_rank(n, backend, comm), backend)
 
 
 def parameters_digest(params: dict) -> str:
