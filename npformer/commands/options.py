@@ -103,9 +103,8 @@ def check_environment(args) -> None:
         raise UserError(f"$NPFORMER_BACKEND={name!r}: unknown backend; expected one of {', '.join(BACKEND_NAMES)} "
                         "(or give --backend)")
     if ranks_from_env() is not None:
-        with users_values():
-            for variable in ("NPFORMER_COMM_TIMEOUT", "NPFORMER_WAIT_TIMEOUT"):
-                seconds_from_env(variable, 0.0)
+        for variable in ("NPFORMER_COMM_TIMEOUT", "NPFORMER_WAIT_TIMEOUT"):
+            seconds_from_env(variable, 0.0)
 
 
 def add_decoding_args(p) -> None:

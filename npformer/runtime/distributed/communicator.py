@@ -24,10 +24,15 @@ from __future__ import annotations
 import hashlib
 import json
 
+from npformer.errors import UserError
 
-class AgreedError(ValueError):
+
+class AgreedError(UserError):
     """An error that every rank raises at the same point, having seen the same
-    information: it is reported once, by rank 0, and no rank is aborted."""
+    information: it is reported once, by rank 0, and no rank is aborted. A
+    ``UserError`` (npformer/errors.py: one line, exit 2), since what the ranks
+    agree on is the same ``UserError`` on each of them, or ranks the user started
+    unalike (``RanksDisagree``), not a crash of one rank."""
 
 
 class RanksDisagree(AgreedError):

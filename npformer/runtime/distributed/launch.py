@@ -17,11 +17,12 @@ left waiting in a collective.
 """
 from __future__ import annotations
 
-from npformer.errors import UserError
 import os
 import sys
 import traceback
 from contextlib import contextmanager
+
+from npformer.errors import UserError
 
 from npformer.runtime.distributed.communicator import AgreedError, SingleProcess
 
@@ -49,7 +50,8 @@ def ranks_from_env(environ=None) -> tuple[int, int | None] | None:
 
 
 def seconds_from_env(name: str, default: float) -> float | None:
-    """A positive number of seconds from ``$name``; 0 or "none" means no limit."""
+    """A positive number of seconds from ``$name``; 0 or "none" means no limit. The
+    user sets it, so anything else is a ``UserError``."""
     text = os.environ.get(name, "").strip().lower()
     if not text:
         return default
@@ -60,7 +62,7 @@ def seconds_from_env(name: str, default: float) -> float | None:
     except ValueError:
         value = -1.0
     if not value > 0:
-        raise ValueError(f"${name}={os.environ[name]!r}: expected seconds (a positive number), 0 or none")
+        raise UserError(f"${name}={os.environ[name]!r}: expected seconds (a positive number), 0 or none")
     return value
 
 
