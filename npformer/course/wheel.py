@@ -6,7 +6,8 @@ folder: a checkout's, or site-packages' after ``pip install .``) and the metadat
 installed distribution, rather than by ``pip wheel`` of a source tree: an installed package has
 no setup.cfg to build from, and this needs neither setuptools nor a network. The format is the
 wheel's own (PEP 427, "Binary distribution format"): the package's files, then
-``npformer-VERSION.dist-info/`` with METADATA and entry_points.txt as installed, a WHEEL file
+``npformer-VERSION.dist-info/`` with METADATA (or a checkout's egg-info PKG-INFO, the same core
+metadata) and entry_points.txt as installed, a WHEEL file
 (pure Python, ``py3-none-any``) and a RECORD of every file's SHA-256 and size. Entries carry a
 fixed date, so the same files make the same bytes.
 
@@ -75,7 +76,12 @@ def build(out_dir: str) -> str:
     for arcname, disk in package_files():
         with open(disk, "rb") as f:
             entries.append((arcname, f.read()))
-    for name in COPIED_METADATA:
+    # an installed wheel's METADATA, or the PKG-INFO of a checkout's egg-info (the same core metadata)
+    metadata = dist.read_text("METADATA") or dist.read_text("PKG-INFO")
+    if not metadata:
+        raise UserError(f"npformer {dist.version}'s installed metadata has no METADATA: reinstall it (`pip install .`)")
+    entries.append((f"{info}/METADATA", metadata.encode("utf-8")))
+    for name in COPIED_METADATA[1:]:
         text = dist.read_text(name)
         if text is not None:
             entries.append((f"{info}/{name}", text.encode("utf-8")))
