@@ -339,8 +339,10 @@ def _total(parts) -> tuple:
 
 
 def _num(x: float):
-    """A whole number of points as an int (1, not 1.0) in the files."""
-    return int(x) if float(x).is_integer() else round(float(x), 6)
+    """A whole number of points as an int (1, not 1.0) in the files; a sum of shares of an exercise's
+    points (10/13 each) rounded first, so that 49.99999999999999 is written 50."""
+    x = round(float(x), 6)
+    return int(x) if x.is_integer() else x
 
 
 def _label(draw: Draw) -> str:
