@@ -61,6 +61,28 @@ def test_dropout_same_seed_same_mask(be):
     assert not np.array_equal(be.to_host(y1), be.to_host(y3))
 
 
+class _GivenDraws:
+    """A generator whose uniform draws are the given ones, to see which draws dropout keeps."""
+
+    def __init__(self, u):
+        self.u = u
+
+    def random(self, shape, dtype):
+        return self.u.reshape(shape).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_dropout_keeps_exactly_the_draws_at_or_above_p(be, dtype):
+    # keep = [u >= p] for u uniform on [0, 1): kept with probability exactly 1 - p, so a draw of
+    # p itself is kept and the largest draw below p is dropped
+    p = 0.5
+    below = float(np.nextafter(np.dtype(dtype).type(p), np.dtype(dtype).type(0)))
+    u = be.asarray(np.array([0.0, 0.25, below, p, 0.75, float(np.nextafter(np.dtype(dtype).type(1), 0))]))
+    y, cache = ops.dropout_forward(be.xp.ones(6, dtype=dtype), p, rng=_GivenDraws(u))
+    assert be.to_host(y).tolist() == [0.0, 0.0, 0.0, 2.0, 2.0, 2.0]
+    assert be.to_host(cache.scale).tolist() == [0.0, 0.0, 0.0, 2.0, 2.0, 2.0]
+
+
 @pytest.mark.parametrize("p", [0.1, 0.3, 0.5])
 def test_dropout_drops_a_fraction_p_and_keeps_the_mean(be, p):
     n = 400_000
