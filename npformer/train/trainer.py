@@ -16,9 +16,12 @@ The run's state (parameters, Adam's moments, step, dropout generators,
 history) is a ``TrainState``, and its checkpoints are kept by state.py:
 stopping at step k and resuming gives the same losses as never stopping.
 
-Every ``eval_every`` steps ``eval_fn(params) -> {metric: value}`` runs and its
-record joins the history; when its ``best_key`` (lower is better, default
-"val_loss") improves, ``out_dir/best.npz`` is written. Every ``save_every``
+Every ``eval_every`` steps ``eval_fn(params, seconds) -> {metric: value}``
+runs, given the ``seconds`` that keep the evaluations to ``eval_share`` (5%)
+of the run; one that would take more is put off, or left to the end's
+(``Evaluation``). Its record, with what it cost, joins the history; when its
+``best_key`` improves (lower is better, or higher with ``maximize``; default
+"val_loss", lower), ``out_dir/best.npz`` is written. Every ``save_every``
 steps and at the end, ``out_dir/last.npz`` is written (and with ``keep_last``
 K > 0, the K newest ``step-<t>.npz``).
 
@@ -52,6 +55,10 @@ from npformer.train.schedule import Schedule
 from npformer.train.state import Saves, TrainState, init_state, load_state, rng_state  # noqa: F401
 
 
+# An evaluation may take this share of the run's time (Evaluation).
+EVAL_SHARE = 0.05
+
+
 class TrainingDiverged(UserError):
     """The loss or the gradient norm stopped being a finite number."""
 
@@ -72,9 +79,18 @@ def evaluate_loss(params, cfg: TransformerConfig, batches, workers=None) -> floa
     return float(sum(s for s, _ in sums)) / sum(n for _, n in sums)
 
 
-def best_so_far(history: list, key: str = "val_loss") -> float | None:
-    values = [r[key] for r in history if r.get("kind") == "eval" and key in r]
-    return min(values) if values else None
+def best_record(history: list, key: str = "val_loss", maximize: bool = False) -> dict | None:
+    """The eval record of ``history`` with the best ``key`` (the lowest, or the highest
+    when ``maximize``), the earliest of equals: the one ``best.npz`` holds."""
+    best = None
+    for r in history:
+        if r.get("kind") == "eval" and key in r and (best is None or better(r[key], best[key], maximize)):
+            best = r
+    return best
+
+
+def better(value: float, than: float, maximize: bool) -> bool:
+    return value > than if maximize else value < than
 
 
 def throughput(records: list) -> float | None:
@@ -125,7 +141,8 @@ def train_step(state: TrainState, cfg: TransformerConfig, batch: Batch, lr: floa
 def train(state: TrainState, cfg: TransformerConfig, batches: Callable[[int], Batch], *,
           steps: int | None = None, minutes: float | None = None, schedule: Schedule | None = None,
           clip: float | None = None,
-          eval_fn: Callable[[dict], dict] | None = None, eval_every: int = 0, best_key: str = "val_loss",
+          eval_fn: Callable[[dict, float], dict] | None = None, eval_every: int = 0,
+          best_key: str = "val_loss", maximize: bool = False, eval_share: float = EVAL_SHARE,
           out_dir: str | None = None, save_every: int = 0, log_every: int = 10,
           progress: bool = True, checkpoint_extra: dict | None = None,
           tokenizer: dict | None = None, keep_last: int = 0) -> TrainState:
@@ -136,13 +153,16 @@ def train(state: TrainState, cfg: TransformerConfig, batches: Callable[[int], Ba
     count, counting steps done before a resume; ``minutes`` is the wall-clock
     budget of this call. A ``log_every`` record holds the token-weighted mean
     loss of its window, the last lr, the mean gradient norm and target tokens/s.
-    ``progress``: show a progress bar (rank 0 only).
+    ``progress``: show a progress bar (rank 0 only). ``eval_fn(params, seconds)``
+    is given the seconds its evaluation may take: ``eval_share`` of the time
+    since the last one (see ``Evaluation``); ``best_key`` and ``maximize`` say which
+    of its metrics picks ``best.npz``.
     """
     schedule = schedule or Schedule("noam", 4000, d_model=cfg.d_model)
     validate_train_options(cfg, steps, minutes, schedule)
     budget = Budget(state, steps, minutes)
     saves = Saves(state, cfg, out_dir, save_every, keep_last, tokenizer, checkpoint_extra)
-    evaluation = Evaluation(eval_fn, eval_every, best_key)
+    evaluation = Evaluation(eval_fn, eval_every, best_key, maximize, eval_share)
     bar = Progress(total=steps, initial=state.step, seconds=None if minutes is None else 60 * minutes,
                    enabled=progress and state.comm.rank == 0)
     if state.comm.size > 1:
@@ -191,7 +211,10 @@ def run_steps(state: TrainState, cfg, batches, schedule: Schedule, clip, budget:
         bar.update(t, window.loss_sum / window.tokens, lr, total.tokens / total.seconds)
         if log_every and t % log_every == 0:
             state.history.append(window.close(t, lr, budget.elapsed(), share))
-        do_eval, do_save = evaluation.due(t), saves.due(t)
+        # rank 0 times the evaluations: its decision is everyone's (each rank gathers its generators)
+        do_eval = evaluation.due(t) and state.comm.bcast(evaluation.affordable(t, budget, used), 0,
+                                                         f"the decision to evaluate at step {t}")
+        do_save = saves.due(t)
         if do_eval or do_save:
             evaluate_and_save(state, evaluation, saves, bar, do_eval, do_save)
     if window.steps:
@@ -205,7 +228,8 @@ def finish(state: TrainState, saves: Saves, evaluation: Evaluation, bar: Progres
     last_eval = next((r["step"] for r in reversed(state.history) if r.get("kind") == "eval"), None)
     # rank 0 alone keeps the evaluation records: its decision is everyone's
     do_eval = comm.bcast(bool(evaluation.eval_fn and last_eval != state.step), 0, "the end-of-run evaluation")
-    do_save = bool(saves.last_path and saves.saved_at != state.step)
+    # last.npz is saved again after an evaluation at its step, which its history must hold
+    do_save = bool(saves.last_path and (saves.saved_at != state.step or do_eval))
     if do_eval or do_save:
         evaluate_and_save(state, evaluation, saves, bar, do_eval, do_save)
     if comm.size > 1:
@@ -236,13 +260,21 @@ class Budget:
 
     def __init__(self, state: TrainState, steps: int | None, minutes: float | None):
         self.steps, self.minutes, self.comm = steps, minutes, state.comm
-        self.start = time.perf_counter()
+        self.start, self.first = time.perf_counter(), state.step
         self.elapsed_before = elapsed_so_far(state.history)
         # The part of the budget used before this call: a resumed run continues its decay.
         self.share_before = next((r["progress"] for r in reversed(state.history) if "progress" in r), 0.0)
 
     def steps_done(self, step: int) -> bool:
         return self.steps is not None and step >= self.steps
+
+    def seconds_left(self, t: int, used: float | None, pace: float) -> float | None:
+        """How long this call will go on after step t: the steps left at ``pace``
+        seconds a step, or the time budget's rest (``used`` of it before step t)."""
+        left = [] if self.steps is None else [(self.steps - t) * pace]
+        if used is not None:
+            left.append((1 - used) * 60 * self.minutes)
+        return min(left) if left else None
 
     def time_used(self) -> float | None:
         """The share of this call's time budget used, on rank 0's clock: every rank stops
@@ -265,25 +297,55 @@ class Budget:
 
 
 class Evaluation:
-    """``eval_fn(params)`` every ``every`` steps; the record joins the history."""
+    """``eval_fn(params, seconds)`` at the due steps; its record joins the history.
 
-    def __init__(self, eval_fn, every: int, best_key: str):
-        self.eval_fn, self.every, self.best_key = eval_fn, every, best_key
+    The evaluations should cost at most ``share`` of the run. ``seconds``, the
+    time an evaluation is given, is share / (1 - share) x the seconds since the
+    previous one ended (or this ``train`` call began): evaluation / (training +
+    evaluation) is then ``share``. Every record says what it cost: ``eval_s``, and
+    ``eval_share``, that fraction of its interval. A due evaluation is put off
+    (``affordable``) while the time since the last one has not earned the last
+    one's cost, and left to the end's when the end would follow before an
+    interval as long has passed: each evaluation then keeps to its share, the
+    end's included, when ``eval_fn`` keeps to its ``seconds``."""
+
+    def __init__(self, eval_fn, every: int, best_key: str, maximize: bool = False, share: float = EVAL_SHARE):
+        if not 0 < share < 1:
+            raise ValueError(f"train: eval_share must be in (0, 1), got {share!r}")
+        self.eval_fn, self.every, self.best_key, self.maximize, self.share = eval_fn, every, best_key, maximize, share
         self.best = None
+        self.since, self.since_step, self.cost = time.perf_counter(), None, None
 
     def due(self, t: int) -> bool:
         return bool(self.eval_fn and self.every and t % self.every == 0)
 
+    def affordable(self, t: int, budget: Budget, used: float | None) -> bool:
+        """Whether to evaluate at the due step t (see the class docstring)."""
+        trained = time.perf_counter() - self.since
+        needed = 0.0 if self.cost is None else self.cost * (1 - self.share) / self.share
+        if trained < needed:
+            return False
+        pace = trained / max(1, t - (budget.first if self.since_step is None else self.since_step))
+        left = budget.seconds_left(t, used, pace)
+        return left is None or not 0 < left < max(needed, trained)
+
     def run(self, state: TrainState, bar: Progress) -> dict:
-        self.best = best_so_far(state.history, self.best_key)  # before this record joins
-        metrics = self.eval_fn(state.params)
-        state.history.append({"kind": "eval", "step": state.step, **metrics})
-        bar.write(f"step {state.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+        self.best = best_record(state.history, self.best_key, self.maximize)  # before this record joins
+        start = time.perf_counter()
+        trained = start - self.since
+        metrics = self.eval_fn(state.params, self.share / (1 - self.share) * trained)
+        self.since, self.since_step = time.perf_counter(), state.step
+        seconds = self.cost = self.since - start
+        cost = {"eval_s": round(seconds, 3), "eval_share": round(seconds / (seconds + trained), 4)}
+        state.history.append({"kind": "eval", "step": state.step, **metrics, **cost})
+        bar.write(f"step {state.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+                  + f" (eval {100 * cost['eval_share']:.1f}% of the time)")
         return metrics
 
     def improved(self, metrics: dict) -> bool:
-        """Lower is better."""
-        return self.best_key in metrics and (self.best is None or metrics[self.best_key] < self.best)
+        """Better than every earlier record: lower, or higher with ``maximize``."""
+        return self.best_key in metrics and (
+            self.best is None or better(metrics[self.best_key], self.best[self.best_key], self.maximize))
 
 
 class _Window:

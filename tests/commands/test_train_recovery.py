@@ -49,14 +49,16 @@ def test_divergence_exits_2_naming_the_step_and_keeps_the_last_good_checkpoint(t
 
     state, ck = load_state(run / "last.npz")
     assert ck.step == state.step == 2
-    assert [r["step"] for r in ck.history if r["kind"] == "eval"] == [1, 2]
+    # step 2's evaluation is put off: one costs far more than the 19 steps of training that earn it
+    assert [r["step"] for r in ck.history if r["kind"] == "eval"] == [1]
     assert all(np.isfinite(a).all() for a in state.params.values())
 
 
 def without_timings(history):
     """The records without the clock and the share of each call's budget (the task's
     schedule is the paper's, which does not read it)."""
-    return [{k: v for k, v in r.items() if k not in ("tokens_per_s", "elapsed_s", "progress")} for r in history]
+    return [{k: v for k, v in r.items() if k not in ("tokens_per_s", "elapsed_s", "progress", "eval_s", "eval_share")}
+            for r in history]
 
 
 def test_stopping_and_resuming_from_the_command_line_is_bit_identical(tmp_path, capsys):

@@ -2,6 +2,7 @@
 import io
 import math
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,7 +12,8 @@ from npformer.train.progress import Progress
 from npformer.train.schedule import Schedule
 from npformer.train.tasks import SequenceTask
 from npformer.train.state import init_state, load_state
-from npformer.train.trainer import TrainingDiverged, evaluate_loss, train
+from npformer.train import trainer
+from npformer.train.trainer import TrainingDiverged, best_record, evaluate_loss, train
 
 CFG = preset("tiny", vocab_size=12, d_model=32, h=2, d_ff=64, n_layers=1, max_len=32)
 TASK = SequenceTask("reverse", vocab_size=12, min_len=2, max_len=6)
@@ -125,8 +127,8 @@ def test_eval_history_and_best_checkpoint(tmp_path):
     scripted = iter([3.0, 1.0, 2.0])
     calls = []
 
-    def eval_fn(params):
-        calls.append(1)
+    def eval_fn(params, seconds):
+        calls.append(seconds)
         return {"val_loss": next(scripted)}
 
     state = run(6, out_dir=str(tmp_path), eval_fn=eval_fn, eval_every=2)
@@ -135,6 +137,85 @@ def test_eval_history_and_best_checkpoint(tmp_path):
     _, best = load_state(tmp_path / "best.npz")
     _, last = load_state(tmp_path / "last.npz")
     assert best.step == 4 and last.step == 6
+    assert all(seconds > 0 for seconds in calls)  # each evaluation is told its time
+    assert all(0 <= r["eval_share"] <= 1 and r["eval_s"] >= 0 for r in state.history if r["kind"] == "eval")
+
+
+def test_best_checkpoint_by_a_metric_to_maximize_where_the_loss_disagrees(tmp_path):
+    """BLEU highest at step 4, the loss lowest at step 6: best.npz is step 4's."""
+    scripted = iter([{"val_loss": 3.0, "dev_bleu": 5.0}, {"val_loss": 2.5, "dev_bleu": 12.0},
+                     {"val_loss": 1.0, "dev_bleu": 9.0}])
+    state = run(6, out_dir=str(tmp_path), eval_fn=lambda params, seconds: next(scripted), eval_every=2,
+                best_key="dev_bleu", maximize=True)
+    _, best = load_state(tmp_path / "best.npz")
+    assert best.step == 4 and [r["dev_bleu"] for r in best.history if r["kind"] == "eval"] == [5.0, 12.0]
+    assert best_record(state.history, "dev_bleu", maximize=True)["step"] == 4
+    assert best_record(state.history, "val_loss")["step"] == 6
+
+
+def test_an_evaluation_the_end_would_follow_closely_is_left_to_the_end(tmp_path):
+    """With 7 steps and an evaluation every 3, step 6's would be followed by the end's
+    one step later: it is left out, so that no evaluation follows fewer than 3 steps."""
+    state = run(7, out_dir=str(tmp_path), eval_fn=lambda params, seconds: {"val_loss": 1.0}, eval_every=3,
+                save_every=3)
+    assert [r["step"] for r in state.history if r["kind"] == "eval"] == [3, 7]
+    _, last = load_state(tmp_path / "last.npz")  # saved at 6, and again after the end's evaluation
+    assert last.step == 7 and [r["step"] for r in last.history if r["kind"] == "eval"] == [3, 7]
+
+
+def test_an_evaluation_is_put_off_until_the_time_since_the_last_has_earned_its_cost(monkeypatch):
+    """Each step takes 1 s, each evaluation 3 s: an evaluation needs 3 x 19 = 57 s of
+    training before it, so with one due every 10 steps only every 60th step evaluates;
+    and by the clock, the one due 30 s before the end of a time budget is left to the end's."""
+    clock = [0.0]
+    monkeypatch.setattr(trainer, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+
+    def eval_fn(params, seconds):
+        clock[0] += 3.0
+        return {"val_loss": 1.0}
+
+    state = SimpleNamespace(params={}, step=0, history=[], comm=SimpleNamespace(bcast=lambda x, *a: x))
+    budget = trainer.Budget(state, 1000, None)
+    evaluation, bar = trainer.Evaluation(eval_fn, 10, "val_loss"), SimpleNamespace(write=lambda line: None)
+    for t in range(1, 201):
+        clock[0] += 1.0
+        state.step = t
+        if evaluation.due(t) and evaluation.affordable(t, budget, None):
+            evaluation.run(state, bar)
+    assert [r["step"] for r in state.history] == [10, 70, 130, 190]
+    assert all(r["eval_share"] <= 0.05 for r in state.history[1:])
+    timed = trainer.Budget(state, None, 10.0)  # 600 s
+    assert timed.seconds_left(201, used=0.95, pace=1.0) == pytest.approx(30.0)
+    clock[0] += 60.0  # 60 s since the last evaluation, 30 s left: the end's comes before an interval
+    assert not evaluation.affordable(260, timed, used=0.95)
+    assert evaluation.affordable(260, timed, used=0.5)
+
+
+def test_an_evaluation_is_given_5_percent_of_the_time_since_the_last_and_records_its_cost(monkeypatch):
+    """seconds = share / (1 - share) x the time since the last evaluation ended; the
+    record's eval_share is the evaluation's part of its interval."""
+    clock = [100.0]
+    monkeypatch.setattr(trainer, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    given = []
+
+    def eval_fn(params, seconds):
+        given.append(seconds)
+        clock[0] += 2.0  # the evaluation takes 2 s
+        return {"val_loss": 1.0}
+
+    evaluation = trainer.Evaluation(eval_fn, 10, "val_loss")
+    state, lines = SimpleNamespace(params={}, step=10, history=[]), []
+    bar = SimpleNamespace(write=lines.append)
+    clock[0] += 38.0  # 38 s of training
+    evaluation.run(state, bar)
+    clock[0] += 95.0
+    state.step = 20
+    evaluation.run(state, bar)
+    assert given == pytest.approx([38.0 * 0.05 / 0.95, 95.0 * 0.05 / 0.95])
+    assert [(r["eval_s"], r["eval_share"]) for r in state.history] == [(2.0, 0.05), (2.0, round(2 / 97, 4))]
+    assert lines[0] == "step 10: val_loss 1 (eval 5.0% of the time)"
+    with pytest.raises(ValueError, match="eval_share"):
+        trainer.Evaluation(eval_fn, 10, "val_loss", share=1.0)
 
 
 def test_time_budget_and_argument_checks():
