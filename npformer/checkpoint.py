@@ -174,8 +174,9 @@ def _remove_stale_temporaries(directory: str, name: str) -> None:
             pass
 
 
-def read_arrays(path) -> dict:
-    """Every entry of the archive at ``path`` as a NumPy array, without pickle."""
+def read_arrays(path, names=None) -> dict:
+    """Every entry of the archive at ``path`` (or only those in ``names``) as a NumPy
+    array, without pickle."""
     path = os.fspath(path)
     if os.path.isdir(path):
         raise UserError(f"checkpoint {path}: is a directory, expected an .npz file")
@@ -193,6 +194,8 @@ def read_arrays(path) -> dict:
     arrays = {}
     with archive:
         for name in archive.files:
+            if names is not None and name not in names:
+                continue
             try:
                 arrays[name] = archive[name]
             except ValueError as e:
@@ -241,6 +244,13 @@ def load(path, backend=None, expected_config: TransformerConfig | None = None,
         optimizer["v"] = _group(path, arrays, "adam_v/", shapes, be, dtype)
     return Checkpoint(params, config, optimizer, int(meta["step"]), meta["rng_state"],
                       list(meta["history"]), meta["tokenizer"], dict(meta["extra"]), path)
+
+
+def read_meta(path) -> dict:
+    """The checkpoint's JSON entry alone (config, step, history, ...), checked as
+    ``load`` checks it, without reading the arrays."""
+    path = os.fspath(path)
+    return _read_meta(path, read_arrays(path, names={"meta"}))
 
 
 def _read_meta(path: str, arrays: dict) -> dict:

@@ -60,7 +60,14 @@ TASK_DEFAULTS = dict(preset="tiny", n_layers=None, d_ff=None, norm="post",
                      batch_size=64, max_tokens=None, seed=0, schedule="noam", lr=None, lr_factor=0.5, warmup=300,
                      clip=1.0, dtype="float32", steps=3000)
 HELDOUT_SIZE = 500
-DEV_BLEU_SENTENCES = 200
+# Dev BLEU: greedy on a fixed sample of the dev pairs, the same in every evaluation
+# and every run of a corpus (a permutation by this seed; its first n pairs). n is
+# chosen at a run's first evaluation so that an evaluation costs at most 5% of the
+# run (train/trainer.py's EVAL_SHARE), but no fewer than DEV_BLEU_MIN pairs (a BLEU
+# of fewer says little); the run keeps it, resumes included.
+DEV_SAMPLE_SEED = 0
+DEV_BLEU_MIN = 50
+DEV_BLEU_SENTENCES = 200  # when no time budget is given
 
 # Settings that make sense for one use only: given for the other, they are refused.
 TASK_ONLY = {"vocab_size": "translation learns its vocabulary (--merges)",
@@ -177,10 +184,12 @@ def model_config(settings: dict):
 # --- data sources ------------------------------------------------------------
 class DataSource(NamedTuple):
     batches: Callable              # step (from 1) -> Batch; a pure function of the step
-    evaluate: Callable             # (params, cfg) -> {"val_loss": ..., ...} on held-out data
+    evaluate: Callable             # (params, cfg, seconds) -> {"val_loss": ..., ...} on held-out data
     tokenizer: dict | None         # stored in the checkpoint (None for synthetic tasks)
     heldout_size: int
     corpus: object = None          # the TranslationData of a corpus (its splits and BPE), else None
+    best_key: str = "val_loss"     # the metric of evaluate that picks best.npz
+    maximize: bool = False         # ... the higher the better (BLEU), not the lower (a loss)
 
 
 def task_source(s: dict, workers=None) -> DataSource:
@@ -194,22 +203,81 @@ def task_source(s: dict, workers=None) -> DataSource:
     heldout = task.heldout(s["seed"], HELDOUT_SIZE)
     heldout_batches = make_batches(*heldout, max_tokens=64 * (s["max_len"] + 1))
 
-    def evaluate(params, cfg):
+    def evaluate(params, cfg, seconds=None):
         return {"val_loss": evaluate_loss(params, cfg, heldout_batches, workers),
                 "exact_match": evaluate_exact_match(params, cfg, heldout, greedy_decode)}
 
     return DataSource(task.batches(s["seed"], s["batch_size"], s["max_tokens"]), evaluate, None, HELDOUT_SIZE)
 
 
-def corpus_source(s: dict, tokenizer: dict | None = None, workers=None,
-                  bleu_sentences: int = DEV_BLEU_SENTENCES) -> DataSource:
+class DevEvaluation:
+    """``(params, seconds) -> {"val_loss", "dev_bleu", "dev_chrf", "bleu_sentences"}``
+    on a corpus' dev split.
+
+    The loss is teacher-forced over every dev pair, label-smoothed as trained.
+    BLEU and chrF are ``translation.score``'s (sacreBLEU, as ``npformer
+    evaluate``) of greedy outputs (at most 1.2 x the source + 5 tokens) for the
+    first n pairs of the dev split shuffled by ``DEV_SAMPLE_SEED``. n is chosen
+    once, at the first evaluation: the loss and a first batch of outputs are
+    timed (the first ``DEV_BLEU_MIN`` outputs), and n is what the rest of 90% of
+    ``seconds`` decodes at that pace (at least
+    ``DEV_BLEU_MIN``, at most the dev split). Every later evaluation decodes the
+    same n pairs, so their BLEU compare; ``sentences`` gives n from the start (a
+    resumed run's). Without sacreBLEU there is no BLEU (nothing hand-rolled
+    stands in for it): the loss alone."""
+
+    def __init__(self, data, cfg, max_tokens: int, workers=None, sentences: int | None = None):
+        import time
+        import numpy as np
+        from npformer.data.pipeline import eval_batches
+        from npformer.runtime.workers import as_workers
+        from npformer.translation import scoring_available
+        self.data, self.cfg, self.workers = data, cfg, as_workers(workers)
+        self.batches = eval_batches(*data.ids["dev"], max_tokens=max_tokens, max_len=cfg.max_len - 1)
+        dev = data.splits["dev"]
+        order = np.random.default_rng(DEV_SAMPLE_SEED).permutation(len(dev))
+        self.pairs = [dev[i] for i in order] if scoring_available() else []
+        self.n = None if sentences is None else min(sentences, len(self.pairs))
+        self.clock = time.perf_counter
+
+    def __call__(self, params, seconds: float | None = None) -> dict:
+        from npformer.train.trainer import evaluate_loss
+        from npformer.translation import Translator, score
+        t0 = self.clock()
+        metrics = {"val_loss": evaluate_loss(params, self.cfg, self.batches, self.workers)}
+        if not self.pairs:
+            return metrics
+        model = Translator(params, self.cfg, self.data.tokenizer)
+        hyps = []
+        if self.n is None:
+            self.n = min(DEV_BLEU_SENTENCES, len(self.pairs))
+            if seconds is not None:  # time the first outputs, then size n to the time left
+                t1 = self.clock()
+                hyps = self.decode(model, self.pairs[:min(len(self.pairs), DEV_BLEU_MIN)])
+                now = self.clock()
+                pace = (now - t1) / len(hyps)
+                # 90%: scoring, and outputs that differ from the first ones', take some of the rest
+                affordable = len(hyps) + int(max(0.0, 0.9 * seconds - (now - t0)) / pace)
+                self.n = min(len(self.pairs), max(DEV_BLEU_MIN, affordable, len(hyps)))
+        hyps = (hyps + self.decode(model, self.pairs[len(hyps):self.n]))[:self.n]
+        scores = score(hyps, [t for _, t in self.pairs[:self.n]])
+        return {**metrics, "dev_bleu": scores["bleu"], "dev_chrf": scores["chrf"], "bleu_sentences": self.n}
+
+    def decode(self, model, pairs) -> list[str]:
+        from npformer.translation import DECODING, translate
+        return translate(model, [src for src, _ in pairs], beam_size=1, no_repeat_ngram=0, workers=self.workers,
+                         max_len_a=DECODING["max_len_a"], max_len_b=DECODING["max_len_b"])
+
+
+def corpus_source(s: dict, tokenizer: dict | None = None, workers=None, history=()) -> DataSource:
     """Sentence pairs from a TSV (default: the bundled Bible EN->ES), a shared BPE
     vocabulary learned on the training split (or the resumed run's), batches by
-    length and token count, and dev loss plus dev BLEU (greedy, the first
-    ``bleu_sentences`` pairs; 0 for the loss alone). Sets ``s["vocab_size"]``."""
+    length and token count, and the dev loss and dev BLEU (``DevEvaluation``;
+    a resumed run's ``history`` keeps its sample size). best.npz is the best by
+    dev BLEU, or by dev loss without sacreBLEU. Sets ``s["vocab_size"]``."""
     from npformer.data.bpe import BPETokenizer
     from npformer.data.pipeline import batch_schedule, prepare
-    from npformer.translation import dev_evaluator
+    from npformer.translation import scoring_available
     try:
         tok = BPETokenizer.from_dict(tokenizer) if tokenizer is not None else None
     except (KeyError, TypeError, ValueError) as e:
@@ -217,20 +285,22 @@ def corpus_source(s: dict, tokenizer: dict | None = None, workers=None,
     data = prepare(s["data"], num_merges=s["merges"], tokenizer=tok, splits_wanted=("train", "dev"))
     s["vocab_size"] = data.tokenizer.vocab_size
     batches = batch_schedule(*data.ids["train"], max_tokens=s["max_tokens"], seed=s["seed"], max_len=s["max_len"])
+    sentences = next((r["bleu_sentences"] for r in reversed(history) if "bleu_sentences" in r), None)
     evaluators = {}
 
-    def evaluate(params, cfg):
+    def evaluate(params, cfg, seconds=None):
         if "dev" not in evaluators:  # built at the first evaluation: it needs the model's cfg
-            evaluators["dev"] = dev_evaluator(data, cfg, s["max_tokens"], bleu_sentences, workers=workers)
-        return evaluators["dev"](params)
+            evaluators["dev"] = DevEvaluation(data, cfg, s["max_tokens"], workers, sentences)
+        return evaluators["dev"](params, seconds)
 
-    return DataSource(batches, evaluate, data.tokenizer.to_dict(), len(data.splits["dev"]), data)
+    bleu = scoring_available()
+    return DataSource(batches, evaluate, data.tokenizer.to_dict(), len(data.splits["dev"]), data,
+                      best_key="dev_bleu" if bleu else "val_loss", maximize=bleu)
 
 
-def make_source(settings: dict, tokenizer: dict | None = None, workers=None,
-                bleu_sentences: int = DEV_BLEU_SENTENCES) -> DataSource:
+def make_source(settings: dict, tokenizer: dict | None = None, workers=None, history=()) -> DataSource:
     if settings["task"] == "translate":
-        return corpus_source(settings, tokenizer, workers, bleu_sentences)
+        return corpus_source(settings, tokenizer, workers, history)
     return task_source(settings, workers)
 
 
@@ -281,14 +351,13 @@ def prepare_out_dir(out: str) -> None:
 
 def start_run(given: dict, task: str | None = None, *, out: str | None = None, resume: bool = False,
               steps: int | None = None, minutes: float | None = None, backend=None,
-              workers: int | None = None, comm=None, bleu_sentences: int = DEV_BLEU_SENTENCES) -> Run:
+              workers: int | None = None, comm=None) -> Run:
     """A new run (fresh parameters) or, with ``resume``, ``out/last.npz`` continued
     with its own settings; everything a bad setting can fail on fails here,
     before the first step. ``given``: the settings chosen (``RUN_SETTINGS`` keys,
     None for not given); ``steps``/``minutes``: the budget; ``workers``: the
     threads of this rank (``--workers``; None: its share of the cores), whose
-    pool is built here; ``comm``: the ranks (None: this process alone);
-    ``bleu_sentences``: dev pairs decoded at each evaluation of a translation run."""
+    pool is built here; ``comm``: the ranks (None: this process alone)."""
     from npformer.runtime.distributed.communicator import SingleProcess
     from npformer.train.ranks import workers_per_rank
     from npformer.train.state import init_state, load_state
@@ -310,7 +379,7 @@ def start_run(given: dict, task: str | None = None, *, out: str | None = None, r
             raise UserError(f"--resume: {last} has no run settings; it was not written by `npformer train`")
         settings = resolve_settings(given, ck.extra["settings"])
         steps = budget_steps(steps, minutes, settings, resumed=True)
-        source = make_source(settings, ck.tokenizer, state.workers, bleu_sentences)
+        source = make_source(settings, ck.tokenizer, state.workers, ck.history)
         cfg = ck.config
     else:
         if last and os.path.exists(last):
@@ -324,7 +393,7 @@ def start_run(given: dict, task: str | None = None, *, out: str | None = None, r
         check_settings(settings)
         if out:
             prepare_out_dir(out)
-        source = make_source(settings, None, workers, bleu_sentences)
+        source = make_source(settings, None, workers)
         cfg = model_config(settings)
         state = init_state(cfg, seed=settings["seed"], backend=backend, dtype=settings["dtype"],
                            workers=workers, comm=comm)
@@ -343,7 +412,8 @@ def train_run(run: Run, *, minutes: float | None = None, out: str | None = None,
     start_step = state.step
     train(state, cfg, source.batches, steps=run.steps, minutes=minutes,
           schedule=schedule_of(settings, cfg.d_model), clip=settings["clip"],
-          eval_fn=lambda params: source.evaluate(params, cfg), eval_every=eval_every,
+          eval_fn=lambda params, seconds: source.evaluate(params, cfg, seconds), eval_every=eval_every,
+          best_key=source.best_key, maximize=source.maximize,
           out_dir=out, save_every=save_every, log_every=log_every, progress=progress,
           checkpoint_extra={"settings": settings, "layout": {"ranks": state.comm.size, "workers": state.workers.n}},
           tokenizer=source.tokenizer, keep_last=keep_last)
@@ -351,24 +421,35 @@ def train_run(run: Run, *, minutes: float | None = None, out: str | None = None,
 
 
 # --- the report -----------------------------------------------------------------
-def report(run: Run, start_step: int, minutes: float, checkpoint: str | None = None) -> dict:
+def report(run: Run, start_step: int, minutes: float, out: str | None = None) -> dict:
     """The figures of a finished ``train`` call: task, steps, minutes, final_loss,
-    val_loss, exact_match (tasks), dev_bleu and dev_chrf (translation with
-    sacreBLEU), tokens_per_s, heldout_size, workers, ranks, settings, and
-    checkpoint when there is one. Metrics a run does not have are None."""
-    from npformer.train.trainer import throughput
-    state, settings = run.state, run.settings
+    val_loss, exact_match (tasks), dev_bleu, dev_chrf and dev_bleu_sentences
+    (translation with sacreBLEU), eval_share (the share of the call's time its
+    evaluations took), tokens_per_s, heldout_size, workers, ranks, settings; with
+    a run directory ``out``, checkpoint (its last.npz); and best: the evaluation
+    that best.npz holds (by: the metric that chose it, step, value, checkpoint).
+    Metrics a run does not have are None."""
+    from npformer.train.trainer import best_record, throughput
+    state, settings, source = run.state, run.settings, run.source
     trained = [r for r in state.history if r["kind"] == "train" and r["step"] > start_step]
-    final_eval = [r for r in state.history if r["kind"] == "eval"][-1]
+    evals = [r for r in state.history if r["kind"] == "eval"]
+    final_eval = evals[-1]
+    eval_s = [r["eval_s"] for r in evals if r["step"] > start_step and "eval_s" in r]
+    best = best_record(state.history, source.best_key, source.maximize)
     result = {
         "task": settings["task"], "steps": state.step, "minutes": round(minutes, 3),
         "final_loss": trained[-1]["loss"] if trained else None,
         "val_loss": final_eval["val_loss"], "exact_match": final_eval.get("exact_match"),
         "dev_bleu": final_eval.get("dev_bleu"), "dev_chrf": final_eval.get("dev_chrf"),
+        "dev_bleu_sentences": final_eval.get("bleu_sentences"),
+        "eval_share": round(sum(eval_s) / (60 * minutes), 4) if eval_s and minutes > 0 else None,
         "tokens_per_s": throughput(trained),
-        "heldout_size": run.source.heldout_size, "workers": state.workers.n, "ranks": state.comm.size,
+        "heldout_size": source.heldout_size, "workers": state.workers.n, "ranks": state.comm.size,
         "settings": {k: settings.get(k) for k in RUN_SETTINGS},
+        "best": None if best is None else {
+            "by": source.best_key, "step": best["step"], "value": best[source.best_key],
+            "checkpoint": os.path.join(out, "best.npz") if out else None},
     }
-    if checkpoint:
-        result["checkpoint"] = checkpoint
+    if out:
+        result["checkpoint"] = os.path.join(out, "last.npz")
     return result

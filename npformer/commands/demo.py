@@ -31,7 +31,6 @@ set alone.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 
@@ -65,11 +64,10 @@ def demo_on(args, comm) -> int:
     say = (lambda *a: None) if args.json or comm.rank != 0 else (lambda *a: print(*a, flush=True))
     say(f"npformer demo: {args.minutes:g} minutes on the bundled English->Spanish corpus (small preset)")
     # `npformer train`'s run on the bundled corpus, with the recipe for the training part of the budget;
-    # the periodic evaluations report the dev loss alone (bleu_sentences=0): decoding is kept for the end
+    # its evaluations (dev loss, and dev BLEU on as many dev pairs as 5% of the time decodes) pick best.npz
     run = start_run({"seed": args.seed, "dtype": args.dtype, "d_ff": args.d_ff,  # n_layers: in DERIVED
                      **{k: getattr(args, k) for k in DERIVED}},
-                    minutes=args.minutes - eval_minutes, backend=args.backend, workers=threads, comm=comm,
-                    bleu_sentences=0)
+                    minutes=args.minutes - eval_minutes, backend=args.backend, workers=threads, comm=comm)
     state, cfg, settings, source = run.state, run.cfg, run.settings, run.source
     data, workers = source.corpus, state.workers
     say(f"  {run.note}")
@@ -103,7 +101,7 @@ def demo_on(args, comm) -> int:
             say(f"  EN   {src}\n  REF  {ref}\n  OUT  {hyp}\n")
     total_minutes = (time.perf_counter() - t0) / 60
     # npformer train's figures of the run, and the demo's own: the test set's scores
-    result = {**report(run, start_step, trained_minutes, checkpoint=os.path.join(args.out, "last.npz")),
+    result = {**report(run, start_step, trained_minutes, out=args.out),
               **{k: scores[k] for k in ("bleu", "chrf", "bleu_signature", "chrf_signature")},
               "test_sentences": scores["n_sentences"], **decoding_settings(args),
               "total_minutes": round(total_minutes, 2)}
@@ -132,7 +130,7 @@ def add_parser(sub) -> None:
     p.add_argument("--eval-sentences", type=int_at_least(0), default=0,
                    help="score only the first N test pairs (default: all)")
     p.add_argument("--eval-every", type=int_at_least(1), default=300,
-                   help="dev loss and a checkpoint every N steps (default 300)")
+                   help="dev loss, dev BLEU and a checkpoint every N steps (default 300)")
     add_recipe_args(p.add_argument_group("the recipe (npformer train's; each option overrides its derived value)"))
     add_shape_args(p.add_argument_group("the model (the small preset, d_ff = 1024; N from the recipe)"))
     add_decoding_args(p)

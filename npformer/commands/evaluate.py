@@ -1,9 +1,12 @@
-"""``npformer evaluate --checkpoint CKPT [--data PATH]``: sacreBLEU BLEU and chrF on a test split."""
+"""``npformer evaluate --checkpoint CKPT|RUN_DIR [--data PATH]``: sacreBLEU BLEU and chrF on a test split.
+
+Given a run directory it evaluates the run's best.npz (the best by dev BLEU) and
+says so on stderr; give RUN_DIR/last.npz for the last checkpoint."""
 import json
 import time
 
-from npformer.commands.options import (add_backend_args, add_decoding_args, decoding_settings, int_at_least,
-                                       require)
+from npformer.commands.options import (add_backend_args, add_checkpoint_arg, add_decoding_args, checkpoint_file,
+                                       decoding_settings, int_at_least, require)
 
 
 def cmd_evaluate(args) -> int:
@@ -11,7 +14,8 @@ def cmd_evaluate(args) -> int:
     from npformer.data.corpus import load_corpus
     from npformer.translation import Translator, evaluate_pairs
     from npformer.runtime.workers import make_workers
-    model = Translator.from_checkpoint(args.checkpoint, backend=args.backend, dtype=args.dtype)
+    ckpt = checkpoint_file(args.checkpoint, "evaluate")
+    model = Translator.from_checkpoint(ckpt, backend=args.backend, dtype=args.dtype)
     pairs = load_corpus(args.data)[args.split]
     if args.limit:
         pairs = pairs[:args.limit]
@@ -20,7 +24,7 @@ def cmd_evaluate(args) -> int:
     scores, hyps = evaluate_pairs(model, pairs, **decoding_settings(args), workers=workers)
     scores.update(workers=workers.n, split=args.split, data=args.data or "bundled Bible EN-ES",
                   **decoding_settings(args),
-                  checkpoint=args.checkpoint, seconds=round(time.perf_counter() - t0, 1))
+                  checkpoint=ckpt, seconds=round(time.perf_counter() - t0, 1))
     if args.json:
         print(json.dumps(scores, ensure_ascii=False))
     else:
@@ -36,7 +40,7 @@ def cmd_evaluate(args) -> int:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="BLEU and chrF (sacreBLEU) of a checkpoint on a test split")
-    p.add_argument("--checkpoint", required=True)
+    add_checkpoint_arg(p)
     p.add_argument("--data", default=None, help="a UTF-8 TSV of source<TAB>target (default: the bundled corpus); "
                    "its fixed test split is used")
     p.add_argument("--split", default="test", choices=("test", "dev"))

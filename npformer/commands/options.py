@@ -12,6 +12,7 @@ import argparse
 import importlib
 import math
 import os
+import sys
 from contextlib import contextmanager
 
 from npformer.backend import BACKEND_NAMES, DTYPES
@@ -105,6 +106,41 @@ def check_environment(args) -> None:
     if ranks_from_env() is not None:
         for variable in ("NPFORMER_COMM_TIMEOUT", "NPFORMER_WAIT_TIMEOUT"):
             seconds_from_env(variable, 0.0)
+
+
+def add_checkpoint_arg(p) -> None:
+    """--checkpoint: a checkpoint file or a run directory (``checkpoint_file``)."""
+    p.add_argument("--checkpoint", required=True, metavar="CKPT|RUN_DIR",
+                   help="a .npz checkpoint written by npformer train, or its run directory: then its best.npz "
+                        "(the best by dev BLEU; last.npz where there is none)")
+
+
+def checkpoint_file(path: str, command: str) -> str:
+    """The checkpoint ``--checkpoint`` names: the file itself, or in a run directory
+    its best.npz (else last.npz), and then which one, with the evaluation that made
+    it the best, is said on stderr: "using runs/x/best.npz (dev BLEU 23.1 at step 1400)"."""
+    from npformer.checkpoint import read_meta
+    if not os.path.isdir(path):
+        return path
+    for name in ("best.npz", "last.npz"):
+        chosen = os.path.join(path, name)
+        if os.path.isfile(chosen):
+            print(f"npformer {command}: using {chosen} ({describe_checkpoint(read_meta(chosen))})",
+                  file=sys.stderr, flush=True)
+            return chosen
+    raise UserError(f"checkpoint {path}: is a directory without best.npz or last.npz; expected the run "
+                    "directory of npformer train --out, or a .npz file")
+
+
+def describe_checkpoint(meta: dict) -> str:
+    """"dev BLEU 23.1 at step 1400": the evaluation at the checkpoint's step, else the step."""
+    step = meta["step"]
+    record = next((r for r in reversed(meta["history"]) if r.get("kind") == "eval" and r.get("step") == step), {})
+    if "dev_bleu" in record:
+        return f"dev BLEU {record['dev_bleu']:.1f} at step {step}"
+    if "val_loss" in record:
+        return f"dev loss {record['val_loss']:.3f} at step {step}"
+    return f"step {step}"
 
 
 def add_decoding_args(p) -> None:

@@ -19,11 +19,21 @@ checkpoint. ``--resume`` continues ``RUN_DIR/last.npz`` with those settings
 and refuses options that contradict them; ``--steps`` counts all steps, so
 ``--steps 4000 --resume`` extends a 2000-step run to 4000.
 
+Every ``--eval-every`` steps the run is evaluated on held-out data: for
+translation the dev loss and, with sacreBLEU installed, dev BLEU and chrF of
+greedy outputs for a fixed sample of dev pairs, as many as keep an evaluation
+within 5% of the time (npformer/run.py ``DevEvaluation``). ``RUN_DIR/best.npz``
+is the best by dev BLEU (by the held-out loss for the synthetic tasks, and
+without sacreBLEU); ``npformer evaluate`` and ``translate`` take it when given
+RUN_DIR.
+
 Progress goes to stderr. With ``--json`` the last stdout line is one JSON object:
-task, steps, minutes, final_loss, val_loss, exact_match (tasks), dev_bleu and
-dev_chrf (translation with sacreBLEU installed), tokens_per_s, heldout_size,
-workers, ranks, settings (the run's, derived ones included), and checkpoint
-(with --out). Metrics a run does not have are null.
+task, steps, minutes, final_loss, val_loss, exact_match (tasks), dev_bleu,
+dev_chrf and dev_bleu_sentences (translation with sacreBLEU installed),
+eval_share (the evaluations' share of the time), tokens_per_s, heldout_size,
+workers, ranks, settings (the run's, derived ones included), best (the metric
+that picks best.npz, and its step and value), and checkpoint (with --out).
+Metrics a run does not have are null.
 
 Under an MPI launcher (``mpiexec -n P npformer train ...``) the P processes
 train one model together (npformer/train/ranks.py). Before the first step they
@@ -33,14 +43,15 @@ refuse to start unless all agree; rank 0 alone prints and writes checkpoints.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 
 from npformer.commands.options import (add_backend_args, add_recipe_args, add_shape_args, int_at_least, number_at_least,
                                        preset_name, users_values)
 from npformer.errors import UserError
-from npformer.run import CORPUS_DEFAULTS, DEV_BLEU_SENTENCES, RUN_SETTINGS, TASK_DEFAULTS
+from npformer.run import CORPUS_DEFAULTS, RUN_SETTINGS, TASK_DEFAULTS
+
+METRIC_NAMES = {"dev_bleu": "dev BLEU", "val_loss": "held-out loss"}
 
 
 def cmd_train(args) -> int:
@@ -60,7 +71,6 @@ def train_on(args, comm) -> int:
     from npformer.run import report, run_fingerprint, start_run, train_run
     from npformer.train.state import validate_saves
 
-    last = os.path.join(args.out, "last.npz") if args.out else None
     save_every = args.eval_every if args.save_every is None else args.save_every
     try:
         with users_values():  # before the data is prepared
@@ -83,7 +93,7 @@ def train_on(args, comm) -> int:
     minutes = (time.perf_counter() - t0) / 60
     if comm.rank != 0:  # rank 0 reports
         return 0
-    result = report(run, start_step, minutes, checkpoint=last)
+    result = report(run, start_step, minutes, out=args.out)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -91,12 +101,17 @@ def train_on(args, comm) -> int:
     print(f"{settings['task']}: step {state.step} ({state.step - start_step} this run) in "
           f"{minutes:.2f} min; final loss {loss}; held-out loss {result['val_loss']:.4f}")
     if result["dev_bleu"] is not None:
-        print(f"dev BLEU {result['dev_bleu']:.2f}, chrF {result['dev_chrf']:.2f} "
-              f"(greedy, first {DEV_BLEU_SENTENCES} dev pairs; test: npformer evaluate)")
+        print(f"dev BLEU {result['dev_bleu']:.2f}, chrF {result['dev_chrf']:.2f} on {result['dev_bleu_sentences']} "
+              "fixed dev sentences (greedy; test: npformer evaluate)")
     if result["exact_match"] is not None:
         print(f"held-out exact match: {100 * result['exact_match']:.1f}% of {source.heldout_size} sequences")
-    if last:
-        print(f"checkpoint: {last}")
+    if result["eval_share"] is not None:
+        print(f"evaluations: {100 * result['eval_share']:.1f}% of the time")
+    best = result["best"]
+    if result.get("checkpoint"):
+        print(f"checkpoints: {result['checkpoint']}; {best['checkpoint']}, the best by "
+              f"{METRIC_NAMES.get(best['by'], best['by'])} ({best['value']:.4g} at step {best['step']})"
+              if best else f"checkpoint: {result['checkpoint']}")
     return 0
 
 
