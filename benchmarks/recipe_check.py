@@ -13,11 +13,13 @@ command a user types, one after the other on the same machine:
 
     npformer train --data PATH --minutes M --out RUN/NAME --json
     npformer evaluate --checkpoint RUN/NAME/best.npz --data PATH --json
+    npformer evaluate --checkpoint RUN/NAME/last.npz --data PATH --json
 
-and the table gives the test BLEU and chrF (sacreBLEU, the default decoding),
-the share of outputs exactly right and the token error rate,
-the dev loss, the steps and target tokens/s reached, and the settings the
-recipe chose. Built in: ``bundled`` (29,513 training pairs) and its cuts
+and the table gives, for best.npz (the best by dev BLEU) and for last.npz, the
+test BLEU and chrF (sacreBLEU, the default decoding); for best.npz the share
+of outputs exactly right, the token error rate and the step it was saved at;
+the dev loss, the steps and target tokens/s reached, the evaluations' share
+of the training time, and the settings the recipe chose. Built in: ``bundled`` (29,513 training pairs) and its cuts
 ``bundled-3k`` and ``bundled-10k`` (the first 3,000 and 10,000 pairs of a fixed
 shuffle, to see how the recipe scales down). Others come with ``--corpus
 NAME=PATH``; tools/ builds some from registry packages:
@@ -89,15 +91,21 @@ def check_corpus(name: str, path: str | None, minutes: float, out: str, workers:
     if trained.returncode != 0:
         return {**row, "error": f"train exited {trained.returncode}: {trained.stderr.strip().splitlines()[-1:]}"}
     t = last_json(trained.stdout)
-    evaluated = npformer("evaluate", "--checkpoint", os.path.join(run_dir, "best.npz"), *data, "--json", *extra)
-    if evaluated.returncode != 0:
-        return {**row, "error": f"evaluate exited {evaluated.returncode}: "
-                                f"{evaluated.stderr.strip().splitlines()[-1:]}"}
-    e = last_json(evaluated.stdout)
+    scores = {}
+    for name in ("best", "last"):
+        evaluated = npformer("evaluate", "--checkpoint", os.path.join(run_dir, f"{name}.npz"), *data, "--json",
+                             *extra)
+        if evaluated.returncode != 0:
+            return {**row, "error": f"evaluate {name}.npz exited {evaluated.returncode}: "
+                                    f"{evaluated.stderr.strip().splitlines()[-1:]}"}
+        scores[name] = last_json(evaluated.stdout)
+    e, last = scores["best"], scores["last"]
     s = t["settings"]
     return {**row, "test_bleu": e["bleu"], "test_chrf": e["chrf"], "test_sentences": e["n_sentences"],
             "exact_match": e["exact_match"], "token_error_rate": e["token_error_rate"],
-            "dev_loss": t["val_loss"], "train_loss": t["final_loss"], "steps": t["steps"],
+            "best": t["best"], "last_test_bleu": last["bleu"], "last_test_chrf": last["chrf"],
+            "dev_loss": t["val_loss"], "dev_bleu": t["dev_bleu"], "train_loss": t["final_loss"], "steps": t["steps"],
+            "eval_share": t["eval_share"],
             "tokens_per_s": t["tokens_per_s"], "minutes": round((time.perf_counter() - t0) / 60, 2),
             "settings": {k: s.get(k) for k in ("preset", "n_layers", "d_ff", "merges", "p_drop", "max_tokens",
                                                "norm", "schedule", "lr", "warmup", "label_smoothing")}}
@@ -148,9 +156,12 @@ def main(argv=None) -> int:
             path = cut_of_bundled(CUTS[name], out)
         print(f"recipe_check: {name} ({path or 'bundled'}), {args.minutes:g} minutes", file=sys.stderr, flush=True)
         rows.append(check_corpus(name, path, args.minutes, out, args.workers, train_args))
-    table = [{"corpus": r["corpus"], "BLEU": r.get("test_bleu"), "chrF": r.get("test_chrf"),
+    table = [{"corpus": r["corpus"], "BLEU best": r.get("test_bleu"), "chrF best": r.get("test_chrf"),
+              "best step": (r.get("best") or {}).get("step"),
+              "BLEU last": r.get("last_test_bleu"), "chrF last": r.get("last_test_chrf"),
               "exact": r.get("exact_match"), "tok err": r.get("token_error_rate"),
               "dev loss": r.get("dev_loss"), "steps": r.get("steps"), "tok/s": r.get("tokens_per_s"),
+              "eval %": None if r.get("eval_share") is None else round(100 * r["eval_share"], 1),
               "merges": (r.get("settings") or {}).get("merges"), "p_drop": (r.get("settings") or {}).get("p_drop"),
               "max_tokens": (r.get("settings") or {}).get("max_tokens"), "error": r.get("error", "")}
              for r in rows]
