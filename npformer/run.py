@@ -218,10 +218,10 @@ class DevEvaluation:
     BLEU and chrF are ``translation.score``'s (sacreBLEU, as ``npformer
     evaluate``) of greedy outputs (at most 1.2 x the source + 5 tokens) for the
     first n pairs of the dev split shuffled by ``DEV_SAMPLE_SEED``. n is chosen
-    once, at the first evaluation: the loss and a first batch of outputs are
-    timed (the first ``DEV_BLEU_MIN`` outputs), and n is what the rest of 90% of
-    ``seconds`` decodes at that pace (at least
-    ``DEV_BLEU_MIN``, at most the dev split). Every later evaluation decodes the
+    once, at the first evaluation: the loss and the first ``DEV_BLEU_MIN``
+    outputs are timed, and n is what the rest of 90% of ``seconds`` decodes at
+    that pace (at least ``DEV_BLEU_MIN``, at most the dev split; 200 when no
+    ``seconds`` are given). Every later evaluation decodes the
     same n pairs, so their BLEU compare; ``sentences`` gives n from the start (a
     resumed run's). Without sacreBLEU there is no BLEU (nothing hand-rolled
     stands in for it): the loss alone."""
@@ -255,7 +255,7 @@ class DevEvaluation:
                 t1 = self.clock()
                 hyps = self.decode(model, self.pairs[:min(len(self.pairs), DEV_BLEU_MIN)])
                 now = self.clock()
-                pace = (now - t1) / len(hyps)
+                pace = max(now - t1, 1e-9) / len(hyps)
                 # 90%: scoring, and outputs that differ from the first ones', take some of the rest
                 affordable = len(hyps) + int(max(0.0, 0.9 * seconds - (now - t0)) / pace)
                 self.n = min(len(self.pairs), max(DEV_BLEU_MIN, affordable, len(hyps)))
