@@ -66,7 +66,8 @@ def worker(args) -> None:
     from npformer.model.config import preset
     from npformer.train.ranks import require_parameters_agree, workers_per_rank
     from npformer.train.schedule import noam_lr
-    from npformer.train.trainer import init_state, train_step
+    from npformer.train.state import init_state
+    from npformer.train.trainer import train_step
 
     with launch(args.backend, "benchmark") as comm:
         cfg = preset(args.preset, vocab_size=VOCAB, p_drop=0.1)

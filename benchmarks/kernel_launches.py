@@ -35,7 +35,8 @@ def count_step(preset_name: str, B=8, S=64, T=64, V=8192, top=10) -> dict:
     from npformer.data.batching import Batch
     from npformer.model.config import preset
     from npformer.cupysim import kernel_launches
-    from npformer.train.trainer import init_state, train_step
+    from npformer.train.state import init_state
+    from npformer.train.trainer import train_step
 
     cfg = preset(preset_name, vocab_size=V)
     src, tgt_in, tgt_out = make_batch(B, S, T, V, seed=0)

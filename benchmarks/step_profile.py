@@ -92,7 +92,8 @@ def main(argv=None) -> int:
     from npformer.run import model_config
     from npformer.data.pipeline import batch_schedule, prepare
     from npformer.run import CORPUS_DEFAULTS, derive_recipe
-    from npformer.train.trainer import init_state, train_step
+    from npformer.train.state import init_state
+    from npformer.train.trainer import train_step
 
     settings = {**CORPUS_DEFAULTS, "data": args.data, "preset": args.preset, "p_drop": args.p_drop,
                 "merges": args.merges, "max_tokens": args.max_tokens, "norm": args.norm}

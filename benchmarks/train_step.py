@@ -157,7 +157,8 @@ def worker(args) -> dict:
     if args.worker == "npformer":
         from npformer.backend import get_backend
         from npformer.data.batching import Batch
-        from npformer.train.trainer import init_state, train_step
+        from npformer.train.state import init_state
+        from npformer.train.trainer import train_step
         be = get_backend(args.backend)
         # init_params(cfg, seed=CHECK_SEED), as the torch worker loads them
         state = init_state(cfg, seed=CHECK_SEED, backend=be, dtype="float32", workers=args.workers)

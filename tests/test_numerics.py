@@ -14,7 +14,8 @@ from npformer import ops
 from npformer.model.config import preset
 from npformer.train.schedule import Schedule
 from npformer.train.tasks import SequenceTask
-from npformer.train.trainer import init_state, train
+from npformer.train.state import init_state
+from npformer.train.trainer import train
 
 
 def softmax64(z):

@@ -17,7 +17,8 @@ from npformer.model.params import init_params
 from npformer.model.transformer import transformer_forward
 from npformer.train.schedule import noam_lr
 from npformer.train.tasks import SequenceTask
-from npformer.train.trainer import init_state, train
+from npformer.train.state import init_state
+from npformer.train.trainer import train
 from npformer.translation import Translator
 
 CFG = preset("tiny", vocab_size=12, d_model=16, d_ff=32, n_layers=1, h=2, max_len=8)

@@ -37,7 +37,8 @@ def _batches(cfg, n=2, B=6, S=9, T=8):
 def losses(backend=None, steps: int = STEPS, seed: int = 0) -> list:
     """The per-step losses of the tiny model, float32, dropout on, with whatever ops are bound now."""
     from npformer.model.config import preset
-    from npformer.train.trainer import init_state, train_step
+    from npformer.train.state import init_state
+    from npformer.train.trainer import train_step
     cfg = preset("tiny", vocab_size=48, max_len=32)
     state = init_state(cfg, seed=seed, backend=backend, dtype="float32", workers=1)
     batches = _batches(cfg)

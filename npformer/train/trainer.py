@@ -51,8 +51,7 @@ from npformer.train.parallel import parallel_loss_and_grads
 from npformer.train.progress import Progress
 from npformer.train.ranks import require_parameters_agree
 from npformer.train.schedule import Schedule
-# state.py's init_state and load_state are imported from here too (the exercise, benchmarks, tests)
-from npformer.train.state import Saves, TrainState, init_state, load_state, rng_state  # noqa: F401
+from npformer.train.state import Saves, TrainState, rng_state
 
 
 # An evaluation may take this share of the run's time (Evaluation).

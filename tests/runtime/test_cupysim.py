@@ -18,6 +18,7 @@ from npformer.backend import backend_of, get_backend
 from npformer.cupysim import SimArray, host_reads
 from npformer.model.config import preset
 from npformer.train import parallel, trainer
+from npformer.train.state import init_state
 from npformer.train.tasks import SequenceTask
 
 SIM = get_backend("cupysim")
@@ -136,7 +137,7 @@ TASK = SequenceTask("reverse", vocab_size=12, min_len=2, max_len=6)
 
 
 def one_step(be=SIM, steps=1):
-    state = trainer.init_state(CFG, seed=0, backend=be)
+    state = init_state(CFG, seed=0, backend=be)
     batches = TASK.batches(0, batch_size=8)
     with host_reads() as reads:
         for t in range(1, steps + 1):
@@ -258,7 +259,7 @@ def test_a_training_step_keeps_within_its_kernel_launch_budget(name):
     src[0, 6:] = tgt[1, 5:] = cfg.pad_id
     tgt_in = np.concatenate([np.full((4, 1), cfg.bos_id), tgt[:, :-1]], axis=1)
     batch = Batch(src, tgt_in, tgt, int((tgt != cfg.pad_id).sum()), np.arange(4))
-    state = trainer.init_state(cfg, seed=0, backend="cupysim", dtype="float32", workers=1)
+    state = init_state(cfg, seed=0, backend="cupysim", dtype="float32", workers=1)
     trainer.train_step(state, cfg, batch, 1e-3)
     with kernel_launches() as launches:
         trainer.train_step(state, cfg, batch, 1e-3)

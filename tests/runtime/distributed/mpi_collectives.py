@@ -11,7 +11,8 @@ from npformer.verify.model_cases import TINY
 from npformer.runtime.workers import Workers
 from npformer.train.ranks import fingerprint
 from npformer.train.tasks import SequenceTask
-from npformer.train.trainer import init_state, train
+from npformer.train.state import init_state
+from npformer.train.trainer import train
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from npformer import checkpoint
-from npformer.train.trainer import load_state
+from npformer.train.state import load_state
 
 HERE = Path(__file__).resolve().parent
 NPFORMER = [sys.executable, "-m", "npformer"]
