@@ -100,9 +100,6 @@ def main(argv=None) -> int:
     from npformer.runtime.cpu import tune_openblas
     tune_openblas()  # before build_parser imports NumPy
     from npformer.errors import UserError
-    # Rank 0 re-raises the refusal all ranks agreed on at the start-up check: a
-    # UserError of every rank (commands/train.py) or ranks started unalike.
-    from npformer.runtime.distributed.communicator import AgreedError
     from npformer.commands.options import check_environment
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -110,7 +107,7 @@ def main(argv=None) -> int:
     try:
         check_environment(args)
         return int(args.func(args) or 0)
-    except (UserError, AgreedError) as e:
+    except UserError as e:  # AgreedError too: the refusal all ranks agreed on at start-up
         if debug:
             raise
         print(f"npformer {args.command}: error: {e}", file=sys.stderr)

@@ -3,7 +3,6 @@
     translate(model, sentences, **DECODING)    text -> BPE ids -> beam search (or greedy) -> text
     score(hypotheses, references)              sacreBLEU BLEU and chrF, with their signatures
     evaluate_pairs(model, pairs)               translate the sources, score against the targets
-    dev_evaluator(data, cfg, max_tokens)       dev loss and dev BLEU/chrF during training
 
 sacreBLEU is an optional extra (``pip install npformer[eval]``): BLEU has many
 variants (tokenisation, smoothing, casing) and only the reference
@@ -19,11 +18,9 @@ from npformer import checkpoint
 from npformer.errors import UserError
 from npformer.data.batching import pad_sequences
 from npformer.data.bpe import BPETokenizer
-from npformer.data.pipeline import TranslationData, eval_batches
 from npformer.decode import beam_search, greedy_decode
 from npformer.decode.shared import EXTRA_OUTPUT_LENGTH, output_length_rule
 from npformer.model.config import TransformerConfig
-from npformer.train.trainer import evaluate_loss
 from npformer.runtime.workers import as_workers
 
 
@@ -181,28 +178,3 @@ def evaluate_pairs(model: Translator, pairs, workers=None, **settings) -> tuple[
     are ``translate``'s keyword arguments (beam_size, alpha, max_len_a, ...)."""
     hyps = translate(model, [s for s, _ in pairs], workers=workers, **settings)
     return score(hyps, [t for _, t in pairs]), hyps
-
-
-def dev_evaluator(data: TranslationData, cfg: TransformerConfig, max_tokens: int, bleu_sentences: int = 200,
-                  beam_size: int = 1, workers=None):
-    """``(params) -> {"val_loss", "dev_bleu", "dev_chrf"}`` on the dev split.
-
-    The loss is teacher-forced over all dev pairs; BLEU/chrF (sacreBLEU) decode
-    the first ``bleu_sentences`` dev sources greedily (``beam_size=1``), which
-    keeps a periodic evaluation to seconds. Without sacreBLEU installed there
-    is no BLEU or chrF (nor decoding): the loss alone is reported.
-    ``workers`` share the batches between CPU threads.
-    """
-    batches = eval_batches(*data.ids["dev"], max_tokens=max_tokens, max_len=cfg.max_len - 1)
-    pairs = data.splits["dev"][:bleu_sentences] if scoring_available() else []
-
-    def evaluate(params) -> dict:
-        metrics = {"val_loss": evaluate_loss(params, cfg, batches, workers)}
-        if pairs:
-            hyps = translate(Translator(params, cfg, data.tokenizer), [s for s, _ in pairs],
-                             **{**PAPER_DECODING, "beam_size": beam_size}, workers=workers)
-            scores = score(hyps, [t for _, t in pairs])
-            metrics.update(dev_bleu=scores["bleu"], dev_chrf=scores["chrf"])
-        return metrics
-
-    return evaluate

@@ -10,7 +10,7 @@ epoch e = (step - 1) // n_batches uses batches cut once and shuffled with the
 seed ``seed * 100003 + e`` (a prime stride, so that the epochs of nearby run
 seeds do not share shuffles), so the batch of any step can be recomputed after
 a resume. ``eval_batches`` gives the unshuffled batches of a held-out split;
-the dev-set evaluation itself is ``npformer.translation.dev_evaluator``.
+the dev-set evaluation itself is ``npformer.run.DevEvaluation``.
 """
 from __future__ import annotations
 

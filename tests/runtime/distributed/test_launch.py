@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from npformer.errors import UserError
 from npformer.runtime.distributed.launch import ranks_from_env, seconds_from_env
 from npformer.runtime.distributed.mpi import Watchdog, process_alive
 
@@ -44,7 +45,7 @@ def test_timeouts_from_the_environment(monkeypatch):
         assert seconds_from_env("NPFORMER_COMM_TIMEOUT", 120.0) == value
     for bad in ("-1", "soon", "nan"):
         monkeypatch.setenv("NPFORMER_COMM_TIMEOUT", bad)
-        with pytest.raises(ValueError, match="NPFORMER_COMM_TIMEOUT"):
+        with pytest.raises(UserError, match="NPFORMER_COMM_TIMEOUT"):
             seconds_from_env("NPFORMER_COMM_TIMEOUT", 120.0)
 
 
