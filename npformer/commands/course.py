@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 
-from npformer.commands.options import int_at_least
+from npformer.commands.options import REPORT_PLATFORMS, int_at_least
 
 
 def cmd_build(args) -> int:
@@ -76,8 +76,7 @@ def add_parser(sub) -> None:
                          "bundles run): exit 0 passed, 1 failed, 2 a file cannot be graded")
     q.add_argument("assignment", metavar="ASSIGNMENT", help="the assignment.json that `course build` wrote")
     q.add_argument("--submission", required=True, metavar="DIR", help="the folder of the learner's ID.py files")
-    # platforms.PLATFORMS, written out: building the parser imports no grader
-    q.add_argument("--report", choices=("gradescope", "prairielearn", "junit"), required=True,
+    q.add_argument("--report", choices=REPORT_PLATFORMS, required=True,
                    help="the results file to write, a test per graded part of each exercise")
     q.add_argument("--report-file", metavar="PATH", default=None,
                    help="where (default: the platform's own, as for `npformer exercise check --report`)")

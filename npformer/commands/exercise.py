@@ -16,7 +16,7 @@ import json
 import os
 import time
 
-from npformer.commands.options import add_backend_args, int_at_least
+from npformer.commands.options import REPORT_PLATFORMS, add_backend_args, int_at_least
 
 STATUS_ORDER = ("passing", "failing", "borderline", "changed", "not started")
 
@@ -165,12 +165,11 @@ def add_parser(sub) -> None:
                    help="the draw of shapes, masks and values (default: fresh each run; the report prints it)")
     add_backend_args(q, "float64", workers=False)
     q.add_argument("--json", action="store_true", help="end with one JSON object: passed, verdict, findings")
-    # platforms.PLATFORMS and DEFAULT_PATHS, written out: building the parser imports no grader
-    # (tests/commands/test_exercise.py holds the two equal)
-    q.add_argument("--report", choices=("gradescope", "prairielearn", "junit"), default=None,
+    q.add_argument("--report", choices=REPORT_PLATFORMS, default=None,
                    help="also write a course platform's results file, a test per graded part (the contract, each "
                    "gradient of each case, each block it is composed into), a file that cannot be graded "
                    "included; the exit code and --json are unchanged")
+    # platforms.DEFAULT_PATHS, written out in the help (tests/commands/test_exercise.py holds them equal)
     q.add_argument("--report-file", metavar="PATH", default=None,
                    help="where (default: each platform's own: gradescope /autograder/results/results.json, "
                    "prairielearn /grade/results/results.json, junit junit.xml in the current folder)")
