@@ -736,7 +736,7 @@ def test_the_broadcast_rule_names_the_codes_own_lines():
 
     text = _flat(_section("* **A broadcast in the forward is a sum in the backward.**"))
     for line, fn in (("db = dy2.sum(axis=0)", linear_backward),
-                     ("dx.mean(axis=-1, keepdims=True)", layernorm_backward),
+                     ("g.mean(axis=-1, keepdims=True)", layernorm_backward),
                      ("(dp * p).sum(axis=-1, keepdims=True)", softmax_backward)):
         assert f"`{line}`" in text, line
         assert line in inspect.getsource(fn), f"{fn.__name__} no longer has {line}"
