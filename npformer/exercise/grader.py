@@ -276,7 +276,7 @@ class Graded:
 
     def grads(self, dy, fns=None) -> dict:
         """The backward on these functions (the learner's unless ``fns``), on the host ``dy``."""
-        return case_grads(self.case, fns or self.fns, self.device(dy), self.cache)
+        return case_grads(self.case, self.fns if fns is None else fns, self.device(dy), self.cache)
 
     def device(self, dy):
         """A fresh copy of ``dy`` on the backend: a backward that writes into its dy changes no other."""
