@@ -10,8 +10,6 @@ them. The grading itself is ``npformer.exercise.check``; this module parses and 
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import time
@@ -65,10 +63,7 @@ def cmd_check(args) -> int:
         if args.id == "train":
             report = check_train(args.dir, backend=args.backend, quiet=args.json)
         else:
-            try:
-                module = files.load(args.id, args.dir)
-            except KeyError as e:
-                raise ExerciseError(e.args[0]) from None
+            module = files.load(args.id, args.dir)
             report = check(args.id, module, backend=args.backend, seed=args.seed, quiet=args.json)
         seconds = time.perf_counter() - start
     except ExerciseError as e:
@@ -95,14 +90,9 @@ def _check_report_options(args) -> None:
 def _report(args, report, module, seconds) -> None:
     """The visible draw and the hidden ones, in the platform's results file."""
     from npformer.course import platforms
-    from npformer.exercise import check
-    draws = [platforms.Draw(report, expected=platforms.plan(report), seconds=seconds)]
-    for k, seed in enumerate(platforms.hidden_seeds(args.id, args.hidden_seeds, report.seed, args.hidden_secret), 1):
-        start = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()):  # the learner's own prints on a hidden draw too
-            hidden = check(args.id, module, backend=args.backend, seed=seed, quiet=True)
-        draws.append(platforms.Draw(hidden, hidden=k, expected=platforms.plan(hidden),
-                                    seconds=time.perf_counter() - start))
+    from npformer.course.autograder import draws_of
+    draws = draws_of(args.id, module, report, seconds, hidden_seeds=args.hidden_seeds, secret=args.hidden_secret,
+                     backend=args.backend)
     path = _write_results(args, platforms.results(args.report, draws))
     print(f"results for {args.report}: {path}")
 

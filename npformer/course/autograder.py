@@ -115,16 +115,22 @@ def grade_exercise(exercise: str, folder: str, *, hidden_seeds: int = 0, secret:
     from npformer.exercise import check, files
     from npformer.exercise.grader import ExerciseError
     try:
-        try:
-            module = files.load(exercise, folder)
-        except KeyError as e:
-            raise ExerciseError(e.args[0]) from None
+        module = files.load(exercise, folder)
         start = time.perf_counter()
         report = _quietly(check, exercise, module, backend=backend, seed=seed, quiet=True)
     except ExerciseError as e:
         return [platforms.unreadable(exercise, str(e), seed=seed or 0, backend=backend, hidden=k)
                 for k in range(hidden_seeds + 1)]
-    draws = [platforms.Draw(report, expected=platforms.plan(report), seconds=time.perf_counter() - start)]
+    return draws_of(exercise, module, report, time.perf_counter() - start, hidden_seeds=hidden_seeds,
+                    secret=secret, backend=backend)
+
+
+def draws_of(exercise: str, module, report, seconds: float, *, hidden_seeds: int = 0, secret: str | None = None,
+             backend: str = "numpy") -> list:
+    """The visible draw (``report``, graded in ``seconds``) and ``hidden_seeds`` hidden draws of the
+    same file, their seeds derived from ``secret`` (else from the visible seed)."""
+    from npformer.exercise import check
+    draws = [platforms.Draw(report, expected=platforms.plan(report), seconds=seconds)]
     for k, s in enumerate(platforms.hidden_seeds(exercise, hidden_seeds, report.seed, secret), 1):
         start = time.perf_counter()
         hidden = _quietly(check, exercise, module, backend=backend, seed=s, quiet=True)
