@@ -16,8 +16,6 @@ import time
 
 from npformer.commands.options import REPORT_PLATFORMS, add_backend_args, int_at_least
 
-STATUS_ORDER = ("passing", "failing", "borderline", "changed", "not started")
-
 
 def cmd_list(args) -> int:
     from npformer.exercise import EXERCISES, VARIANT_IDS
