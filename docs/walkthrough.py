@@ -88,11 +88,14 @@ def show(title, M, rows, cols, width=7):
 
 
 def report(result):
-    """One line for a GradCheckResult: pass/FAIL, the worst relative error, the worst input."""
+    """One line for a GradCheckResult: pass/FAIL, the worst relative error, the worst input; then
+    what the check reads in each wrong gradient's error."""
     worst = max(result.errors, key=result.errors.get) if result.errors else "-"
     verdict = "passed" if result.passed else "FAILED"
     print(f"gradient check {result.name!r}: {verdict}, max relative error {result.max_rel_error:.1e} "
           f"(worst: {worst}){'; ' + '; '.join(result.problems) if result.problems else ''}")
+    for finding in result.findings:
+        print("  " + str(finding).replace("\n", "\n  "))
 
 
 # %% [markdown]

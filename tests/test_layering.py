@@ -24,13 +24,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "npformer"
 # Lowest first. A module belongs to the layer of the longest prefix listed here.
 # npformer.runtime is the machinery that runs the Transformer fast and spread out
 # (CPU tuning, flat buffers, threads, ranks); the CuPy stand-in, cupysim, sits beside
-# the backend that loads it; npformer.verify is the gradient check and the cases it
-# runs, each at the layer of what it checks. npformer.course (assignments, the course
+# the backend that loads it; npformer.verify is the gradient check, the diagnosis of a
+# wrong gradient and the cases it runs, each at the layer of what it checks. npformer.course (assignments, the course
 # platforms' files) grades with npformer.exercise, so it sits above it, beside the run.
 LAYERS = [
     ("npformer", "npformer.errors", "npformer.runtime.cpu", "npformer.backend", "npformer.cupysim",
      "npformer.special_tokens", "npformer.runtime.flat"),
-    ("npformer.ops", "npformer.verify.gradcheck", "npformer.runtime.workers", "npformer.runtime.distributed",
+    ("npformer.ops", "npformer.verify.gradcheck", "npformer.verify.diagnose", "npformer.verify.verdict",
+     "npformer.runtime.workers", "npformer.runtime.distributed",
      "npformer.data"),
     ("npformer.model", "npformer.verify.model_cases"),
     ("npformer.checkpoint",),

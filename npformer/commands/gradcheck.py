@@ -1,7 +1,8 @@
 """``npformer gradcheck``: every backward pass against finite differences, one row per check.
 
 With ``--json`` the last line is one object: ``passed`` (every row), ``n_passed``,
-``n_failed``, ``worst_rel_error``, and ``rows`` of ``{name, max_rel_error, passed}``."""
+``n_failed``, ``worst_rel_error``, and ``rows`` of ``{name, max_rel_error, passed, findings}``
+(``findings``: what each wrong gradient's error looks like, npformer.verify.diagnose)."""
 import json
 
 from npformer.commands.options import add_backend_args, int_at_least
@@ -29,6 +30,8 @@ def cmd_gradcheck(args) -> int:
         for r in results:
             for problem in r.problems:
                 print(f"  {r.name}: {problem}")
+            for finding in r.findings:
+                print("  " + str(finding).replace("\n", "\n  "))
     return 0 if passed else 1
 
 

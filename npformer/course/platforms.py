@@ -105,7 +105,7 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
-from npformer.exercise.diagnose import TOL_PASS
+from npformer.verify.diagnose import TOL_PASS
 
 PLATFORMS = ("gradescope", "prairielearn", "junit")
 DEFAULT_PATHS = {"gradescope": "/autograder/results/results.json",

@@ -13,9 +13,8 @@ From Python (a notebook):
 
     catalog.py     the exercises in order: ids, functions, sections, hints
     cases.py       the inputs each exercise is graded on, drawn fresh from a seed
-    grader.py      check(): the contract, central differences, the blocks that contain the op
-    diagnose.py    the detectors that name the shape of an error (a scale, a transpose, ...)
-    verdict.py     from errors and findings to passed, failed or borderline
+    grader.py      check(): the contract, central differences, the blocks that contain the op;
+                   the findings and the verdict come from npformer.verify (diagnose, verdict)
     mistakes.py    the known mistakes of each exercise, recognised by name
     guard.py       the learner's functions swapped in; the reference refused while checking
     staged.py      staged mode: the forward as steps, one gradient to write per step

@@ -361,40 +361,15 @@ def sublayer_cases(rng, be):
     ]
 
 
-def _layer_inputs(rng, be, cfg):
-    from npformer.model.masks import padding_mask, target_mask
-    from npformer.model.sublayer import subdict
-    from npformer.verify.model_cases import perturbed_params, tiny_batch
-    seed = int(rng.integers(1 << 30))
-    params = perturbed_params(cfg, be, seed)
-    src, tgt_in, tgt_out = tiny_batch(cfg, be, seed)
-    x = be.asarray(rng.standard_normal((2, src.shape[1], cfg.d_model)))
-    y = be.asarray(rng.standard_normal((2, tgt_in.shape[1], cfg.d_model)))
-    return (params, src, tgt_in, tgt_out, x, y, padding_mask(src, cfg.pad_id), target_mask(tgt_in, cfg.pad_id),
-            subdict, seed)
-
-
 def _layer_cases(rng, be, side):
     """One encoder or decoder layer (``side``), post- and pre-LN, dropout replayed under a fixed mask."""
-    from npformer.model.decoder import decoder_layer_forward
-    from npformer.model.encoder import encoder_layer_forward
-    from npformer.verify.model_cases import ReplayedDraws
+    from npformer.verify.model_cases import layer_check
     out = []
     for norm in ("post", "pre"):
         cfg = _tiny(norm)
-        params, _, _, _, x, y, src_mask, tgt_mask, subdict, seed = _layer_inputs(rng, be, cfg)
-        draws = ReplayedDraws(be, seed)
-        p = subdict(params, f"{side}.0.")
-        if side == "encoder":
-            def fwd(x, p, cfg=cfg, src_mask=src_mask, draws=draws):
-                return encoder_layer_forward(x, p, cfg.h, src_mask, cfg.p_drop, draws.rewind(), cfg.norm)
-            inputs, masks = dict(x=x, p=p), "padded source"
-        else:
-            def fwd(y, memory, p, cfg=cfg, src_mask=src_mask, tgt_mask=tgt_mask, draws=draws):
-                return decoder_layer_forward(y, memory, p, cfg.h, tgt_mask, src_mask, cfg.p_drop,
-                                             draws.rewind(), cfg.norm)
-            inputs, masks = dict(y=y, memory=x, p=p), "look-ahead and padding masks"
-        out.append(Case(f"{norm}-LN {side} layer, {masks}, dropout under a fixed mask", fwd, inputs,
+        forward, inputs = layer_check(cfg, side, be, int(rng.integers(1 << 30)), rng)
+        masks = "padded source" if side == "encoder" else "look-ahead and padding masks"
+        out.append(Case(f"{norm}-LN {side} layer, {masks}, dropout under a fixed mask", forward, inputs,
                         _one(f"{side}_layer_backward"), context=dict(p=cfg.p_drop, d_k=cfg.d_k)))
     return out
 
@@ -420,19 +395,13 @@ _MODEL_ENTRIES = {"*": 4, **{f"params.{k}": 16 for k in ("embed", "src_embed", "
 def model_cases(rng, be):
     """The loss of the whole model, sampled entries per tensor: post-LN with the three-way tie
     (one matrix, three uses) and pre-LN with untied embeddings (a separate output projection)."""
-    from npformer.model.transformer import transformer_forward
-    from npformer.ops.cross_entropy import cross_entropy_forward
-    from npformer.verify.model_cases import ReplayedDraws
+    from npformer.verify.model_cases import model_loss_fns, perturbed_params, tiny_batch
     out = []
     for norm, tied in (("post", True), ("pre", False)):
         cfg = _tiny(norm, tied)
-        params, src, tgt_in, tgt_out, *_, seed = _layer_inputs(rng, be, cfg)
-        draws = ReplayedDraws(be, seed)
-
-        def fwd(params, cfg=cfg, src=src, tgt_in=tgt_in, tgt_out=tgt_out, draws=draws):
-            logits, cache = transformer_forward(params, cfg, src, tgt_in, draws.rewind())
-            loss, ce = cross_entropy_forward(logits, tgt_out, cfg.pad_id, cfg.eps_ls)
-            return loss, (cache, ce)
+        seed = int(rng.integers(1 << 30))
+        src, tgt_in, tgt_out = tiny_batch(cfg, be, seed)
+        forward, _ = model_loss_fns(cfg, src, tgt_in, tgt_out, seed, be)   # dropout under a fixed mask
 
         def call(fns, dloss, caches):
             cache, ce = caches
@@ -440,8 +409,8 @@ def model_cases(rng, be):
 
         n_valid = int((be.to_host(tgt_out) != cfg.pad_id).sum())
         embeddings = "the three-way tie" if tied else "untied embeddings and output projection"
-        out.append(Case(f"{norm}-LN model, {embeddings}, dropout under a fixed mask", fwd,
-                        dict(params=params), call, context=dict(d_model=cfg.d_model, n_valid=n_valid,
-                                                                n_all=int(tgt_out.size), products=_MODEL_PRODUCTS),
-                        max_entries=_MODEL_ENTRIES, h=1e-5))
+        out.append(Case(f"{norm}-LN model, {embeddings}, dropout under a fixed mask", forward,
+                        dict(params=perturbed_params(cfg, be, seed)), call,
+                        context=dict(d_model=cfg.d_model, n_valid=n_valid, n_all=int(tgt_out.size),
+                                     products=_MODEL_PRODUCTS), max_entries=_MODEL_ENTRIES, h=1e-5))
     return out

@@ -37,8 +37,8 @@ from npformer.backend import get_backend
 from npformer.errors import UserError
 from npformer.exercise import guard, staged, variants
 from npformer.exercise.catalog import EXERCISES, get
-from npformer.exercise.diagnose import Finding, diagnose, rel_error, summary
-from npformer.exercise.verdict import closest_per_entry, same, settle, verdict
+from npformer.verify.diagnose import Finding, diagnose, rel_error, summary
+from npformer.verify.verdict import closest_per_entry, same, settle, verdict
 from npformer.verify.gradcheck import ContractError, differentiable, flatten_grads, numerical_gradient
 
 FLOAT64_WHY = ("finite differences need float64: the central difference's error is about h^2 (truncation) plus "

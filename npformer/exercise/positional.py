@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from npformer.exercise import guard
-from npformer.exercise.diagnose import Finding, diagnose, rel_error
+from npformer.verify.diagnose import Finding, diagnose, rel_error
 
 
 def check_table(ex, fns, refs, be, seed, report) -> None:

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from npformer.exercise.diagnose import Finding, diagnose, rel_error
+from npformer.verify.diagnose import Finding, diagnose, rel_error
+from npformer.verify.gradcheck import numerical_gradient
 
 
 @dataclass(frozen=True)
@@ -106,22 +107,12 @@ def forward(steps, f):
     return f
 
 
-def _numeric(steps, f, node, dy, h=1e-6):
-    """dL/d(node) for L = sum(out * dy): perturb the node, rerun the steps after it."""
+def _numeric(steps, f, node, dy):
+    """dL/d(node) for L = sum(out * dy): the node perturbed entry by entry, the steps after it rerun."""
     names = [s.name for s in steps]
     later = steps[names.index(node) + 1:] if node in names else steps
-    out_name = steps[-1].name
-    base = f[node]
-    g = np.zeros_like(base)
-    for i in np.ndindex(base.shape):
-        vals = []
-        for sign in (1, -1):
-            v = dict(f)
-            v[node] = base.copy()
-            v[node][i] += sign * h
-            vals.append(float((forward(later, v)[out_name] * dy).sum()))
-        g[i] = (vals[0] - vals[1]) / (2 * h)
-    return g
+    _, g = numerical_gradient(lambda **v: (forward(later, v)[steps[-1].name], None), dict(f), node, dy)
+    return g.reshape(np.shape(f[node]))
 
 
 def backward_order(exercise_id):

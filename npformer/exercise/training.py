@@ -13,7 +13,7 @@ import numpy as np
 
 from npformer.exercise import guard
 from npformer.exercise.catalog import EXERCISES
-from npformer.exercise.diagnose import Finding
+from npformer.verify.diagnose import Finding
 from npformer.exercise.grader import Report, finish, normalise
 
 STEPS, LR, RTOL = 6, 1e-3, 1e-5

@@ -32,7 +32,11 @@ compare, and it is judged against the op's other gradients.
 Besides values, ``check_gradients`` verifies that the backward
   * returns one gradient per differentiable input, with its shape and dtype,
   * is re-entrant (a second call gives bit-identical results),
-  * maps a zero upstream gradient to zero gradients.
+  * maps a zero upstream gradient to zero gradients,
+and names the shape of each wrong gradient's error (``findings``, from
+``diagnose``): one factor off (its value, and which size it is where ``context``
+gives the sizes), a transpose, all zero, the same error along one axis, or which
+entries are wrong.
 
 ``check_directional`` checks a whole block along one random direction v:
     d/dt L(x + t v) at t=0  ==  sum_k <grad_k, v_k>
@@ -46,6 +50,7 @@ from typing import Callable
 import numpy as np
 
 from npformer.backend import backend_of
+from npformer.verify.diagnose import diagnose, rel_error
 
 DEFAULT_TOL = 1e-7
 
@@ -57,9 +62,11 @@ class GradCheckResult:
     passed: bool
     errors: dict = field(default_factory=dict)   # per differentiable input
     problems: list = field(default_factory=list)  # contract violations (shape, dtype, re-entrancy, ...)
+    findings: list = field(default_factory=list)  # diagnose.Finding of each wrong gradient: the error's shape
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "max_rel_error": self.max_rel_error, "passed": self.passed}
+        return {"name": self.name, "max_rel_error": self.max_rel_error, "passed": self.passed,
+                "findings": [f.as_dict() for f in self.findings]}
 
 
 def _is_float_array(a) -> bool:
@@ -117,18 +124,10 @@ def _loss(forward, inputs, dy):
     return float((y * dy).sum())
 
 
-def _scale(a, n) -> float:
-    return max(float(np.abs(a).max(initial=0.0)), float(np.abs(n).max(initial=0.0)))
-
-
-def _rel_errors(pairs: dict) -> dict:
-    """name -> max relative error, for name -> (analytic, numeric) entry arrays."""
-    floor = 0.01 * max((_scale(a, n) for a, n in pairs.values()), default=0.0)
-    out = {}
-    for name, (a, n) in pairs.items():
-        scale = max(_scale(a, n), floor)
-        out[name] = 0.0 if scale == 0.0 else float(np.abs(a - n).max(initial=0.0)) / scale
-    return out
+def _floor(pairs: dict) -> float:
+    """1% of the largest scale, max(|analytic|, |numeric|), of the check's gradients."""
+    return 0.01 * max((max(float(np.abs(a).max(initial=0.0)), float(np.abs(n).max(initial=0.0)))
+                       for a, n in pairs.values()), default=0.0)
 
 
 def numerical_gradient(forward: Callable, inputs: dict, name: str, dy, h: float = 1e-6,
@@ -159,13 +158,15 @@ def numerical_gradient(forward: Callable, inputs: dict, name: str, dy, h: float 
 
 def check_gradients(forward: Callable, backward: Callable, inputs: dict, name: str = "",
                     *, tol: float = DEFAULT_TOL, h: float = 1e-6, max_entries: int | None = None,
-                    seed: int = 0, constants=()) -> GradCheckResult:
+                    seed: int = 0, constants=(), context: dict | None = None) -> GradCheckResult:
     """Check ``backward`` against central differences for every differentiable input.
 
     ``inputs`` is passed to ``forward`` as keyword arguments; differentiable
     inputs should be float64 (float32 differences are too noisy for 1e-7).
     ``max_entries`` samples that many entries per tensor (for big tensors).
     ``constants`` names float inputs that are not differentiated (a fixed table).
+    ``context`` gives the sizes a wrong factor may be named by (``d_model``, ``d_k``,
+    ``p``, ``M``, ...: ``diagnose.scale_suspects`` lists them).
     """
     diff = differentiable(inputs, constants)
     for n, a in diff.items():
@@ -194,11 +195,16 @@ def check_gradients(forward: Callable, backward: Callable, inputs: dict, name: s
         if bool(be.xp.any(zero[n] != 0)):
             problems.append(f"{n}: zero upstream gradient gave a non-zero gradient")
         idx, num = numerical_gradient(forward, inputs, n, dy, h, max_entries, seed, constants)
-        pairs[n] = (be.to_host(g).reshape(-1)[idx], num)
-    errors = _rel_errors(pairs)
+        G = be.to_host(g)
+        # every entry: the error's shape can be read in the input's layout; a sample: as a vector
+        pairs[n] = (G, num.reshape(a.shape)) if idx.size == a.size else (G.reshape(-1)[idx], num)
+    floor = _floor(pairs)
+    errors = {n: rel_error(G, N, floor) for n, (G, N) in pairs.items()}
+    findings = [diagnose(f"d{n}", name or "check_gradients", G, N, context or {}, floor=floor)
+                for n, (G, N) in pairs.items() if errors[n] > tol]
     worst = max(errors.values(), default=0.0)
     passed = not problems and worst <= tol
-    return GradCheckResult(name, worst, passed, errors, problems)
+    return GradCheckResult(name, worst, passed, errors, problems, [f for f in findings if f is not None])
 
 
 def check_directional(forward: Callable, backward: Callable, inputs: dict, name: str = "",

@@ -74,6 +74,26 @@ def tiny_batch(cfg, be, seed=0, B=2, S=5, T=4):
     return be.asarray(src), be.asarray(tgt[:, :-1]), be.asarray(tgt[:, 1:])
 
 
+def layer_check(cfg, side: str, be, seed: int, rng):
+    """``(forward, inputs)`` for layer 0 of the ``side`` stack ("encoder" or "decoder") of
+    ``perturbed_params(cfg, be, seed)``: the masks of ``tiny_batch``'s ids, dropout under a fixed
+    mask, and inputs x (and memory) drawn from ``rng``, (2, S, d_model) and (2, T, d_model)."""
+    params = perturbed_params(cfg, be, seed)
+    src, tgt_in, _ = tiny_batch(cfg, be, seed)
+    x = be.asarray(rng.standard_normal((2, src.shape[1], cfg.d_model)))
+    y = be.asarray(rng.standard_normal((2, tgt_in.shape[1], cfg.d_model)))
+    src_mask, tgt_mask = padding_mask(src, cfg.pad_id), target_mask(tgt_in, cfg.pad_id)
+    draws = ReplayedDraws(be, seed)
+    if side == "encoder":
+        def encoder_layer(x, p):
+            return encoder_layer_forward(x, p, cfg.h, src_mask, cfg.p_drop, draws.rewind(), cfg.norm)
+        return encoder_layer, dict(x=x, p=subdict(params, "encoder.0."))
+
+    def decoder_layer(y, memory, p):
+        return decoder_layer_forward(y, memory, p, cfg.h, tgt_mask, src_mask, cfg.p_drop, draws.rewind(), cfg.norm)
+    return decoder_layer, dict(y=y, memory=x, p=subdict(params, "decoder.0."))
+
+
 def model_loss_fns(cfg, src, tgt_in, tgt_out, dropout_seed=None, be=None):
     """forward(params) -> (loss, cache), backward(dloss, cache) -> (grads,) for the gradchecker."""
     be = get_backend(be)
@@ -103,27 +123,11 @@ def _model_checks(cfg, suffix, be, seed, max_entries):
     params = perturbed_params(cfg, be, seed)
     src, tgt_in, tgt_out = tiny_batch(cfg, be, seed)
     rng = np.random.default_rng(seed)
-    results = []
-
     # one encoder layer and one decoder layer, every entry, dropout under a fixed mask
-    x = be.asarray(rng.standard_normal((2, 5, cfg.d_model)))
-    y = be.asarray(rng.standard_normal((2, 4, cfg.d_model)))
-    src_mask, tgt_mask = padding_mask(src, cfg.pad_id), target_mask(tgt_in, cfg.pad_id)
-
-    enc_draws, dec_draws = ReplayedDraws(be, seed), ReplayedDraws(be, seed)
-
-    def enc_fwd(x, p):
-        return encoder_layer_forward(x, p, cfg.h, src_mask, cfg.p_drop, enc_draws.rewind(), cfg.norm)
-
-    def dec_fwd(y, memory, p):
-        return decoder_layer_forward(y, memory, p, cfg.h, tgt_mask, src_mask, cfg.p_drop, dec_draws.rewind(),
-                                     cfg.norm)
-
-    results.append(check_gradients(enc_fwd, encoder_layer_backward,
-                                   dict(x=x, p=subdict(params, "encoder.0.")), "encoder_layer" + suffix))
-    results.append(check_gradients(dec_fwd, decoder_layer_backward,
-                                   dict(y=y, memory=x, p=subdict(params, "decoder.0.")), "decoder_layer" + suffix))
-
+    results = []
+    for side, backward in (("encoder", encoder_layer_backward), ("decoder", decoder_layer_backward)):
+        forward, inputs = layer_check(cfg, side, be, seed, rng)
+        results.append(check_gradients(forward, backward, inputs, f"{side}_layer" + suffix))
     for name, drop_seed in (("model", None), ("model_dropout", seed + 7)):
         fwd, bwd = model_loss_fns(cfg, src, tgt_in, tgt_out, drop_seed, be)
         results.append(check_gradients(fwd, bwd, dict(params=params), name + suffix, max_entries=max_entries,

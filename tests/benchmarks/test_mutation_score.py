@@ -17,7 +17,7 @@ from benchmarks import mutation_score  # noqa: E402
 SCRIPT = os.path.join(_ROOT, "benchmarks", "mutation_score.py")
 SCOPE = ("npformer/ops/", "npformer/model/", "npformer/decode/incremental.py", "npformer/train/optim.py",
          "npformer/train/schedule.py", "npformer/train/parallel.py", "npformer/train/ranks.py",
-         "npformer/exercise/diagnose.py", "npformer/exercise/verdict.py")   # the math, and the grader's explanation
+         "npformer/verify/diagnose.py", "npformer/verify/verdict.py")   # the math, and the grader's explanation
 
 
 def _run(*args, timeout=110):

@@ -14,8 +14,8 @@ def test_quick_json_lists_every_op(run_npformer):
     assert result["passed"] is True and result["n_failed"] == 0 and result["n_passed"] == len(rows)
     assert result["worst_rel_error"] == max(row["max_rel_error"] for row in rows)
     for row in rows:
-        assert set(row) == {"name", "max_rel_error", "passed"}
-        assert row["passed"] is True and row["max_rel_error"] <= 1e-7, row
+        assert set(row) == {"name", "max_rel_error", "passed", "findings"}
+        assert row["passed"] is True and row["max_rel_error"] <= 1e-7 and row["findings"] == [], row
     assert set(op_cases()) <= {row["name"] for row in rows}
 
 

@@ -512,7 +512,7 @@ def test_clipping_changes_the_direction_of_adams_update_as_section_8_says():
 
 def test_the_gradient_check_floor_is_the_fraction_of_the_gradients_that_section_9_states():
     """§9 states the floor of the checker's relative error; it is read here from the code."""
-    from npformer.exercise.diagnose import rel_error
+    from npformer.verify.diagnose import rel_error
     from npformer.verify.gradcheck import _rel_errors
 
     # one gradient of scale 100 and one that is zero in theory, with rounding noise 1e-3

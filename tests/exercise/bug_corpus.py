@@ -31,7 +31,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from npformer.exercise.diagnose import apply_fix
+from npformer.verify.diagnose import apply_fix
 from npformer.model.decoder import decoder_backward
 from npformer.model.encoder import encoder_backward
 from npformer.model.sublayer import AddNormCache, prefixed, sublayer_in_backward, sublayer_out_backward
@@ -924,7 +924,7 @@ class Advice:
 
 
 def _rel(G, N, floor=0.0) -> float:
-    from npformer.exercise.diagnose import rel_error
+    from npformer.verify.diagnose import rel_error
     if np.shape(G) != np.shape(N):
         return float("inf")
     return rel_error(np.asarray(G, dtype=np.float64), np.asarray(N, dtype=np.float64), floor)

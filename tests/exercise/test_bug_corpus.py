@@ -87,7 +87,7 @@ def test_advice_is_applied_where_it_is_given(results):
 
 def test_advice_helpers_see_a_wrong_fix():
     """A made-up finding advising the inverse factor on a bug that is G = r N is caught."""
-    from npformer.exercise.diagnose import Finding
+    from npformer.verify.diagnose import Finding
     bug = corpus.BY_ID["linear_db_mean"]
     report = corpus.run(bug, corpus.SEEDS[0])
     (f,) = [f for f in report.findings if f.gradient == "db" and f.tag.startswith("scale")]

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from npformer.exercise import EXERCISES, check
-from npformer.exercise.diagnose import apply_fix, diagnose, scale_suspects
+from npformer.verify.diagnose import apply_fix, diagnose, scale_suspects
 from npformer.exercise.grader import Fns, all_references, case_grads
 from npformer.exercise.mistakes import MISTAKES
 from npformer.verify.gradcheck import numerical_gradient

@@ -213,4 +213,57 @@ def test_non_contiguous_inputs_are_checked():
 
 def test_result_as_dict():
     r = GradCheckResult("op", 1e-9, True)
-    assert r.as_dict() == {"name": "op", "max_rel_error": 1e-9, "passed": True}
+    assert r.as_dict() == {"name": "op", "max_rel_error": 1e-9, "passed": True, "findings": []}
+
+
+def _linear_inputs(rng, d_out=4):
+    return dict(x=rng.standard_normal((2, 3, 4)), W=rng.standard_normal((4, d_out)), b=rng.standard_normal(d_out))
+
+
+def test_a_right_backward_has_no_findings():
+    from npformer import ops
+    r = check_gradients(ops.linear_forward, ops.linear_backward, _linear_inputs(np.random.default_rng(0)))
+    assert r.passed and r.findings == []
+
+
+@pytest.mark.parametrize("max_entries", [None, 5])
+def test_a_wrong_factor_is_found_with_its_fix(max_entries):
+    """One factor off: named with its value and the operation that fixes it, on every entry or a sample."""
+    from npformer import ops
+    from npformer.verify.diagnose import apply_fix
+
+    def halved_db(dy, cache):
+        dx, dW, db = ops.linear_backward(dy, cache)
+        return dx, dW, db / 2
+    inputs = _linear_inputs(np.random.default_rng(1))
+    r = check_gradients(ops.linear_forward, halved_db, inputs, "linear", max_entries=max_entries)
+    assert not r.passed
+    assert [(f.gradient, f.case, f.fix) for f in r.findings] == [("db", "linear", ("scale", 2.0))]
+    assert "0.5 x the true gradient" in r.findings[0].diagnosis
+    y, cache = ops.linear_forward(**inputs)
+    dy = np.random.default_rng(4).standard_normal(y.shape)
+    fixed = apply_fix(r.findings[0].fix, halved_db(dy, cache)[2])
+    np.testing.assert_allclose(fixed, ops.linear_backward(dy, cache)[2], rtol=1e-15)
+
+
+def test_context_names_the_size_a_factor_is():
+    from npformer import ops
+
+    def unscaled(dout, cache):   # the 1/sqrt(d_k) of dQ and dK forgotten
+        dQ, dK, dV = ops.attention_backward(dout, cache)
+        return dQ / cache.scale, dK / cache.scale, dV
+    rng = np.random.default_rng(2)
+    inputs = {k: rng.standard_normal((2, 2, 4, 3)) for k in "QKV"}   # d_k = 3: sqrt(d_k) is no other suspect
+    r = check_gradients(ops.attention_forward, unscaled, {**inputs, "mask": None}, context={"d_k": 3})
+    assert sorted((f.gradient, f.tag) for f in r.findings) == [("dK", "scale:sqrt(d_k)"), ("dQ", "scale:sqrt(d_k)")]
+    assert "multiply by 0.57735" in r.findings[0].diagnosis
+
+
+def test_a_transposed_gradient_is_named():
+    from npformer import ops
+
+    def transposed_dW(dy, cache):
+        dx, dW, db = ops.linear_backward(dy, cache)
+        return dx, dW.T, db
+    r = check_gradients(ops.linear_forward, transposed_dW, _linear_inputs(np.random.default_rng(3)))
+    assert [(f.gradient, f.tag, f.fix) for f in r.findings] == [("dW", "transpose", ("transpose",))]

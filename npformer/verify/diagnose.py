@@ -1,5 +1,6 @@
-"""Naming the mistake: generic detectors on E = G - N, the difference between the
-learner's gradient G and the numerical one N (central differences, float64).
+"""Naming the mistake: generic detectors on E = G - N, the difference between a
+backward's gradient G (a learner's in ``npformer exercise check``, anyone's in
+``check_gradients``) and the numerical one N (central differences, float64).
 
 Each detector looks for one shape of error that a real bug leaves behind:
 

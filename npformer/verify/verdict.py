@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from npformer.exercise.diagnose import TOL_BUG, TOL_PASS, Finding
+from npformer.verify.diagnose import TOL_BUG, TOL_PASS, Finding
 
 RECHECK_STEPS = (1e-5, 1e-7)   # the other step sizes h an in-between error is measured at
 

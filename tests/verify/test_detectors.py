@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from npformer.exercise import diagnose as D
-from npformer.exercise import verdict as V
+from npformer.verify import diagnose as D
+from npformer.verify import verdict as V
 
 N = np.array([[1.0, -2.0, 0.5], [0.25, 3.0, -1.0]])   # (2, 3), no zero, no symmetry
 
