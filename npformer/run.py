@@ -224,9 +224,10 @@ class DevEvaluation:
     ``seconds`` are given). Every later evaluation decodes the
     same n pairs, so their BLEU compare; ``sentences`` gives n from the start (a
     resumed run's). Without sacreBLEU there is no BLEU (nothing hand-rolled
-    stands in for it): the loss alone."""
+    stands in for it), or with ``bleu`` False: the loss alone."""
 
-    def __init__(self, data, cfg, max_tokens: int, workers=None, sentences: int | None = None):
+    def __init__(self, data, cfg, max_tokens: int, workers=None, sentences: int | None = None,
+                 bleu: bool = True):
         import time
         import numpy as np
         from npformer.data.pipeline import eval_batches
@@ -236,7 +237,7 @@ class DevEvaluation:
         self.batches = eval_batches(*data.ids["dev"], max_tokens=max_tokens, max_len=cfg.max_len - 1)
         dev = data.splits["dev"]
         order = np.random.default_rng(DEV_SAMPLE_SEED).permutation(len(dev))
-        self.pairs = [dev[i] for i in order] if scoring_available() else []
+        self.pairs = [dev[i] for i in order] if bleu and scoring_available() else []
         self.n = None if sentences is None else min(sentences, len(self.pairs))
         self.clock = time.perf_counter
 
@@ -269,12 +270,13 @@ class DevEvaluation:
                          max_len_a=DECODING["max_len_a"], max_len_b=DECODING["max_len_b"])
 
 
-def corpus_source(s: dict, tokenizer: dict | None = None, workers=None, history=()) -> DataSource:
+def corpus_source(s: dict, tokenizer: dict | None = None, workers=None, history=(),
+                  dev_bleu: bool = True) -> DataSource:
     """Sentence pairs from a TSV (default: the bundled Bible EN->ES), a shared BPE
     vocabulary learned on the training split (or the resumed run's), batches by
     length and token count, and the dev loss and dev BLEU (``DevEvaluation``;
     a resumed run's ``history`` keeps its sample size). best.npz is the best by
-    dev BLEU, or by dev loss without sacreBLEU. Sets ``s["vocab_size"]``."""
+    dev BLEU, or by dev loss without sacreBLEU or ``dev_bleu``. Sets ``s["vocab_size"]``."""
     from npformer.data.bpe import BPETokenizer
     from npformer.data.pipeline import batch_schedule, prepare
     from npformer.translation import scoring_available
@@ -290,17 +292,18 @@ def corpus_source(s: dict, tokenizer: dict | None = None, workers=None, history=
 
     def evaluate(params, cfg, seconds=None):
         if "dev" not in evaluators:  # built at the first evaluation: it needs the model's cfg
-            evaluators["dev"] = DevEvaluation(data, cfg, s["max_tokens"], workers, sentences)
+            evaluators["dev"] = DevEvaluation(data, cfg, s["max_tokens"], workers, sentences, bleu)
         return evaluators["dev"](params, seconds)
 
-    bleu = scoring_available()
+    bleu = dev_bleu and scoring_available()
     return DataSource(batches, evaluate, data.tokenizer.to_dict(), len(data.splits["dev"]), data,
                       best_key="dev_bleu" if bleu else "val_loss", maximize=bleu)
 
 
-def make_source(settings: dict, tokenizer: dict | None = None, workers=None, history=()) -> DataSource:
+def make_source(settings: dict, tokenizer: dict | None = None, workers=None, history=(),
+                dev_bleu: bool = True) -> DataSource:
     if settings["task"] == "translate":
-        return corpus_source(settings, tokenizer, workers, history)
+        return corpus_source(settings, tokenizer, workers, history, dev_bleu)
     return task_source(settings, workers)
 
 
@@ -351,13 +354,14 @@ def prepare_out_dir(out: str) -> None:
 
 def start_run(given: dict, task: str | None = None, *, out: str | None = None, resume: bool = False,
               steps: int | None = None, minutes: float | None = None, backend=None,
-              workers: int | None = None, comm=None) -> Run:
+              workers: int | None = None, comm=None, dev_bleu: bool = True) -> Run:
     """A new run (fresh parameters) or, with ``resume``, ``out/last.npz`` continued
     with its own settings; everything a bad setting can fail on fails here,
     before the first step. ``given``: the settings chosen (``RUN_SETTINGS`` keys,
     None for not given); ``steps``/``minutes``: the budget; ``workers``: the
     threads of this rank (``--workers``; None: its share of the cores), whose
-    pool is built here; ``comm``: the ranks (None: this process alone)."""
+    pool is built here; ``comm``: the ranks (None: this process alone); ``dev_bleu``: False
+    evaluates a translation run by its dev loss alone (no decoding)."""
     from npformer.runtime.distributed.communicator import SingleProcess
     from npformer.train.ranks import workers_per_rank
     from npformer.train.state import init_state, load_state
@@ -379,7 +383,7 @@ def start_run(given: dict, task: str | None = None, *, out: str | None = None, r
             raise UserError(f"--resume: {last} has no run settings; it was not written by `npformer train`")
         settings = resolve_settings(given, ck.extra["settings"])
         steps = budget_steps(steps, minutes, settings, resumed=True)
-        source = make_source(settings, ck.tokenizer, state.workers, ck.history)
+        source = make_source(settings, ck.tokenizer, state.workers, ck.history, dev_bleu)
         cfg = ck.config
     else:
         if last and os.path.exists(last):
@@ -393,7 +397,7 @@ def start_run(given: dict, task: str | None = None, *, out: str | None = None, r
         check_settings(settings)
         if out:
             prepare_out_dir(out)
-        source = make_source(settings, None, workers)
+        source = make_source(settings, None, workers, dev_bleu=dev_bleu)
         cfg = model_config(settings)
         state = init_state(cfg, seed=settings["seed"], backend=backend, dtype=settings["dtype"],
                            workers=workers, comm=comm)

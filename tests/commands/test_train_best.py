@@ -133,3 +133,24 @@ def test_without_sacrebleu_the_dev_loss_alone_picks_best(monkeypatch):
     monkeypatch.setattr("npformer.train.trainer.evaluate_loss", lambda *a: 2.0)
     ev = DevEvaluation(fake_dev(), SimpleNamespace(max_len=20), max_tokens=64)
     assert ev({}, seconds=10.0) == {"val_loss": 2.0}
+
+
+def test_the_demo_evaluates_by_the_dev_loss_alone(timed, monkeypatch, tmp_path):
+    """The demo scores its last model on the test set: its evaluations decode nothing, and
+    start_run(dev_bleu=False) makes the dev loss the metric of best.npz."""
+    make, decoded = timed
+    ev = DevEvaluation(fake_dev(), SimpleNamespace(max_len=20), max_tokens=64, bleu=False)
+    assert ev({}, seconds=10.0) == {"val_loss": 2.0} and decoded == []
+    import npformer.commands.demo as demo
+    seen = {}
+
+    def start_run(*args, **kwargs):
+        seen.update(kwargs)
+        raise SystemExit(0)
+    monkeypatch.setattr("npformer.run.start_run", start_run)
+    from npformer.cli import build_parser
+    from npformer.runtime.distributed.communicator import SingleProcess
+    args = build_parser().parse_args(["demo", "--minutes", "5", "--out", str(tmp_path / "demo")])
+    with pytest.raises(SystemExit):
+        demo.demo_on(args, SingleProcess())
+    assert seen["dev_bleu"] is False
