@@ -512,15 +512,12 @@ def test_clipping_changes_the_direction_of_adams_update_as_section_8_says():
 
 def test_the_gradient_check_floor_is_the_fraction_of_the_gradients_that_section_9_states():
     """§9 states the floor of the checker's relative error; it is read here from the code."""
-    from npformer.verify.diagnose import rel_error
-    from npformer.verify.gradcheck import _rel_errors
+    from npformer.verify.gradcheck import _floor
 
     # one gradient of scale 100 and one that is zero in theory, with rounding noise 1e-3
-    errors = _rel_errors({"big": (np.array([100.0]), np.array([100.0])),
-                          "zero": (np.array([0.0]), np.array([1e-3]))})
-    fraction = 1e-3 / (100.0 * errors["zero"])  # noise / (fraction * largest gradient)
-    # the inputs' values never enter: the pairs hold gradients only
-    assert rel_error(np.array([0.0]), np.array([1e-3]), floor=fraction * 100.0) == pytest.approx(errors["zero"])
+    floor = _floor({"big": (np.array([100.0]), np.array([100.0])), "zero": (np.array([0.0]), np.array([1e-3]))})
+    fraction = floor / 100.0   # of the largest gradient; the inputs' values never enter: the pairs hold gradients
+    assert floor == _floor({"zero": (np.array([0.0]), np.array([1e-3])), "big": (np.array([-100.0]), np.array([1.0]))})
 
     text = _flat(_section("## 9. How to check a gradient yourself"))
     said = re.search(r"at least (\d+)% of the largest (\w+)", text)
