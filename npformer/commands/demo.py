@@ -66,7 +66,7 @@ def demo_on(args, comm) -> int:
     say(f"npformer demo: {args.minutes:g} minutes on the bundled English->Spanish corpus (small preset)")
     # `npformer train`'s run on the bundled corpus, with the recipe for the training part of the budget.
     # Its evaluations are the dev loss alone: the demo scores its last model on the test set, so dev
-    # BLEU would only pick a best.npz the demo does not use, for 3% of the training time
+    # BLEU would only spend training time picking a best.npz the demo does not use
     run = start_run({"seed": args.seed, "dtype": args.dtype, "d_ff": args.d_ff,  # n_layers: in DERIVED
                      **{k: getattr(args, k) for k in DERIVED}},
                     minutes=args.minutes - eval_minutes, backend=args.backend, workers=threads, comm=comm,

@@ -39,7 +39,8 @@ from npformer.exercise import guard, staged, variants
 from npformer.exercise.catalog import EXERCISES, get
 from npformer.verify.diagnose import Finding, diagnose, rel_error, summary
 from npformer.verify.verdict import closest_per_entry, same, settle, verdict
-from npformer.verify.gradcheck import ContractError, differentiable, flatten_grads, numerical_gradient
+from npformer.verify.gradcheck import (ContractError, differentiable, flatten_grads, numerical_gradient,
+                                       scale_floor)
 
 FLOAT64_WHY = ("finite differences need float64: the central difference's error is about h^2 (truncation) plus "
                "eps/h (rounding), which is ~1e-10 in float64 at h = 1e-6 but ~1e-3 in float32 (eps = 1.2e-7), "
@@ -391,8 +392,7 @@ def numerical(g: Graded, grads: dict) -> None:
     def numeric_at(n, h):
         return numerical_gradient(case.forward, inputs, n, dy, h, case.entries(n), g.seed)
     numeric = {n: numeric_at(n, case.h) for n in diff}
-    floor = 0.01 * max((max(float(np.abs(host(grads[name])).max(initial=0.0)), float(np.abs(v).max(initial=0.0)))
-                        for name, (_, v) in zip(grads, numeric.values())), default=0.0)
+    floor = scale_floor({name: (host(grads[name]), v) for name, (_, v) in zip(grads, numeric.values())})
     for name, n in zip(grads, diff):
         G = host(grads[name])
         err, f = _compare(case, inputs, n, name, G, numeric[n], ctx, g.where, floor)

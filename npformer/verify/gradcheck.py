@@ -124,8 +124,9 @@ def _loss(forward, inputs, dy):
     return float((y * dy).sum())
 
 
-def _floor(pairs: dict) -> float:
-    """1% of the largest scale, max(|analytic|, |numeric|), of the check's gradients."""
+def scale_floor(pairs: dict) -> float:
+    """1% of the largest scale, max(|analytic|, |numeric|), of a check's gradients: name ->
+    (analytic, numeric) arrays. ``rel_error``'s floor, here and in the exercise grader."""
     return 0.01 * max((max(float(np.abs(a).max(initial=0.0)), float(np.abs(n).max(initial=0.0)))
                        for a, n in pairs.values()), default=0.0)
 
@@ -198,7 +199,7 @@ def check_gradients(forward: Callable, backward: Callable, inputs: dict, name: s
         G = be.to_host(g)
         # every entry: the error's shape can be read in the input's layout; a sample: as a vector
         pairs[n] = (G, num.reshape(a.shape)) if idx.size == a.size else (G.reshape(-1)[idx], num)
-    floor = _floor(pairs)
+    floor = scale_floor(pairs)
     errors = {n: rel_error(G, N, floor) for n, (G, N) in pairs.items()}
     findings = [diagnose(f"d{n}", name or "check_gradients", G, N, context or {}, floor=floor)
                 for n, (G, N) in pairs.items() if errors[n] > tol]

@@ -512,12 +512,13 @@ def test_clipping_changes_the_direction_of_adams_update_as_section_8_says():
 
 def test_the_gradient_check_floor_is_the_fraction_of_the_gradients_that_section_9_states():
     """§9 states the floor of the checker's relative error; it is read here from the code."""
-    from npformer.verify.gradcheck import _floor
+    from npformer.verify.gradcheck import scale_floor
 
     # one gradient of scale 100 and one that is zero in theory, with rounding noise 1e-3
-    floor = _floor({"big": (np.array([100.0]), np.array([100.0])), "zero": (np.array([0.0]), np.array([1e-3]))})
+    floor = scale_floor({"big": (np.array([100.0]), np.array([100.0])), "zero": (np.array([0.0]), np.array([1e-3]))})
     fraction = floor / 100.0   # of the largest gradient; the inputs' values never enter: the pairs hold gradients
-    assert floor == _floor({"zero": (np.array([0.0]), np.array([1e-3])), "big": (np.array([-100.0]), np.array([1.0]))})
+    assert floor == scale_floor({"zero": (np.array([0.0]), np.array([1e-3])),
+                                 "big": (np.array([-100.0]), np.array([1.0]))})
 
     text = _flat(_section("## 9. How to check a gradient yourself"))
     said = re.search(r"at least (\d+)% of the largest (\w+)", text)
