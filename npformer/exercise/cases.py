@@ -12,6 +12,7 @@ future positions, inputs near ReLU's kink), per gradient.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -133,20 +134,16 @@ def softmax_cases(rng, be):
     V = int(rng.integers(4, 8))
     mask = _causal_with_empty_row(rng, B, T)
     future = np.broadcast_to(~np.tril(np.ones((T, T), bool)), mask.shape)
+    empty_row = np.broadcast_to(~mask.any(axis=-1, keepdims=True), mask.shape)
     return [
         Case("random logits", ops.softmax_forward, dict(z=_r(rng, be, B, T, V, scale=2.0)), _one("softmax_backward"),
              weights=lambda cache: {"dz": [("p", cache.p)]}),
         Case("a look-ahead mask with a fully masked row", ops.softmax_forward,
              dict(z=_r(rng, be, B, 1, T, T, scale=2.0), mask=be.asarray(mask)), _one("softmax_backward"),
              context=dict(regions={"dz": [("the masked entries", ~mask), ("the future positions", future),
-                                          ("the fully masked row", _row_mask(mask))]})),
+                                          ("the fully masked row", empty_row)]})),
         Case("T = 1", ops.softmax_forward, dict(z=_r(rng, be, B, 1, V)), _one("softmax_backward")),
     ]
-
-
-def _row_mask(mask):
-    empty = ~mask.any(axis=-1, keepdims=True)
-    return np.broadcast_to(empty, mask.shape)
 
 
 def layernorm_cases(rng, be):
@@ -361,7 +358,7 @@ def sublayer_cases(rng, be):
     ]
 
 
-def _layer_cases(rng, be, side):
+def layer_cases(rng, be, side):
     """One encoder or decoder layer (``side``), post- and pre-LN, dropout replayed under a fixed mask."""
     from npformer.verify.model_cases import layer_check
     out = []
@@ -374,12 +371,8 @@ def _layer_cases(rng, be, side):
     return out
 
 
-def encoder_layer_cases(rng, be):
-    return _layer_cases(rng, be, "encoder")
-
-
-def decoder_layer_cases(rng, be):
-    return _layer_cases(rng, be, "decoder")
+encoder_layer_cases = partial(layer_cases, side="encoder")
+decoder_layer_cases = partial(layer_cases, side="decoder")
 
 
 _MODEL_PRODUCTS = {

@@ -104,10 +104,10 @@ class Fns(dict):
 
     def __init__(self, learner: dict, refs: dict):
         super().__init__(learner)
-        self._refs = refs
+        self.refs = refs
 
     def __missing__(self, name):
-        return self._refs[name]
+        return self.refs[name]
 
 
 def lookup(eid: str, names, functions) -> dict:
@@ -198,13 +198,13 @@ def check(exercise: str, functions, *, backend=None, seed: int | None = None, dt
     with guard.refused(refs):
         for case in ex.cases(rng, be):
             case.context.update(hint)
-            if not run_case(case, Fns(fns, all_refs), be, seed, report, "alone", library, all_refs):
+            if not run_case(case, Fns(fns, all_refs), be, seed, report, "alone", library):
                 break
     if composed and not report.findings:
         with guard.swapped(fns):
             for cid in ex.composed:
                 for case in EXERCISES[cid].cases(rng, be):
-                    run_case(case, Fns({}, all_refs), be, seed, report, f"in {cid}", [], all_refs)
+                    run_case(case, Fns({}, all_refs), be, seed, report, f"in {cid}", [])
     return finish(report, quiet)
 
 
@@ -218,7 +218,7 @@ def _check_variant(vid, functions, be, seed) -> Report:
     fns, report = Fns(lookup(vid, [name], functions), {}), Report(vid, False, "failed", seed, be.name)
     rng = np.random.default_rng(seed)
     for case in cases(rng, be):
-        if not run_case(case, fns, be, seed, report, "alone", [], {}):
+        if not run_case(case, fns, be, seed, report, "alone", []):
             break
     return report
 
@@ -284,7 +284,7 @@ class Graded:
         return self.be.asarray(np.array(dy), dtype=self.dtype)
 
 
-def run_case(case, fns, be, seed, report, stage, library, all_refs) -> bool:
+def run_case(case, fns: Fns, be, seed, report, stage, library) -> bool:
     """Grade one case: the contract, then the numerical comparison, then the explanation. False
     when grading cannot go on (the function raised, or is not written)."""
     y, cache = case.forward(**case.inputs)
@@ -297,7 +297,7 @@ def run_case(case, fns, be, seed, report, stage, library, all_refs) -> bool:
         return False
     if contract(g, grads):
         numerical(g, grads)
-        explain(g, grads, start, library, all_refs)
+        explain(g, grads, start, library)
     return True
 
 
@@ -413,7 +413,7 @@ def numerical(g: Graded, grads: dict) -> None:
             g.report.findings.append(f)
 
 
-def explain(g: Graded, grads: dict, start: int, library, all_refs) -> None:
+def explain(g: Graded, grads: dict, start: int, library) -> None:
     """After this case's findings: one line if an earlier case already explained them; else which
     gradients are right, and the known mistake whose gradients are the learner's."""
     report, names = g.report, list(grads)
@@ -432,7 +432,7 @@ def explain(g: Graded, grads: dict, start: int, library, all_refs) -> None:
     host = {k: g.be.to_host(v) for k, v in grads.items()}
     for m in library:
         try:
-            theirs = g.grads(g.dy, Fns(m.functions, all_refs))
+            theirs = g.grads(g.dy, Fns(m.functions, g.fns.refs))
         except Exception:  # noqa: BLE001 -- a mistake that cannot run on this case is not this one
             continue
         if all(same(host[k], g.be.to_host(theirs[k])) for k in host):

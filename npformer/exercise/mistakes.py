@@ -30,30 +30,22 @@ def _rows(a):
     return a.reshape(-1, a.shape[-1])
 
 
+def _with(name, fn, **settings):
+    """{name: fn with these settings}: one mistake of a function written once with switches."""
+    return {name: lambda *args, **kwargs: fn(*args, **kwargs, **settings)}
+
+
 def _merged(parts):
     """Head gradients, each (B, h, T, d_k), as one (B, T, n d_model): merge_heads of their stack."""
     return merge_heads(backend_of(*parts).xp.stack(parts))
 
 
 # --- linear -----------------------------------------------------------------------
-def _linear_dW_transposed(dy, cache):
+def _linear(dy, cache, dW_transposed=False, db_mean=False, dx_W_untransposed=False, dx_sign=1):
     x, W = cache
-    return dy @ W.T, _rows(dy).T @ _rows(x), _rows(dy).sum(axis=0)
-
-
-def _linear_db_mean(dy, cache):
-    x, W = cache
-    return dy @ W.T, _rows(x).T @ _rows(dy), _rows(dy).mean(axis=0)
-
-
-def _linear_dx_W_untransposed(dy, cache):
-    x, W = cache
-    return dy @ W, _rows(x).T @ _rows(dy), _rows(dy).sum(axis=0)  # dy W: the right shape only for a square W
-
-
-def _linear_dx_sign(dy, cache):
-    x, W = cache
-    return -(dy @ W.T), _rows(x).T @ _rows(dy), _rows(dy).sum(axis=0)
+    dx = dx_sign * (dy @ (W if dx_W_untransposed else W.T))  # dy W: the right shape only for a square W
+    dW = _rows(dy).T @ _rows(x) if dW_transposed else _rows(x).T @ _rows(dy)
+    return dx, dW, _rows(dy).mean(axis=0) if db_mean else _rows(dy).sum(axis=0)
 
 
 # --- relu, residual, dropout ---------------------------------------------------------
@@ -94,23 +86,11 @@ def _dropout_no_mask(dy, cache):
 
 
 # --- softmax -------------------------------------------------------------------------
-def _softmax_no_sum(dp, cache, out=None):
-    return dp * cache.p
-
-
-def _softmax_sign(dp, cache, out=None):
+def _softmax(dp, cache, out=None, sum_term=True, sign=1, reduce="sum", axis=-1):
     p = cache.p
-    return p * ((dp * p).sum(axis=-1, keepdims=True) - dp)
-
-
-def _softmax_mean(dp, cache, out=None):
-    p = cache.p
-    return p * (dp - (dp * p).mean(axis=-1, keepdims=True))
-
-
-def _softmax_wrong_axis(dp, cache, out=None):
-    p = cache.p
-    return p * (dp - (dp * p).sum(axis=-2, keepdims=True))
+    if not sum_term:
+        return dp * p
+    return sign * p * (dp - getattr(dp * p, reduce)(axis=axis, keepdims=True))
 
 
 # --- layernorm -----------------------------------------------------------------------
@@ -316,26 +296,24 @@ def _table_float64(max_len, d_model, xp, dtype="float32"):
 M = Mistake
 MISTAKES = {
     "linear": [
-        M("dW_transposed", "dW computed as dy^T x, (d_out, d_in), instead of x^T dy", {"linear_backward":
-          _linear_dW_transposed}, "transpose"),
+        M("dW_transposed", "dW computed as dy^T x, (d_out, d_in), instead of x^T dy",
+          _with("linear_backward", _linear, dW_transposed=True), "transpose"),
         M("db_mean", "db as the mean over positions instead of the sum (b is added at every position)",
-          {"linear_backward": _linear_db_mean}, "scale:1/M"),
-        M("dx_sign", "dx with the wrong sign", {"linear_backward": _linear_dx_sign}, "scale:-1"),
+          _with("linear_backward", _linear, db_mean=True), "scale:1/M"),
+        M("dx_sign", "dx with the wrong sign", _with("linear_backward", _linear, dx_sign=-1), "scale:-1"),
         M("dx_W_untransposed", "dx = dy W instead of dy W^T: with a square W the shapes agree and the values "
-          "do not", {"linear_backward": _linear_dx_W_untransposed}, "operands")],
+          "do not", _with("linear_backward", _linear, dx_W_untransposed=True), "operands")],
     "relu": [
         M("no_mask", "the gradient passed where x <= 0 too (the mask forgotten)", {"relu_backward": _relu_no_mask},
           "region:the inputs <= 0"),
         M("sign", "dx with the wrong sign", {"relu_backward": _relu_sign}, "scale:-1"),
-        M("forgot_dy", "the mask returned without multiplying by dy", {"relu_backward": _relu_forgot_dy},
-          "zero")],
+        M("forgot_dy", "the mask returned without multiplying by dy", {"relu_backward": _relu_forgot_dy}, "zero")],
     "residual": [
         M("one_branch", "the gradient sent to x only; s gets zero", {"residual_backward": _residual_one_branch},
           "zeros"),
         M("halved", "dz split in half between the two branches (an add copies, it does not split)",
           {"residual_backward": _residual_half}, "scale:1/2"),
-        M("sign", "ds with the wrong sign (a subtraction's rule)", {"residual_backward": _residual_sign},
-          "scale:-1")],
+        M("sign", "ds with the wrong sign (a subtraction's rule)", {"residual_backward": _residual_sign}, "scale:-1")],
     "dropout": [
         M("no_rescale", "the 1/(1-p) of inverted dropout forgotten in the backward",
           {"dropout_backward": _dropout_no_rescale}, "scale:1-p"),
@@ -344,48 +322,49 @@ MISTAKES = {
           {"dropout_backward": _dropout_no_mask}, "region:the dropped entries")],
     "softmax": [
         M("no_sum_term", "the -sum(dp * p) term missing: dz = p * dp is only the Jacobian's diagonal",
-          {"softmax_backward": _softmax_no_sum}, "weights:p"),
-        M("sign", "the two terms in the wrong order: p * (sum(dp * p) - dp)", {"softmax_backward": _softmax_sign},
-          "scale:-1"),
-        M("mean_not_sum", "mean(dp * p) instead of sum(dp * p)", {"softmax_backward": _softmax_mean}, "weights:p"),
+          _with("softmax_backward", _softmax, sum_term=False), "weights:p"),
+        M("sign", "the two terms in the wrong order: p * (sum(dp * p) - dp)",
+          _with("softmax_backward", _softmax, sign=-1), "scale:-1"),
+        M("mean_not_sum", "mean(dp * p) instead of sum(dp * p)", _with("softmax_backward", _softmax, reduce="mean"),
+          "weights:p"),
         M("wrong_axis", "sum(dp * p) over the wrong axis (axis -2, not the last, the one softmax normalises)",
-          {"softmax_backward": _softmax_wrong_axis}, None)],
+          _with("softmax_backward", _softmax, axis=-2), None)],
     "layernorm": [
         M("no_gamma_in_dx", "gamma dropped from dx (g = dy, not dy * gamma): right only when gamma == 1",
-          {"layernorm_backward": lambda dy, c: _ln(dy, c, gamma_in_dx=False)}, "only:dx"),
+          _with("layernorm_backward", _ln, gamma_in_dx=False), "only:dx"),
         M("no_mean_term", "the mean term -mean(g) missing from dx",
-          {"layernorm_backward": lambda dy, c: _ln(dy, c, mean_term=False)}, "axis:feature"),
+          _with("layernorm_backward", _ln, mean_term=False), "axis:feature"),
         M("no_variance_term", "the variance term -xhat * mean(g * xhat) missing from dx",
-          {"layernorm_backward": lambda dy, c: _ln(dy, c, var_term=False)}, "weights:xhat"),
+          _with("layernorm_backward", _ln, var_term=False), "weights:xhat"),
         M("dgamma_without_xhat", "dgamma as sum(dy), without the xhat factor",
-          {"layernorm_backward": lambda dy, c: _ln(dy, c, dgamma_sum_dy=True)}, "only:dgamma"),
+          _with("layernorm_backward", _ln, dgamma_sum_dy=True), "only:dgamma"),
         M("dbeta_mean", "dbeta as the mean over positions instead of the sum",
-          {"layernorm_backward": lambda dy, c: _ln(dy, c, dbeta_mean=True)}, "scale:1/M")],
+          _with("layernorm_backward", _ln, dbeta_mean=True), "scale:1/M")],
     "embedding": [
         M("assign_not_add", "dE[ids] = dy: an assignment instead of an add-scatter, a repeated id keeps one row",
-          {"embedding_backward": lambda dy, c: _embedding(dy, c, assign=True)}, "region:the rows of repeated ids"),
+          _with("embedding_backward", _embedding, assign=True), "region:the rows of repeated ids"),
         M("no_scale", "the forward's sqrt(d_model) scale forgotten in the backward",
-          {"embedding_backward": lambda dy, c: _embedding(dy, c, scaled=False)}, "scale:1/sqrt(d_model)"),
-        M("transposed", "dE returned as (d_model, V)", {"embedding_backward":
-          lambda dy, c: _embedding(dy, c, transpose=True)}, "transpose")],
+          _with("embedding_backward", _embedding, scaled=False), "scale:1/sqrt(d_model)"),
+        M("transposed", "dE returned as (d_model, V)",
+          _with("embedding_backward", _embedding, transpose=True), "transpose")],
     "positional": [
         M("sin_cos_swapped", "cos on the even columns and sin on the odd ones",
-          {"sinusoidal_table": lambda n, d, xp, dtype="float32": _table(n, d, xp, dtype, swap=True)}, None),
+          _with("sinusoidal_table", _table, swap=True), None),
         M("exponent_i", "10000^(i/d_model) instead of 10000^(2i/d_model)",
-          {"sinusoidal_table": lambda n, d, xp, dtype="float32": _table(n, d, xp, dtype, exponent=1)}, None),
+          _with("sinusoidal_table", _table, exponent=1), None),
         M("positions_from_1", "positions counted from 1 instead of 0",
-          {"sinusoidal_table": lambda n, d, xp, dtype="float32": _table(n, d, xp, dtype, start=1)}, None),
+          _with("sinusoidal_table", _table, start=1), None),
         M("always_float64", "the table returned in float64 whatever dtype is asked for",
           {"sinusoidal_table": _table_float64}, "dtype")],
     "attention": [
-        M("no_scale", "the 1/sqrt(d_k) missing from dQ and dK", {"attention_backward":
-          lambda d, c: _attention(d, c, scale_power=0)}, "scale:sqrt(d_k)"),
-        M("scale_twice", "the 1/sqrt(d_k) applied twice in dQ and dK", {"attention_backward":
-          lambda d, c: _attention(d, c, scale_power=2)}, "scale:1/sqrt(d_k)"),
-        M("no_softmax_backward", "the softmax skipped: dS = dP", {"attention_backward":
-          lambda d, c: _attention(d, c, skip_softmax=True)}, "only:dK,dQ"),
-        M("dK_untransposed", "dK = dS Q instead of dS^T Q", {"attention_backward":
-          lambda d, c: _attention(d, c, dK_untransposed=True)}, "only:dK")],
+        M("no_scale", "the 1/sqrt(d_k) missing from dQ and dK",
+          _with("attention_backward", _attention, scale_power=0), "scale:sqrt(d_k)"),
+        M("scale_twice", "the 1/sqrt(d_k) applied twice in dQ and dK",
+          _with("attention_backward", _attention, scale_power=2), "scale:1/sqrt(d_k)"),
+        M("no_softmax_backward", "the softmax skipped: dS = dP",
+          _with("attention_backward", _attention, skip_softmax=True), "only:dK,dQ"),
+        M("dK_untransposed", "dK = dS Q instead of dS^T Q",
+          _with("attention_backward", _attention, dK_untransposed=True), "only:dK")],
     "multihead": [
         M("dx_from_q_only", "self-attention's dx from the query path only (x also feeds K and V)",
           _mh(self_kw=dict(paths="q")), "only:dx"),
@@ -395,22 +374,22 @@ MISTAKES = {
         M("cross_dx_doubled", "cross-attention's dx counted twice", _mh(cross_kw=dict(dx_scale=2.0)), None)],
     "feedforward": [
         M("no_relu_backward", "the ReLU's mask skipped between the two linears",
-          {"feedforward_backward": lambda dy, c: _feedforward(dy, c, relu=False)}, "only:dW_1,db_1,dx"),
-        M("db_2_mean", "db_2 as a mean over positions", {"feedforward_backward":
-          lambda dy, c: _feedforward(dy, c, db_2_mean=True)}, "scale:1/M"),
-        M("W_1_transposed", "dW_1 returned transposed", {"feedforward_backward":
-          lambda dy, c: _feedforward(dy, c, transpose_W_1=True)}, "transpose")],
+          _with("feedforward_backward", _feedforward, relu=False), "only:dW_1,db_1,dx"),
+        M("db_2_mean", "db_2 as a mean over positions",
+          _with("feedforward_backward", _feedforward, db_2_mean=True), "scale:1/M"),
+        M("W_1_transposed", "dW_1 returned transposed",
+          _with("feedforward_backward", _feedforward, transpose_W_1=True), "transpose")],
     "cross_entropy": [
         M("pads_not_masked", "the pad targets get gradient (the loss ignores them, so must the gradient)",
-          {"cross_entropy_backward": lambda d, c: _cross_entropy(d, c, mask_pads=False)},
+          _with("cross_entropy_backward", _cross_entropy, mask_pads=False),
           "region:the pad targets"),
         M("divide_by_all", "divided by all positions N_all instead of the non-pad tokens N_valid",
-          {"cross_entropy_backward": lambda d, c: _cross_entropy(d, c, divide_by_all=True)},
+          _with("cross_entropy_backward", _cross_entropy, divide_by_all=True),
           "scale:N_valid/N_all"),
         M("no_smoothing", "p - onehot: label smoothing forgotten in the backward",
-          {"cross_entropy_backward": lambda d, c: _cross_entropy(d, c, smoothing=False)}, None),
-        M("forgot_dloss", "the upstream dloss not multiplied in", {"cross_entropy_backward":
-          lambda d, c: _cross_entropy(d, c, with_dloss=False)}, "zero")],
+          _with("cross_entropy_backward", _cross_entropy, smoothing=False), None),
+        M("forgot_dloss", "the upstream dloss not multiplied in",
+          _with("cross_entropy_backward", _cross_entropy, with_dloss=False), "zero")],
     "sublayer": [
         M("ds_without_dropout", "ds not passed back through the dropout", _sublayer(ds_without_dropout=True),
           "only:ds"),
@@ -432,8 +411,7 @@ MISTAKES = {
     "model": [
         M("tie_last_only", "the shared embedding's gradient from the output projection only (the tie's sum "
           "forgotten)", _model(tie="last"), None),
-        M("tie_source_only", "the shared embedding's gradient from the source embedding only", _model(tie="src"),
-          None),
+        M("tie_source_only", "the shared embedding's gradient from the source embedding only", _model(tie="src"), None),
         M("out_transposed", "the untied output projection's gradient transposed: H^T dlogits, (d_model, V)",
           _model(transpose_out=True), "transpose")],
 }

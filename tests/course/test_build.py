@@ -51,7 +51,8 @@ validated = _sibling("tests/course/test_platforms.py", "npformer_tests_platforms
 # One known mistake per exercise (mistakes.py): its name, the gradient it breaks, and the learner's
 # function, bound from the mistake's own source (the helpers it names are copied into the file).
 MISTAKE = {
-    "linear": ("dW_transposed", "dW", "linear_backward = _linear_dW_transposed"),
+    "linear": ("dW_transposed", "dW", "def linear_backward(dy, cache):\n"
+               "    return _linear(dy, cache, dW_transposed=True)"),
     "layernorm": ("no_gamma_in_dx", "dx", "def layernorm_backward(dy, cache):\n"
                   "    return _ln(dy, cache, gamma_in_dx=False)"),
     "attention": ("no_scale", "dQ", "def attention_backward(dout, cache):\n"
