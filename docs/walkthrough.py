@@ -95,7 +95,7 @@ def report(result):
     print(f"gradient check {result.name!r}: {verdict}, max relative error {result.max_rel_error:.1e} "
           f"(worst: {worst}){'; ' + '; '.join(result.problems) if result.problems else ''}")
     for finding in result.findings:
-        print("  " + str(finding).replace("\n", "\n  "))
+        print(finding.indented())
 
 
 # %% [markdown]

@@ -31,7 +31,7 @@ def cmd_gradcheck(args) -> int:
             for problem in r.problems:
                 print(f"  {r.name}: {problem}")
             for finding in r.findings:
-                print("  " + str(finding).replace("\n", "\n  "))
+                print(finding.indented())
     return 0 if passed else 1
 
 

@@ -77,7 +77,7 @@ class Report:
             lines.append(f"  [{stage}] {case}: {', '.join(parts)}")
         if self.findings:
             lines.append("findings:")
-            lines += ["  " + str(f).replace("\n", "\n  ") for f in self.findings]
+            lines += [f.indented() for f in self.findings]
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 

@@ -31,6 +31,7 @@ holds it, so that a test can apply it and see the error vanish.
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -56,6 +57,10 @@ class Finding:
     def __str__(self) -> str:
         err = "" if self.rel_error is None else f" (relative error {self.rel_error:.1e})"
         return f"{self.gradient} [{self.case}]: {self.where}{err}\n    {self.diagnosis}"
+
+    def indented(self, prefix: str = "  ") -> str:
+        """The finding as a block of a report: every line after ``prefix``."""
+        return textwrap.indent(str(self), prefix)
 
 
 def apply_fix(fix: tuple, G):
